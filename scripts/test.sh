@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs every check and test of the project: formatting, lints, unit, vector, property, engine,
+# CLI and crash tests. This is the README's test command and what CI runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --locked --all-targets -- -D warnings
+
+step "cargo test (all targets)"
+cargo test --locked --all-targets

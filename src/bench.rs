@@ -1,0 +1,262 @@
+//! `pointsledger bench`: ingest, signature and proof figures measured in one run.
+//!
+//! Throughput only means something beside a ceiling measured on the same cores in the same run,
+//! so the benchmark first measures raw Ed25519 verification (one core, all cores, batched on all
+//! cores), then durable ingest of purchase entries (one signature each) and redeem entries (two)
+//! through the real sequencer pipeline with signature checks on, then inclusion proof generation
+//! from a sled-backed tree. It ends with one `NAME VALUE UNIT` line per figure.
+
+use crate::clock::SystemClock;
+use crate::demo::progress_bar;
+use crate::dsse::{self, Envelope};
+use crate::ledger::{self, Ledger};
+use crate::merkle::{self, MemoryHashes};
+use crate::payload::ProgramRules;
+use crate::sequencer::{Sequencer, SequencerOptions};
+use crate::store::Store;
+use crate::{keys, ledger::DataDir};
+use anyhow::{bail, Context, Result};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use rand::Rng;
+use rayon::prelude::*;
+use serde_json::json;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Runs every measurement; `entries` per ingest run, a tree of `tree_size` for proofs.
+pub fn run(dir: &Path, entries: u64, tree_size: u64) -> Result<()> {
+    if entries == 0 || tree_size == 0 {
+        bail!("--entries and --tree-size must be positive");
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir)?;
+    let mut figures: Vec<(String, f64, &str)> = Vec::new();
+    let cores = rayon::current_num_threads();
+    eprintln!("bench: {cores} cores, {entries} entries per ingest run, tree of {tree_size}");
+
+    let (one, all, batched) = verify_ceiling(20_000);
+    figures.push(("verify_single_1core".into(), one, "sig/s"));
+    figures.push((format!("verify_single_{cores}core"), all, "sig/s"));
+    figures.push((format!("verify_batch_{cores}core"), batched, "sig/s"));
+
+    let (purchases, redeems) = ingest(&dir.join("ingest"), entries)?;
+    figures.push(("ingest_purchase".into(), purchases, "entries/s"));
+    figures.push((
+        "ingest_purchase_vs_batch_ceiling".into(),
+        100.0 * purchases / batched,
+        "%",
+    ));
+    figures.push(("ingest_redeem".into(), redeems, "entries/s"));
+    figures.push((
+        "ingest_redeem_vs_batch_ceiling".into(),
+        100.0 * 2.0 * redeems / batched,
+        "% (2 sigs/entry)",
+    ));
+
+    let (p50, p99) = inclusion_latency(&dir.join("tree"), tree_size)?;
+    figures.push((format!("inclusion_proof_p50_at_{tree_size}"), p50, "us"));
+    figures.push((format!("inclusion_proof_p99_at_{tree_size}"), p99, "us"));
+
+    for (name, value, unit) in figures {
+        println!("{name} {value:.1} {unit}");
+    }
+    Ok(())
+}
+
+fn signed_messages(n: usize) -> Vec<(Vec<u8>, Signature, VerifyingKey)> {
+    let key = keys::generate();
+    (0..n)
+        .map(|i| {
+            let msg = format!("message {i}").into_bytes();
+            let sig = key.sign(&msg);
+            (msg, sig, key.verifying_key())
+        })
+        .collect()
+}
+
+/// Raw Ed25519 verification: one core, all cores, batched (64 per batch) on all cores.
+fn verify_ceiling(n: usize) -> (f64, f64, f64) {
+    let items = signed_messages(n);
+    let rate = |f: &dyn Fn()| {
+        let t = Instant::now();
+        f();
+        n as f64 / t.elapsed().as_secs_f64()
+    };
+    let one = rate(&|| {
+        for (m, s, k) in &items {
+            let _ = k.verify_strict(m, s);
+        }
+    });
+    let all = rate(&|| {
+        items.par_iter().for_each(|(m, s, k)| {
+            let _ = k.verify_strict(m, s);
+        })
+    });
+    let batched = rate(&|| {
+        items.par_chunks(64).for_each(|c| {
+            let msgs: Vec<&[u8]> = c.iter().map(|(m, _, _)| m.as_slice()).collect();
+            let sigs: Vec<Signature> = c.iter().map(|(_, s, _)| *s).collect();
+            let keys: Vec<VerifyingKey> = c.iter().map(|(_, _, k)| *k).collect();
+            let _ = ed25519_dalek::verify_batch(&msgs, &sigs, &keys);
+        })
+    });
+    (one, all, batched)
+}
+
+fn rules() -> ProgramRules {
+    ProgramRules {
+        earn_bps: 1000,
+        point_value_milli: 1000,
+        max_redeem_bps: 5000,
+        validity_ms: 365 * crate::clock::DAY_MS,
+        pending_ms: 0,
+        referee_discount_bps: 0,
+        referee_discount_max: 0,
+        referrer_reward_points: 0,
+        referrer_reward_cap: 0,
+        max_points_per_order: 1_000_000,
+    }
+}
+
+fn env(kind: &str, v: serde_json::Value, signers: &[&SigningKey]) -> Result<Envelope> {
+    let mut e = dsse::sign(kind, serde_json::to_vec(&v)?, signers[0])?;
+    for k in &signers[1..] {
+        e.add_signature(k)?;
+    }
+    Ok(e)
+}
+
+/// Pushes `envelopes` through the sequencer from 8 concurrent producers; returns entries/s.
+fn pump(ledger: Ledger, envelopes: Vec<Envelope>, label: &'static str) -> Result<(Ledger, f64)> {
+    let n = envelopes.len();
+    let (seq, handle) = Sequencer::spawn(ledger, SequencerOptions::default());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let bar = progress_bar(n as u64, label);
+    let start = Instant::now();
+    let refused = runtime.block_on(async {
+        let mut tasks = Vec::new();
+        let per = n.div_ceil(8);
+        let mut it = envelopes.into_iter();
+        for _ in 0..8 {
+            let mine: Vec<Envelope> = it.by_ref().take(per).collect();
+            let h = handle.clone();
+            let bar = bar.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut refused = 0usize;
+                for chunk in mine.chunks(256) {
+                    let results = h.submit_many(chunk.to_vec()).await.unwrap_or_default();
+                    refused += results.iter().filter(|r| r.is_err()).count();
+                    bar.inc(chunk.len() as u64);
+                }
+                refused
+            }));
+        }
+        let mut refused = 0;
+        for t in tasks {
+            refused += t.await.unwrap_or(usize::MAX / 16);
+        }
+        refused
+    });
+    let elapsed = start.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    drop(handle);
+    let ledger = seq.join()?;
+    if refused > 0 {
+        bail!("{refused} benchmark entries were refused");
+    }
+    Ok((ledger, n as f64 / elapsed))
+}
+
+/// Durable ingest of `n` purchases, then `n` redeems, through the sequencer.
+fn ingest(dir: &Path, n: u64) -> Result<(f64, f64)> {
+    ledger::init(dir, "bench.pointsledger.local")?;
+    let mut ledger = Ledger::open(dir, Arc::new(SystemClock))?;
+    let operator = keys::read_key_file(&DataDir(dir.to_owned()).operator_key())?;
+    let merchant = keys::generate();
+    let mid = keys::public_id(&merchant.verifying_key());
+    let register = env(
+        "merchant.register",
+        json!({"operator": ledger.config().log.operator, "merchant": mid, "name": "Bench",
+               "rules": rules(), "nonce": "r"}),
+        &[&operator],
+    )?;
+    ledger.submit(vec![register]).remove(0)?;
+    let consumers: Vec<SigningKey> = (0..1000).map(|_| keys::generate()).collect();
+    let cid = |i: u64| keys::public_id(&consumers[(i % 1000) as usize].verifying_key());
+    eprintln!("bench: signing {n} purchases");
+    let purchases: Vec<Envelope> = (0..n)
+        .into_par_iter()
+        .map(|i| {
+            env(
+                "purchase",
+                json!({"merchant": mid, "consumer": cid(i), "order_id": format!("p{i}"),
+                       "amount": 10_000, "nonce": format!("p{i}")}),
+                &[&merchant],
+            )
+        })
+        .collect::<Result<_>>()?;
+    let (ledger, purchase_rate) = pump(ledger, purchases, "ingest purchases")?;
+    eprintln!("bench: signing {n} redeems");
+    let redeems: Vec<Envelope> = (0..n)
+        .into_par_iter()
+        .map(|i| {
+            let consumer = &consumers[(i % 1000) as usize];
+            env(
+                "redeem",
+                json!({"consumer": cid(i), "merchant": mid, "order_id": format!("r{i}"),
+                       "order_amount": 10_000, "points": 1, "nonce": format!("r{i}")}),
+                &[consumer, &merchant],
+            )
+        })
+        .collect::<Result<_>>()?;
+    let (_, redeem_rate) = pump(ledger, redeems, "ingest redeems")?;
+    Ok((purchase_rate, redeem_rate))
+}
+
+/// Builds a tree of `size` leaves in sled, then times 10,000 inclusion proofs.
+fn inclusion_latency(dir: &Path, size: u64) -> Result<(f64, f64)> {
+    let store = Store::open(dir)?;
+    let bar = progress_bar(size, "building tree");
+    let mut mem = MemoryHashes::default();
+    let mut written = 0usize;
+    for i in 0..size {
+        mem.append(&merkle::leaf_hash(&i.to_be_bytes()))?;
+        if i % 65_536 == 65_535 || i + 1 == size {
+            let all = mem.stored();
+            let batch: Vec<_> = all[written..]
+                .iter()
+                .enumerate()
+                .map(|(k, h)| ((written + k) as u64, *h))
+                .collect();
+            written = all.len();
+            store.put_hashes(&batch, i + 1)?;
+            bar.set_position(i + 1);
+        }
+    }
+    store.flush()?;
+    bar.finish_and_clear();
+    let root = merkle::root(size, &store)?;
+    let mut rng = rand::thread_rng();
+    let mut times = Vec::with_capacity(10_000);
+    for _ in 0..10_000 {
+        let index = rng.gen_range(0..size);
+        let t = Instant::now();
+        let proof = merkle::prove_inclusion(size, index, &store)?;
+        times.push(t.elapsed().as_secs_f64() * 1e6);
+        merkle::verify_inclusion(
+            index,
+            size,
+            &merkle::leaf_hash(&index.to_be_bytes()),
+            &proof,
+            &root,
+        )?;
+    }
+    times.sort_by(f64::total_cmp);
+    Ok((times[times.len() / 2], times[times.len() * 99 / 100]))
+}

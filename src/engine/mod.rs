@@ -1,0 +1,889 @@
+//! The points engine: validates one request against the current state and computes its effects.
+//!
+//! [`apply`] is a pure function of (state, payload, signers, leaf timestamp, leaf index): it reads
+//! state through [`StateView`], changes only local copies, and returns the [`Effects`] written into
+//! the leaf together with the [`Writes`] the store commits. A refused request returns an error and
+//! leaves nothing behind, because nothing was written. Replaying the log through `apply` from an
+//! empty state reproduces every effect, which is how `rebuild` and auditors check the ledger.
+//!
+//! All arithmetic is on integers, checked or widened to u128; every division rounds down. Rules
+//! are listed in docs/PROTOCOL.md and each is tested in `tests/engine.rs`.
+
+pub mod state;
+
+use crate::evm;
+use crate::payload::{
+    LinkEvm, MerchantProgram, Payload, PayloadError, Purchase, Redeem, ReferralAccept, Refund,
+    MAX_SAFE_INT,
+};
+use serde::{Deserialize, Serialize};
+use state::{
+    Account, Draw, Lot, LotSource, Merchant, Order, PurchaseRecord, RedemptionRecord, RewardRecord,
+};
+use std::collections::BTreeMap;
+
+/// How many referees one referrer may bring (anti-abuse cap, protocol-wide).
+pub const MAX_REFEREES_PER_REFERRER: u64 = 100;
+
+/// What the engine needs to know about the log itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogConfig {
+    /// The log's origin line (also bound into EVM link messages).
+    pub origin: String,
+    /// The operator key id, the only signer of merchant programs.
+    pub operator: String,
+}
+
+/// Read access to derived state; the store implements it over sled plus the open group.
+pub trait StateView {
+    /// An account, if it has ever been touched.
+    fn account(&self, id: &str) -> Result<Option<Account>, EngineError>;
+    /// A registered merchant.
+    fn merchant(&self, id: &str) -> Result<Option<Merchant>, EngineError>;
+    /// What has been recorded against an order.
+    fn order(&self, merchant: &str, order_id: &str) -> Result<Option<Order>, EngineError>;
+    /// Whether `signer` already used `nonce`.
+    fn nonce_used(&self, signer: &str, nonce: &str) -> Result<bool, EngineError>;
+    /// The consumer an EVM address is linked to.
+    fn evm_owner(&self, address: &str) -> Result<Option<String>, EngineError>;
+}
+
+/// The state changes of one accepted entry, to be committed with its leaf.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Writes {
+    /// Accounts after the entry.
+    pub accounts: BTreeMap<String, Account>,
+    /// Merchants registered or updated.
+    pub merchants: BTreeMap<String, Merchant>,
+    /// Orders after the entry, keyed by (merchant, order id).
+    pub orders: BTreeMap<(String, String), Order>,
+    /// (signer, nonce) pairs now used.
+    pub nonces: Vec<(String, String)>,
+    /// EVM address bindings: address → consumer, or `None` to release an address.
+    pub evm: BTreeMap<String, Option<String>>,
+}
+
+/// Why an account's points moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// Points earned by a purchase (a new lot).
+    Earn,
+    /// A referrer's reward for a referee's first purchase (a new lot).
+    ReferralReward,
+    /// Points spent on a redemption.
+    Redeem,
+    /// Earned points reversed by a refund.
+    RefundReversal,
+    /// Redeemed points given back by a refund.
+    RedeemReturn,
+    /// A referrer's reward taken back by a refund of the referee's purchase.
+    ReferralClawback,
+    /// A lot's remainder expired.
+    Expire,
+    /// A reversal or clawback that no lot could cover, owed by the account.
+    Debt,
+    /// Debt paid from a lot (two changes: the lot's debit and the debt's credit).
+    DebtSettled,
+}
+
+/// One account's change in one entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    /// The account's key id.
+    pub account: String,
+    /// Change in the account's total (Σ lots − debt).
+    pub delta: i64,
+    /// Why.
+    pub reason: Reason,
+    /// The lot touched; absent for debt changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lot: Option<String>,
+    /// For a new lot: when it becomes spendable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub available_at: Option<u64>,
+    /// For a new lot: when it expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+}
+
+/// A discount granted on an order, in minor units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Discount {
+    /// What paid for it.
+    pub source: DiscountSource,
+    /// Value in minor units.
+    pub value: u64,
+}
+
+/// What a discount was paid with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DiscountSource {
+    /// The referee discount on a referred consumer's first purchase.
+    Referee,
+    /// Points redeemed.
+    Points,
+}
+
+/// What an entry did, as written in its leaf; an auditor recomputes and compares it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Effects {
+    /// Point movements, in the order they happened.
+    pub changes: Vec<Change>,
+    /// The discount granted, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discount: Option<Discount>,
+}
+
+/// How a refused request is classified (the service maps classes to HTTP statuses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The request itself is malformed (400).
+    Malformed,
+    /// Signed by the wrong keys for its kind (403).
+    Forbidden,
+    /// Reuses a nonce, order or identity with other content (409).
+    Conflict,
+    /// Well formed and signed, but a ledger rule refuses it (422).
+    Rule,
+    /// The store could not be read or written (503).
+    Unavailable,
+}
+
+/// Why the engine refused a request. Nothing has changed when one of these is returned.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum EngineError {
+    /// The payload failed to parse or check.
+    #[error(transparent)]
+    Payload(#[from] PayloadError),
+    /// The envelope's signers are not exactly the roles the kind requires.
+    #[error("{kind} must be signed by exactly {required:?}; signed by {actual:?}")]
+    WrongSigners {
+        /// The payload kind.
+        kind: &'static str,
+        /// The key ids that must sign.
+        required: Vec<String>,
+        /// The key ids that did sign.
+        actual: Vec<String>,
+    },
+    /// A merchant program signed by a key that is not the log's operator key.
+    #[error("merchant programs must be signed by the operator key {0}")]
+    NotOperator(String),
+    /// The signer already used this nonce for another request.
+    #[error("nonce {nonce:?} already used by signer {signer}")]
+    NonceReused {
+        /// The signer.
+        signer: String,
+        /// The nonce.
+        nonce: String,
+    },
+    /// The order already has an entry of this kind with other content.
+    #[error("order {order_id:?} of merchant {merchant} already has a {kind}")]
+    OrderExists {
+        /// The merchant.
+        merchant: String,
+        /// The order.
+        order_id: String,
+        /// The kind already recorded.
+        kind: &'static str,
+    },
+    /// `merchant.register` for a merchant that exists.
+    #[error("merchant {0} is already registered (use merchant.update)")]
+    MerchantExists(String),
+    /// The EVM address is linked to another consumer.
+    #[error("EVM address {0} is already linked to another consumer")]
+    AddressLinked(String),
+    /// The request's `expires_at` has passed.
+    #[error("request expired at {expires_at} (sequenced at {now})")]
+    Expired {
+        /// The payload's expiry.
+        expires_at: u64,
+        /// The leaf timestamp.
+        now: u64,
+    },
+    /// The merchant is not registered.
+    #[error("unknown merchant {0}")]
+    UnknownMerchant(String),
+    /// No purchase was recorded for the order.
+    #[error("no purchase recorded for order {order_id:?} of merchant {merchant}")]
+    UnknownOrder {
+        /// The merchant.
+        merchant: String,
+        /// The order.
+        order_id: String,
+    },
+    /// A redemption asks for more points than are available.
+    #[error("insufficient points: {available} available, {requested} requested")]
+    InsufficientPoints {
+        /// Spendable points after settling debt.
+        available: u64,
+        /// Points asked for.
+        requested: u64,
+    },
+    /// The discount would exceed the merchant's cap on the share paid with points.
+    #[error("a discount of {discount} exceeds the {max} payable in points on this order")]
+    RedeemShareExceeded {
+        /// The discount the points are worth.
+        discount: u64,
+        /// The largest discount allowed on this order.
+        max: u64,
+    },
+    /// The points are worth less than one minor unit.
+    #[error("{points} points are worth less than one minor unit here")]
+    DiscountZero {
+        /// Points asked for.
+        points: u64,
+    },
+    /// Redemption after the order's purchase was recorded.
+    #[error("redeem before the purchase: order {0:?} already has its purchase recorded")]
+    RedeemAfterPurchase(String),
+    /// Refunds would exceed the order's amount.
+    #[error("refund of {amount} exceeds what is left to refund on the order ({left})")]
+    RefundExceedsOrder {
+        /// The refund asked for.
+        amount: u64,
+        /// Amount not yet refunded.
+        left: u64,
+    },
+    /// A consumer named themselves as referrer.
+    #[error("a consumer cannot refer themselves")]
+    SelfReferral,
+    /// The referee already has a referrer.
+    #[error("this consumer already accepted a referrer")]
+    ReferrerAlreadyBound,
+    /// The referee already bought something.
+    #[error("a referral must be accepted before the consumer's first purchase")]
+    RefereeHasPurchases,
+    /// The referrer has never bought anything.
+    #[error("referrer {0} is not a customer yet (no purchase recorded)")]
+    ReferrerNotCustomer(String),
+    /// The referrer reached the per-referrer cap.
+    #[error("referrer has reached the cap of {MAX_REFEREES_PER_REFERRER} referees")]
+    ReferralCapReached,
+    /// The EIP-191 proof of an address link failed.
+    #[error(transparent)]
+    Evm(#[from] evm::EvmError),
+    /// An account would hold more than 2^53-1 points.
+    #[error("account {0} would exceed the largest balance (2^53-1 points)")]
+    BalanceOverflow(String),
+    /// The store failed underneath.
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+impl EngineError {
+    /// The error's class.
+    pub fn class(&self) -> ErrorClass {
+        use EngineError::*;
+        match self {
+            Payload(_) => ErrorClass::Malformed,
+            WrongSigners { .. } | NotOperator(_) => ErrorClass::Forbidden,
+            NonceReused { .. } | OrderExists { .. } | MerchantExists(_) | AddressLinked(_) => {
+                ErrorClass::Conflict
+            }
+            Storage(_) => ErrorClass::Unavailable,
+            _ => ErrorClass::Rule,
+        }
+    }
+
+    /// A stable machine-readable code, as the API returns it.
+    pub fn code(&self) -> &'static str {
+        use EngineError::*;
+        match self {
+            Payload(_) => "malformed_payload",
+            WrongSigners { .. } => "wrong_signers",
+            NotOperator(_) => "not_operator",
+            NonceReused { .. } => "nonce_reused",
+            OrderExists { .. } => "order_exists",
+            MerchantExists(_) => "merchant_exists",
+            AddressLinked(_) => "address_linked",
+            Expired { .. } => "request_expired",
+            UnknownMerchant(_) => "unknown_merchant",
+            UnknownOrder { .. } => "unknown_order",
+            InsufficientPoints { .. } => "insufficient_points",
+            RedeemShareExceeded { .. } => "redeem_share_exceeded",
+            DiscountZero { .. } => "discount_zero",
+            RedeemAfterPurchase(_) => "redeem_after_purchase",
+            RefundExceedsOrder { .. } => "refund_exceeds_order",
+            SelfReferral => "self_referral",
+            ReferrerAlreadyBound => "referrer_already_bound",
+            RefereeHasPurchases => "referee_has_purchases",
+            ReferrerNotCustomer(_) => "referrer_not_customer",
+            ReferralCapReached => "referral_cap_reached",
+            Evm(_) => "bad_evm_signature",
+            BalanceOverflow(_) => "balance_overflow",
+            Storage(_) => "storage_unavailable",
+        }
+    }
+}
+
+/// `a * b / c` rounded down, exact for all u64 inputs (c > 0); saturates at u64::MAX.
+pub fn mul_div(a: u64, b: u64, c: u64) -> u64 {
+    let q = u128::from(a) * u128::from(b) / u128::from(c.max(1));
+    u64::try_from(q).unwrap_or(u64::MAX)
+}
+
+/// Validates `payload` (signed by `signers`) against `view` at leaf time `now` as leaf `index`.
+pub fn apply(
+    view: &dyn StateView,
+    config: &LogConfig,
+    payload: &Payload,
+    signers: &[String],
+    now: u64,
+    index: u64,
+) -> Result<(Effects, Writes), EngineError> {
+    check_signers(payload, signers)?;
+    if let Some(expires_at) = payload.expires_at() {
+        if expires_at <= now {
+            return Err(EngineError::Expired { expires_at, now });
+        }
+    }
+    for signer in signers {
+        if view.nonce_used(signer, payload.nonce())? {
+            return Err(EngineError::NonceReused {
+                signer: signer.clone(),
+                nonce: payload.nonce().to_owned(),
+            });
+        }
+    }
+    let mut tx = Tx {
+        view,
+        now,
+        index,
+        effects: Effects::default(),
+        writes: Writes::default(),
+        lots_created: 0,
+    };
+    match payload {
+        Payload::MerchantRegister(p) => tx.merchant_program(config, p, true)?,
+        Payload::MerchantUpdate(p) => tx.merchant_program(config, p, false)?,
+        Payload::Purchase(p) => tx.purchase(p)?,
+        Payload::Redeem(p) => tx.redeem(p)?,
+        Payload::Refund(p) => tx.refund(p)?,
+        Payload::ReferralAccept(p) => tx.referral_accept(p)?,
+        Payload::LinkEvm(p) => tx.link_evm(config, p)?,
+    }
+    for signer in signers {
+        tx.writes
+            .nonces
+            .push((signer.clone(), payload.nonce().to_owned()));
+    }
+    Ok((tx.effects, tx.writes))
+}
+
+fn check_signers(payload: &Payload, signers: &[String]) -> Result<(), EngineError> {
+    let mut required: Vec<String> = payload
+        .required_signers()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    required.sort();
+    required.dedup();
+    let mut actual = signers.to_vec();
+    actual.sort();
+    if required != actual {
+        return Err(EngineError::WrongSigners {
+            kind: payload.kind(),
+            required,
+            actual,
+        });
+    }
+    Ok(())
+}
+
+/// One entry's working copy: reads go to the local copies first, then to the view.
+struct Tx<'a> {
+    view: &'a dyn StateView,
+    now: u64,
+    index: u64,
+    effects: Effects,
+    writes: Writes,
+    lots_created: u32,
+}
+
+impl Tx<'_> {
+    /// An account as this entry sees it, without changing it.
+    fn peek_account(&self, id: &str) -> Result<Account, EngineError> {
+        match self.writes.accounts.get(id) {
+            Some(a) => Ok(a.clone()),
+            None => Ok(self.view.account(id)?.unwrap_or_default()),
+        }
+    }
+
+    /// An account to change; expired lots are swept (and recorded) on first touch.
+    fn account_mut(&mut self, id: &str) -> Result<&mut Account, EngineError> {
+        if !self.writes.accounts.contains_key(id) {
+            let mut account = self.view.account(id)?.unwrap_or_default();
+            let now = self.now;
+            let (expired, kept): (Vec<Lot>, Vec<Lot>) = std::mem::take(&mut account.lots)
+                .into_iter()
+                .partition(|l| l.expires_at <= now);
+            account.lots = kept;
+            for lot in expired.into_iter().filter(|l| l.remaining > 0) {
+                self.effects.changes.push(change(
+                    id,
+                    -signed(lot.remaining),
+                    Reason::Expire,
+                    Some(&lot.id),
+                ));
+            }
+            self.writes.accounts.insert(id.to_owned(), account);
+        }
+        self.writes
+            .accounts
+            .get_mut(id)
+            .ok_or_else(|| EngineError::Storage("account vanished from the working copy".into()))
+    }
+
+    fn merchant(&self, id: &str) -> Result<Merchant, EngineError> {
+        if let Some(m) = self.writes.merchants.get(id) {
+            return Ok(m.clone());
+        }
+        self.view
+            .merchant(id)?
+            .ok_or_else(|| EngineError::UnknownMerchant(id.to_owned()))
+    }
+
+    fn order(&self, merchant: &str, order_id: &str) -> Result<Order, EngineError> {
+        Ok(self.view.order(merchant, order_id)?.unwrap_or_default())
+    }
+
+    fn put_order(&mut self, merchant: &str, order_id: &str, order: Order) {
+        self.writes
+            .orders
+            .insert((merchant.to_owned(), order_id.to_owned()), order);
+    }
+
+    /// Credits a new lot to `account`; returns its id.
+    #[allow(clippy::too_many_arguments)]
+    fn credit_lot(
+        &mut self,
+        account: &str,
+        merchant: &str,
+        order_id: &str,
+        source: LotSource,
+        points: u64,
+        pending_ms: u64,
+        validity_ms: u64,
+    ) -> Result<String, EngineError> {
+        let id = format!("{}.{}", self.index, self.lots_created);
+        self.lots_created += 1;
+        let available_at = self.now.saturating_add(pending_ms).min(MAX_SAFE_INT);
+        let expires_at = available_at.saturating_add(validity_ms).min(MAX_SAFE_INT);
+        let acc = self.account_mut(account)?;
+        if acc
+            .held()
+            .checked_add(points)
+            .is_none_or(|t| t > MAX_SAFE_INT)
+        {
+            return Err(EngineError::BalanceOverflow(account.to_owned()));
+        }
+        let lot = Lot {
+            id: id.clone(),
+            merchant: merchant.to_owned(),
+            source,
+            order_id: order_id.to_owned(),
+            points,
+            remaining: points,
+            available_at,
+            expires_at,
+        };
+        let at = acc
+            .lots
+            .partition_point(|l| (l.expires_at, lot_order(&l.id)) <= (expires_at, lot_order(&id)));
+        acc.lots.insert(at, lot);
+        let reason = match source {
+            LotSource::Purchase => Reason::Earn,
+            LotSource::ReferralReward => Reason::ReferralReward,
+        };
+        let mut c = change(account, signed(points), reason, Some(&id));
+        c.available_at = Some(available_at);
+        c.expires_at = Some(expires_at);
+        self.effects.changes.push(c);
+        Ok(id)
+    }
+
+    /// Takes up to `points` from lot `lot_id`, then the rest as debt; `reason` labels both.
+    fn take_back(
+        &mut self,
+        account: &str,
+        lot_id: &str,
+        points: u64,
+        reason: Reason,
+    ) -> Result<(), EngineError> {
+        if points == 0 {
+            return Ok(());
+        }
+        let acc = self.account_mut(account)?;
+        let from_lot = match acc.lots.iter_mut().find(|l| l.id == lot_id) {
+            Some(lot) => {
+                let t = lot.remaining.min(points);
+                lot.remaining -= t;
+                t
+            }
+            None => 0,
+        };
+        let owed = points - from_lot;
+        acc.debt += owed;
+        if from_lot > 0 {
+            self.effects
+                .changes
+                .push(change(account, -signed(from_lot), reason, Some(lot_id)));
+        }
+        if owed > 0 {
+            self.effects
+                .changes
+                .push(change(account, -signed(owed), Reason::Debt, None));
+        }
+        Ok(())
+    }
+
+    fn merchant_program(
+        &mut self,
+        config: &LogConfig,
+        p: &MerchantProgram,
+        register: bool,
+    ) -> Result<(), EngineError> {
+        if p.operator != config.operator {
+            return Err(EngineError::NotOperator(config.operator.clone()));
+        }
+        let existing = self.view.merchant(&p.merchant)?;
+        let registered_at_index = match (register, existing) {
+            (true, Some(_)) => return Err(EngineError::MerchantExists(p.merchant.clone())),
+            (true, None) => self.index,
+            (false, Some(m)) => m.registered_at_index,
+            (false, None) => return Err(EngineError::UnknownMerchant(p.merchant.clone())),
+        };
+        self.writes.merchants.insert(
+            p.merchant.clone(),
+            Merchant {
+                name: p.name.clone(),
+                rules: p.rules.clone(),
+                registered_at_index,
+            },
+        );
+        Ok(())
+    }
+
+    fn purchase(&mut self, p: &Purchase) -> Result<(), EngineError> {
+        let merchant = self.merchant(&p.merchant)?;
+        let rules = &merchant.rules;
+        let mut order = self.order(&p.merchant, &p.order_id)?;
+        if order.purchase.is_some() {
+            return Err(EngineError::OrderExists {
+                merchant: p.merchant.clone(),
+                order_id: p.order_id.clone(),
+                kind: "purchase",
+            });
+        }
+        let buyer = self.peek_account(&p.consumer)?;
+        // The referee discount and referrer reward apply to a referred consumer's first purchase.
+        let mut referee_discount = 0;
+        let mut reward = None;
+        if let (Some(referrer), 0) = (&buyer.referrer, buyer.purchases) {
+            referee_discount = mul_div(p.amount, rules.referee_discount_bps, 10_000)
+                .min(rules.referee_discount_max);
+            let rewarded = self
+                .peek_account(referrer)?
+                .rewards_by_merchant
+                .get(&p.merchant)
+                .copied()
+                .unwrap_or(0);
+            if rules.referrer_reward_points > 0 && rewarded < rules.referrer_reward_cap {
+                reward = Some(referrer.clone());
+            }
+        }
+        let points_discount = order.redemption.as_ref().map_or(0, |r| r.discount);
+        let paid = p
+            .amount
+            .saturating_sub(referee_discount)
+            .saturating_sub(points_discount);
+        let earned = mul_div(paid, rules.earn_bps, 10_000).min(rules.max_points_per_order);
+        let lot = if earned > 0 {
+            Some(self.credit_lot(
+                &p.consumer,
+                &p.merchant,
+                &p.order_id,
+                LotSource::Purchase,
+                earned,
+                rules.pending_ms,
+                rules.validity_ms,
+            )?)
+        } else {
+            self.account_mut(&p.consumer)?;
+            None
+        };
+        self.account_mut(&p.consumer)?.purchases += 1;
+        let reward = match reward {
+            Some(referrer) => {
+                let points = rules.referrer_reward_points;
+                let lot = self.credit_lot(
+                    &referrer,
+                    &p.merchant,
+                    &p.order_id,
+                    LotSource::ReferralReward,
+                    points,
+                    rules.pending_ms,
+                    rules.validity_ms,
+                )?;
+                *self
+                    .account_mut(&referrer)?
+                    .rewards_by_merchant
+                    .entry(p.merchant.clone())
+                    .or_insert(0) += 1;
+                Some(RewardRecord {
+                    referrer,
+                    lot,
+                    points,
+                    clawed: 0,
+                })
+            }
+            None => None,
+        };
+        if referee_discount > 0 {
+            self.effects.discount = Some(Discount {
+                source: DiscountSource::Referee,
+                value: referee_discount,
+            });
+        }
+        order.purchase = Some(PurchaseRecord {
+            index: self.index,
+            consumer: p.consumer.clone(),
+            amount: p.amount,
+            referee_discount,
+            earned,
+            lot,
+            reward,
+            refunded: 0,
+            reversed: 0,
+        });
+        self.put_order(&p.merchant, &p.order_id, order);
+        Ok(())
+    }
+
+    fn redeem(&mut self, p: &Redeem) -> Result<(), EngineError> {
+        let merchant = self.merchant(&p.merchant)?;
+        let rules = &merchant.rules;
+        let mut order = self.order(&p.merchant, &p.order_id)?;
+        if order.redemption.is_some() {
+            return Err(EngineError::OrderExists {
+                merchant: p.merchant.clone(),
+                order_id: p.order_id.clone(),
+                kind: "redeem",
+            });
+        }
+        if order.purchase.is_some() {
+            return Err(EngineError::RedeemAfterPurchase(p.order_id.clone()));
+        }
+        let discount = mul_div(p.points, rules.point_value_milli, 1000);
+        if discount == 0 {
+            return Err(EngineError::DiscountZero { points: p.points });
+        }
+        let max = mul_div(p.order_amount, rules.max_redeem_bps, 10_000);
+        if discount > max {
+            return Err(EngineError::RedeemShareExceeded { discount, max });
+        }
+        let now = self.now;
+        let consumer = p.consumer.clone();
+        let acc = self.account_mut(&consumer)?;
+        let spendable = |l: &Lot| l.available_at <= now && l.remaining > 0;
+        let available: u64 = acc
+            .lots
+            .iter()
+            .filter(|l| spendable(l))
+            .map(|l| l.remaining)
+            .sum();
+        if available.saturating_sub(acc.debt) < p.points {
+            return Err(EngineError::InsufficientPoints {
+                available: available.saturating_sub(acc.debt),
+                requested: p.points,
+            });
+        }
+        // Lots are kept in (expires_at, id) order: draw oldest-expiring first, debt before spend.
+        let mut debt = acc.debt;
+        let mut want = p.points;
+        let mut settled = Vec::new();
+        let mut drawn = Vec::new();
+        for lot in acc.lots.iter_mut().filter(|l| spendable(l)) {
+            let s = lot.remaining.min(debt);
+            if s > 0 {
+                lot.remaining -= s;
+                debt -= s;
+                settled.push((lot.id.clone(), s));
+            }
+            let t = lot.remaining.min(want);
+            if t > 0 {
+                lot.remaining -= t;
+                want -= t;
+                drawn.push(Draw {
+                    lot: lot.id.clone(),
+                    points: t,
+                    returned: 0,
+                });
+            }
+            if debt == 0 && want == 0 {
+                break;
+            }
+        }
+        acc.debt = debt;
+        for (lot, s) in settled {
+            self.effects.changes.push(change(
+                &consumer,
+                -signed(s),
+                Reason::DebtSettled,
+                Some(&lot),
+            ));
+            self.effects
+                .changes
+                .push(change(&consumer, signed(s), Reason::DebtSettled, None));
+        }
+        for d in &drawn {
+            self.effects.changes.push(change(
+                &consumer,
+                -signed(d.points),
+                Reason::Redeem,
+                Some(&d.lot),
+            ));
+        }
+        self.effects.discount = Some(Discount {
+            source: DiscountSource::Points,
+            value: discount,
+        });
+        order.redemption = Some(RedemptionRecord {
+            index: self.index,
+            consumer,
+            points: p.points,
+            discount,
+            drawn,
+            returned: 0,
+        });
+        self.put_order(&p.merchant, &p.order_id, order);
+        Ok(())
+    }
+
+    fn refund(&mut self, p: &Refund) -> Result<(), EngineError> {
+        self.merchant(&p.merchant)?;
+        let mut order = self.order(&p.merchant, &p.order_id)?;
+        let unknown = || EngineError::UnknownOrder {
+            merchant: p.merchant.clone(),
+            order_id: p.order_id.clone(),
+        };
+        let mut purchase = order.purchase.take().ok_or_else(unknown)?;
+        let left = purchase.amount - purchase.refunded;
+        if p.amount > left {
+            return Err(EngineError::RefundExceedsOrder {
+                amount: p.amount,
+                left,
+            });
+        }
+        purchase.refunded += p.amount;
+        // Cumulative pro rata: after refunds totalling R of amount A, exactly ⌊x·R/A⌋ of each
+        // quantity x has been reversed, so partial refunds never drift and a full refund is exact.
+        let (refunded, amount) = (purchase.refunded, purchase.amount);
+        let target = mul_div(purchase.earned, refunded, amount);
+        let reverse = target - purchase.reversed;
+        purchase.reversed = target;
+        if let Some(lot) = purchase.lot.clone() {
+            self.take_back(&purchase.consumer, &lot, reverse, Reason::RefundReversal)?;
+        }
+        if let Some(reward) = purchase.reward.as_mut() {
+            let target = mul_div(reward.points, refunded, amount);
+            let claw = target - reward.clawed;
+            reward.clawed = target;
+            let (referrer, lot) = (reward.referrer.clone(), reward.lot.clone());
+            self.take_back(&referrer, &lot, claw, Reason::ReferralClawback)?;
+        }
+        if let Some(red) = order.redemption.as_mut() {
+            let target = mul_div(red.points, refunded, amount);
+            let mut give = target - red.returned;
+            red.returned = target;
+            let consumer = red.consumer.clone();
+            // Give back to the lots drawn last first: they expire latest.
+            for draw in red.drawn.iter_mut().rev() {
+                let g = (draw.points - draw.returned).min(give);
+                if g == 0 {
+                    continue;
+                }
+                draw.returned += g;
+                give -= g;
+                let acc = self.account_mut(&consumer)?;
+                // A lot that has expired and been swept keeps its points expired.
+                if let Some(lot) = acc.lots.iter_mut().find(|l| l.id == draw.lot) {
+                    lot.remaining += g;
+                    self.effects.changes.push(change(
+                        &consumer,
+                        signed(g),
+                        Reason::RedeemReturn,
+                        Some(&draw.lot),
+                    ));
+                }
+            }
+        }
+        order.purchase = Some(purchase);
+        self.put_order(&p.merchant, &p.order_id, order);
+        Ok(())
+    }
+
+    fn referral_accept(&mut self, p: &ReferralAccept) -> Result<(), EngineError> {
+        if p.consumer == p.referrer {
+            return Err(EngineError::SelfReferral);
+        }
+        let referee = self.peek_account(&p.consumer)?;
+        if referee.referrer.is_some() {
+            return Err(EngineError::ReferrerAlreadyBound);
+        }
+        if referee.purchases > 0 {
+            return Err(EngineError::RefereeHasPurchases);
+        }
+        let referrer = self.peek_account(&p.referrer)?;
+        if referrer.purchases == 0 {
+            return Err(EngineError::ReferrerNotCustomer(p.referrer.clone()));
+        }
+        if referrer.referees >= MAX_REFEREES_PER_REFERRER {
+            return Err(EngineError::ReferralCapReached);
+        }
+        self.account_mut(&p.consumer)?.referrer = Some(p.referrer.clone());
+        self.account_mut(&p.referrer)?.referees += 1;
+        Ok(())
+    }
+
+    fn link_evm(&mut self, config: &LogConfig, p: &LinkEvm) -> Result<(), EngineError> {
+        let address = evm::normalize_address(&p.address)?;
+        let message = evm::link_message(&config.origin, &p.consumer, &address, &p.nonce);
+        evm::verify_link(&address, &message, &p.evm_signature)?;
+        if let Some(owner) = self.view.evm_owner(&address)? {
+            if owner != p.consumer {
+                return Err(EngineError::AddressLinked(address));
+            }
+        }
+        let acc = self.account_mut(&p.consumer)?;
+        let previous = acc.evm_address.replace(address.clone());
+        if let Some(old) = previous.filter(|old| *old != address) {
+            self.writes.evm.insert(old, None);
+        }
+        self.writes.evm.insert(address, Some(p.consumer.clone()));
+        Ok(())
+    }
+}
+
+/// Orders lot ids `"<index>.<ordinal>"` numerically, so ties on expiry break by creation order.
+fn lot_order(id: &str) -> (u64, u64) {
+    let (a, b) = id.split_once('.').unwrap_or((id, "0"));
+    (a.parse().unwrap_or(u64::MAX), b.parse().unwrap_or(u64::MAX))
+}
+
+fn signed(points: u64) -> i64 {
+    i64::try_from(points).unwrap_or(i64::MAX)
+}
+
+fn change(account: &str, delta: i64, reason: Reason, lot: Option<&str>) -> Change {
+    Change {
+        account: account.to_owned(),
+        delta,
+        reason,
+        lot: lot.map(str::to_owned),
+        available_at: None,
+        expires_at: None,
+    }
+}

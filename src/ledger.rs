@@ -1,0 +1,516 @@
+//! The ledger: a data directory holding keys and the store, and the one writer that appends.
+//!
+//! [`Ledger::submit`] is the whole write path in one call: verify every envelope's signatures
+//! (in parallel, batched), then sequence the valid ones one by one through the engine into one
+//! [`Group`], then commit the group with one batch and one flush. Receipts come back only after
+//! the flush, so an acknowledged entry is durable. The async sequencer
+//! ([`crate::sequencer`]) drives the same calls from a task.
+//!
+//! A data directory `DIR` holds `DIR/keys/log.key` (signs checkpoints), `DIR/keys/operator.key`
+//! (signs merchant programs) and `DIR/db` (the sled store).
+
+use crate::checkpoint::{self, Checkpoint, CheckpointError};
+use crate::clock::Clock;
+use crate::dsse::{DsseError, Envelope};
+use crate::engine::{self, Effects, EngineError, ErrorClass, LogConfig};
+use crate::keys::{self, KeyError};
+use crate::merkle::{self, Hash, HashSource, MerkleError};
+use crate::payload::Payload;
+use crate::store::{Group, Store, StoreError, StoredConfig};
+use ed25519_dalek::SigningKey;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Why the ledger refused an entry or an operation.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// The envelope is malformed or a signature does not verify.
+    #[error(transparent)]
+    Envelope(#[from] DsseError),
+    /// The engine refused the request.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A key file could not be read or written.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The Merkle tree could not be read.
+    #[error(transparent)]
+    Merkle(#[from] MerkleError),
+    /// A checkpoint could not be signed or verified.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// The directory holds no initialised ledger.
+    #[error("{0} holds no ledger: run `pointsledger init --data {0} --origin ORIGIN` first")]
+    NotInitialized(String),
+    /// `init` on a directory that already holds a ledger.
+    #[error("{0} already holds a ledger")]
+    AlreadyInitialized(String),
+    /// The start-up self-check failed: the stored tree does not match the last checkpoint.
+    #[error("self-check failed: {0}; refusing to start (restore the data directory from a backup, or run `pointsledger rebuild` if only derived state is damaged)")]
+    SelfCheck(String),
+    /// A request names a leaf, size or range that does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// A leaf in the store does not decode.
+    #[error("leaf {index} is corrupt: {reason}")]
+    CorruptLeaf {
+        /// The leaf index.
+        index: u64,
+        /// What failed.
+        reason: String,
+    },
+    /// Replaying the log computed other effects than a leaf records.
+    #[error("replay of leaf {index} computed other effects than recorded: expected {expected}, found {found}")]
+    ReplayMismatch {
+        /// The leaf index.
+        index: u64,
+        /// Effects recorded in the leaf.
+        expected: String,
+        /// Effects the replay computed (or the error it hit).
+        found: String,
+    },
+}
+
+impl LedgerError {
+    /// The error's class, for exit codes and HTTP statuses.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            LedgerError::Envelope(DsseError::BadSignature { .. }) => ErrorClass::Forbidden,
+            LedgerError::Envelope(_) => ErrorClass::Malformed,
+            LedgerError::Engine(e) => e.class(),
+            LedgerError::NotFound(_) => ErrorClass::Rule,
+            _ => ErrorClass::Unavailable,
+        }
+    }
+
+    /// A stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            LedgerError::Envelope(DsseError::BadSignature { .. }) => "bad_signature",
+            LedgerError::Envelope(_) => "malformed_envelope",
+            LedgerError::Engine(e) => e.code(),
+            LedgerError::NotFound(_) => "not_found",
+            _ => "unavailable",
+        }
+    }
+}
+
+/// The bytes the log stores for one entry; its hash is the Merkle leaf hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Leaf {
+    /// Position in the log.
+    pub index: u64,
+    /// Sequencing time, the only time the rules use.
+    pub timestamp_ms: u64,
+    /// The DSSE envelope as received (payload base64 verbatim).
+    pub envelope: serde_json::Value,
+    /// What the engine computed.
+    pub effects: Effects,
+}
+
+impl Leaf {
+    /// Decodes leaf bytes.
+    pub fn decode(index: u64, bytes: &[u8]) -> Result<Leaf, LedgerError> {
+        serde_json::from_slice(bytes).map_err(|e| LedgerError::CorruptLeaf {
+            index,
+            reason: e.to_string(),
+        })
+    }
+
+    /// The envelope, parsed again from the leaf.
+    pub fn envelope(&self) -> Result<Envelope, LedgerError> {
+        let bytes = serde_json::to_vec(&self.envelope).map_err(|e| LedgerError::CorruptLeaf {
+            index: self.index,
+            reason: e.to_string(),
+        })?;
+        Ok(crate::dsse::parse(&bytes)?)
+    }
+}
+
+/// What the writer returns for an accepted entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Receipt {
+    /// Position in the log.
+    pub index: u64,
+    /// Hex SHA-256(0x00 || leaf bytes).
+    pub leaf_hash: String,
+    /// Sequencing time.
+    pub timestamp_ms: u64,
+    /// What the entry did.
+    pub effects: Effects,
+}
+
+impl Receipt {
+    fn from_leaf(index: u64, bytes: &[u8]) -> Result<Receipt, LedgerError> {
+        let leaf = Leaf::decode(index, bytes)?;
+        Ok(Receipt {
+            index,
+            leaf_hash: hex::encode(merkle::leaf_hash(bytes)),
+            timestamp_ms: leaf.timestamp_ms,
+            effects: leaf.effects,
+        })
+    }
+}
+
+/// Paths inside a data directory.
+#[derive(Debug, Clone)]
+pub struct DataDir(pub PathBuf);
+
+impl DataDir {
+    /// The log key file.
+    pub fn log_key(&self) -> PathBuf {
+        self.0.join("keys").join("log.key")
+    }
+    /// The operator key file.
+    pub fn operator_key(&self) -> PathBuf {
+        self.0.join("keys").join("operator.key")
+    }
+    /// The sled database.
+    pub fn db(&self) -> PathBuf {
+        self.0.join("db")
+    }
+}
+
+/// Creates a new ledger in `dir`: log and operator keys (0600) and an empty store.
+pub fn init(dir: &Path, origin: &str) -> Result<StoredConfig, LedgerError> {
+    let data = DataDir(dir.to_owned());
+    if data.db().exists() || data.log_key().exists() {
+        return Err(LedgerError::AlreadyInitialized(dir.display().to_string()));
+    }
+    // Validate the origin as a checkpoint origin / note key name before writing anything.
+    let log_key = keys::generate();
+    checkpoint::parse_verifier_key(&checkpoint::verifier_key(origin, &log_key.verifying_key()))?;
+    let operator_key = keys::generate();
+    keys::write_key_file(&data.log_key(), &log_key)?;
+    keys::write_key_file(&data.operator_key(), &operator_key)?;
+    let config = StoredConfig {
+        log: LogConfig {
+            origin: origin.to_owned(),
+            operator: keys::public_id(&operator_key.verifying_key()),
+        },
+        log_key: keys::public_id(&log_key.verifying_key()),
+    };
+    let store = Store::open(&data.db())?;
+    store.put_config(&config)?;
+    Ok(config)
+}
+
+/// Opens the store of an initialised ledger for reading.
+pub fn open_store(dir: &Path) -> Result<(Store, StoredConfig), LedgerError> {
+    let data = DataDir(dir.to_owned());
+    if !data.db().exists() {
+        return Err(LedgerError::NotInitialized(dir.display().to_string()));
+    }
+    let store = Store::open(&data.db())?;
+    let config = store
+        .config()?
+        .ok_or_else(|| LedgerError::NotInitialized(dir.display().to_string()))?;
+    Ok((store, config))
+}
+
+/// The single writer of a ledger.
+pub struct Ledger {
+    /// The store; clones of it serve reads while the writer appends.
+    store: Store,
+    /// Origin, operator and log key ids.
+    config: StoredConfig,
+    /// Signs checkpoints.
+    log_key: SigningKey,
+    /// Where leaf timestamps come from.
+    clock: Arc<dyn Clock>,
+    /// The last leaf timestamp: leaf times never go backwards, even if the clock does.
+    last_ts: u64,
+    /// Leaves in the log.
+    size: u64,
+}
+
+impl Ledger {
+    /// Opens the ledger in `dir` and runs the start-up self-check.
+    pub fn open(dir: &Path, clock: Arc<dyn Clock>) -> Result<Ledger, LedgerError> {
+        let (store, config) = open_store(dir)?;
+        let log_key = keys::read_key_file(&DataDir(dir.to_owned()).log_key())?;
+        if keys::public_id(&log_key.verifying_key()) != config.log_key {
+            return Err(LedgerError::SelfCheck(
+                "keys/log.key is not the key this log was created with".into(),
+            ));
+        }
+        if store.rebuild_pending()? {
+            return Err(LedgerError::SelfCheck(
+                "a rebuild was interrupted; run `pointsledger rebuild` to finish it".into(),
+            ));
+        }
+        let size = store.size()?;
+        let last_ts = match size {
+            0 => 0,
+            n => {
+                let bytes = store
+                    .leaf(n - 1)?
+                    .ok_or_else(|| LedgerError::SelfCheck(format!("leaf {} is missing", n - 1)))?;
+                Leaf::decode(n - 1, &bytes)?.timestamp_ms
+            }
+        };
+        let ledger = Ledger {
+            store,
+            config,
+            log_key,
+            clock,
+            last_ts,
+            size,
+        };
+        ledger.self_check()?;
+        Ok(ledger)
+    }
+
+    /// The stored tree must reproduce the last checkpoint's root, and the checkpoint must carry
+    /// this log's valid signature.
+    fn self_check(&self) -> Result<(), LedgerError> {
+        let Some((cp_size, note)) = self.store.latest_checkpoint()? else {
+            return Ok(());
+        };
+        let cp = checkpoint::open_checkpoint(&note, &self.verifier_key())
+            .map_err(|e| LedgerError::SelfCheck(format!("checkpoint {cp_size}: {e}")))?;
+        if cp.size > self.size {
+            return Err(LedgerError::SelfCheck(format!(
+                "the last checkpoint covers {} entries but the store holds {}",
+                cp.size, self.size
+            )));
+        }
+        let root = merkle::root(cp.size, &self.store)
+            .map_err(|e| LedgerError::SelfCheck(format!("tree at size {}: {e}", cp.size)))?;
+        if root != cp.root {
+            return Err(LedgerError::SelfCheck(format!(
+                "the stored tree's root at size {} is {}, the checkpoint says {}",
+                cp.size,
+                hex::encode(root),
+                hex::encode(cp.root)
+            )));
+        }
+        Ok(())
+    }
+
+    /// A read handle on the store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The log's configuration.
+    pub fn config(&self) -> &StoredConfig {
+        &self.config
+    }
+
+    /// Leaves in the log.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The verifier key in the C2SP `name+keyid+base64` form.
+    pub fn verifier_key(&self) -> String {
+        checkpoint::verifier_key(&self.config.log.origin, &self.log_key.verifying_key())
+    }
+
+    /// Verifies, sequences and durably appends a batch of envelopes; one result per envelope,
+    /// in order. An envelope identical to one already in the log gets the original receipt.
+    pub fn submit(&mut self, envelopes: Vec<Envelope>) -> Vec<Result<Receipt, LedgerError>> {
+        let checks = crate::dsse::verify_all(&envelopes);
+        let verified = envelopes
+            .into_iter()
+            .zip(checks)
+            .map(|(env, check)| check.map(|()| env).map_err(LedgerError::from))
+            .collect();
+        self.sequence(verified)
+    }
+
+    /// Verifies and appends envelopes all-or-nothing: if any is refused, nothing is written and
+    /// the error names its position.
+    pub fn submit_atomic(
+        &mut self,
+        envelopes: Vec<Envelope>,
+    ) -> Result<Vec<Receipt>, (usize, LedgerError)> {
+        let checks = crate::dsse::verify_all(&envelopes);
+        if let Some((i, Err(e))) = checks.into_iter().enumerate().find(|(_, c)| c.is_err()) {
+            return Err((i, e.into()));
+        }
+        let store = self.store.clone();
+        let mut group = Group::new(&store, self.size);
+        let last_ts = self.last_ts;
+        let mut receipts = Vec::with_capacity(envelopes.len());
+        for (i, env) in envelopes.iter().enumerate() {
+            match self.sequence_one(&mut group, env) {
+                Ok(r) => receipts.push(r),
+                Err(e) => {
+                    self.last_ts = last_ts;
+                    return Err((i, e));
+                }
+            }
+        }
+        let new_size = group.size();
+        group.commit().map_err(|e| (0, e.into()))?;
+        self.size = new_size;
+        Ok(receipts)
+    }
+
+    /// Sequences envelopes whose signatures are already verified (errors pass through) and
+    /// commits them as one group.
+    pub fn sequence(
+        &mut self,
+        items: Vec<Result<Envelope, LedgerError>>,
+    ) -> Vec<Result<Receipt, LedgerError>> {
+        let store = self.store.clone();
+        let mut group = Group::new(&store, self.size);
+        let mut results: Vec<Result<Receipt, LedgerError>> = items
+            .into_iter()
+            .map(|item| item.and_then(|env| self.sequence_one(&mut group, &env)))
+            .collect();
+        let new_size = group.size();
+        if let Err(e) = group.commit() {
+            // Nothing of the group is durable: every receipt of it is withdrawn.
+            let msg = e.to_string();
+            for r in results.iter_mut() {
+                if matches!(r, Ok(rc) if rc.index >= self.size) {
+                    *r = Err(LedgerError::Store(StoreError::Corrupt {
+                        key: "group commit".into(),
+                        reason: msg.clone(),
+                    }));
+                }
+            }
+            return results;
+        }
+        self.size = new_size;
+        results
+    }
+
+    fn sequence_one(&mut self, group: &mut Group, env: &Envelope) -> Result<Receipt, LedgerError> {
+        let digest = env.digest();
+        if let Some(index) = group.entry_by_digest(&digest)? {
+            let bytes = group
+                .leaf(index)?
+                .ok_or_else(|| LedgerError::NotFound(format!("leaf {index} is missing")))?;
+            return Receipt::from_leaf(index, &bytes);
+        }
+        let payload = Payload::parse(env.kind(), env.payload()).map_err(EngineError::from)?;
+        let signers: Vec<String> = env.signers().map(str::to_owned).collect();
+        let now = self.clock.now_ms().max(self.last_ts);
+        let index = group.size();
+        let (effects, writes) =
+            engine::apply(&*group, &self.config.log, &payload, &signers, now, index)?;
+        let leaf = Leaf {
+            index,
+            timestamp_ms: now,
+            envelope: env.to_json(),
+            effects,
+        };
+        let bytes = serde_json::to_vec(&leaf).map_err(|e| LedgerError::CorruptLeaf {
+            index,
+            reason: e.to_string(),
+        })?;
+        let hash = merkle::leaf_hash(&bytes);
+        let hashes = merkle::hashes_to_store(index, &hash, &*group)?;
+        group.push(bytes, hashes, digest, writes);
+        self.last_ts = now;
+        Ok(Receipt {
+            index,
+            leaf_hash: hex::encode(hash),
+            timestamp_ms: now,
+            effects: leaf.effects,
+        })
+    }
+
+    /// Signs and stores a checkpoint if the tree grew since the last one; returns the new note.
+    pub fn checkpoint(&mut self) -> Result<Option<String>, LedgerError> {
+        let last = self.store.latest_checkpoint()?.map(|(s, _)| s);
+        if last == Some(self.size) || (last.is_none() && self.size == 0) {
+            return Ok(None);
+        }
+        let cp = Checkpoint {
+            origin: self.config.log.origin.clone(),
+            size: self.size,
+            root: merkle::root(self.size, &self.store)?,
+        };
+        let note = checkpoint::sign_checkpoint(&cp, &self.log_key)?;
+        self.store.put_checkpoint(self.size, &note)?;
+        Ok(Some(note))
+    }
+
+    /// Replays every leaf into fresh derived state, checking each leaf's effects and the tree.
+    ///
+    /// Returns the state digest before and after: equal digests show the state was reproduced
+    /// exactly. `progress` is called with the number of leaves replayed so far.
+    pub fn rebuild(&mut self, progress: &dyn Fn(u64)) -> Result<(Hash, Hash), LedgerError> {
+        let before = self.store.state_digest()?;
+        let total = self.size;
+        self.store.clear_derived()?;
+        let store = self.store.clone();
+        const CHUNK: u64 = 1024;
+        let mut next = 0;
+        while next < total {
+            let end = (next + CHUNK).min(total);
+            let mut group = Group::new(&store, next);
+            for (offset, bytes) in store.leaves(next, end)?.into_iter().enumerate() {
+                let index = next + offset as u64;
+                self.replay_one(&mut group, index, bytes)?;
+            }
+            group.commit()?;
+            next = end;
+            progress(next);
+        }
+        if let Some((size, note)) = store.latest_checkpoint()? {
+            let cp = checkpoint::open_checkpoint(&note, &self.verifier_key())?;
+            if merkle::root(size, &store)? != cp.root {
+                return Err(LedgerError::SelfCheck(format!(
+                    "tree root at size {size} differs from its checkpoint"
+                )));
+            }
+        }
+        store.finish_rebuild()?;
+        Ok((before, store.state_digest()?))
+    }
+
+    fn replay_one(&self, group: &mut Group, index: u64, bytes: Vec<u8>) -> Result<(), LedgerError> {
+        let leaf = Leaf::decode(index, &bytes)?;
+        if leaf.index != index {
+            return Err(LedgerError::CorruptLeaf {
+                index,
+                reason: format!("leaf says index {}", leaf.index),
+            });
+        }
+        let env = leaf.envelope()?;
+        env.verify()?;
+        let payload = Payload::parse(env.kind(), env.payload()).map_err(EngineError::from)?;
+        let signers: Vec<String> = env.signers().map(str::to_owned).collect();
+        let mismatch = |found: String| LedgerError::ReplayMismatch {
+            index,
+            expected: serde_json::to_string(&leaf.effects).unwrap_or_default(),
+            found,
+        };
+        let (effects, writes) = engine::apply(
+            &*group,
+            &self.config.log,
+            &payload,
+            &signers,
+            leaf.timestamp_ms,
+            index,
+        )
+        .map_err(|e| mismatch(format!("refusal: {e}")))?;
+        if effects != leaf.effects {
+            return Err(mismatch(
+                serde_json::to_string(&effects).unwrap_or_default(),
+            ));
+        }
+        let stored = self
+            .store
+            .read_hashes(&[merkle::stored_index_of_leaf(index)])?;
+        if stored.first() != Some(&merkle::leaf_hash(&bytes)) {
+            return Err(LedgerError::CorruptLeaf {
+                index,
+                reason: "leaf hash differs from the stored tree".into(),
+            });
+        }
+        group.push_replayed(env.digest(), writes);
+        Ok(())
+    }
+}

@@ -1,0 +1,38 @@
+//! pointsledger: a points-and-rewards ledger that anyone can verify.
+//!
+//! Consumers earn points when they buy from merchants, redeem them for discounts and earn rewards
+//! for referring friends. Every change is a DSSE-signed request appended to a log; the log is an
+//! RFC 6962 Merkle tree whose signed checkpoints (C2SP signed notes) let consumers, merchants and
+//! auditors check what happened without trusting the operator.
+//!
+//! A tour of the modules, in the order data flows through them:
+//!
+//! - [`keys`]: Ed25519 keys in 0600 files; public key ids; weak keys refused.
+//! - [`dsse`]: the signed request envelope: PAE, signing, strict parsing, batched verification.
+//! - [`payload`]: the payload kinds and their strict parsing (safe integers, no unknown fields).
+//! - [`engine`]: the points rules: lots, pending periods, expiry, redemption, refunds, referrals.
+//!   A pure function from (state, request, time) to effects.
+//! - [`evm`]: EIP-191 proofs that bind an EVM address to a consumer.
+//! - [`merkle`]: RFC 6962 hashes, proofs and verifiers over a persisted tree.
+//! - [`checkpoint`]: C2SP checkpoints, signed notes, verifier keys and tlog-proof receipts.
+//! - [`store`]: the sled layout; a group of entries commits as one batch and one flush.
+//! - [`ledger`]: the data directory and the single writer: verify, sequence, commit, checkpoint,
+//!   rebuild.
+//! - [`sequencer`]: the same write path as a pipeline of threads for concurrent producers.
+//! - [`clock`]: where leaf timestamps come from (injectable for tests).
+//! - [`demo`], [`bench`], [`cli`]: the seeded demo program, the benchmark and the command line.
+
+pub mod bench;
+pub mod checkpoint;
+pub mod cli;
+pub mod clock;
+pub mod demo;
+pub mod dsse;
+pub mod engine;
+pub mod evm;
+pub mod keys;
+pub mod ledger;
+pub mod merkle;
+pub mod payload;
+pub mod sequencer;
+pub mod store;

@@ -1,0 +1,495 @@
+//! The payload kinds a signed request can carry, parsed strictly.
+//!
+//! A payload is a JSON object inside a DSSE envelope whose `payloadType` names its kind
+//! (`application/vnd.pointsledger.<kind>+json`). Parsing here is the only place where untrusted
+//! JSON becomes typed data, so it is deliberately unforgiving: unknown or duplicate fields,
+//! integers above 2^53-1 (which a JavaScript client cannot read exactly), negative or fractional
+//! numbers, empty or oversized strings and malformed keys are all refused with an error that names
+//! the field. Every payload names its signers explicitly ([`Payload::required_signers`]) and
+//! carries a `nonce`, unique per signer, and an optional `expires_at`.
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+/// The largest integer a payload may carry: 2^53 - 1, exact in every JSON implementation.
+pub const MAX_SAFE_INT: u64 = (1 << 53) - 1;
+/// Longest accepted `nonce`, `order_id` or merchant `name`, in bytes.
+pub const MAX_TEXT: usize = 64;
+
+/// Why a payload was refused before any rule looked at it.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum PayloadError {
+    /// The `payloadType` names a kind this ledger does not know.
+    #[error("unknown payload kind {0:?}")]
+    UnknownKind(String),
+    /// The payload is not valid JSON of the kind's shape (includes unknown and duplicate fields).
+    #[error("malformed {kind} payload: {reason}")]
+    Malformed {
+        /// The payload kind.
+        kind: &'static str,
+        /// What the JSON parser or a field check found.
+        reason: String,
+    },
+    /// An integer is zero where it must be positive, or above 2^53-1.
+    #[error("field {field} is {value}: it must be between {min} and {max}")]
+    OutOfRange {
+        /// The field's name.
+        field: &'static str,
+        /// The value received.
+        value: u64,
+        /// The least value allowed.
+        min: u64,
+        /// The greatest value allowed.
+        max: u64,
+    },
+    /// A text field is empty, too long or uses characters outside its alphabet.
+    #[error("field {field} must be 1 to {MAX_TEXT} characters of [A-Za-z0-9._:-] (got {value:?})")]
+    BadText {
+        /// The field's name.
+        field: &'static str,
+        /// The start of the value received.
+        value: String,
+    },
+    /// A field that must hold a public key id is not 64 lowercase hex digits.
+    #[error("field {field} must be a public key id: 64 lowercase hex digits")]
+    BadKeyId {
+        /// The field's name.
+        field: &'static str,
+    },
+}
+
+/// The rules of a merchant's points program, set by the operator.
+///
+/// Rates are integers in basis points (1/10,000) or thousandths so that every computation is
+/// exact integer arithmetic; every division rounds down (see docs/PROTOCOL.md, "Rounding").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProgramRules {
+    /// Points earned per 10,000 minor units paid in money (500 = 5 points per 100 units).
+    pub earn_bps: u64,
+    /// Discount value of one point at redemption, in thousandths of a minor unit (1000 = 1 unit).
+    pub point_value_milli: u64,
+    /// Largest share of an order's amount that may be paid with points, in basis points.
+    pub max_redeem_bps: u64,
+    /// How long points stay spendable once available, in milliseconds.
+    pub validity_ms: u64,
+    /// How long new points stay pending (the refund window), in milliseconds.
+    pub pending_ms: u64,
+    /// Discount on a referred consumer's first purchase, in basis points of its amount.
+    pub referee_discount_bps: u64,
+    /// Cap on that discount, in minor units.
+    pub referee_discount_max: u64,
+    /// Points credited (pending) to the referrer when a referee makes a first purchase here.
+    pub referrer_reward_points: u64,
+    /// How many referees' first purchases here may reward one referrer.
+    pub referrer_reward_cap: u64,
+    /// Cap on the points one purchase can earn.
+    pub max_points_per_order: u64,
+}
+
+impl ProgramRules {
+    fn check(&self) -> Result<(), PayloadError> {
+        let bounded = [
+            ("earn_bps", self.earn_bps, 0, 1_000_000),
+            ("point_value_milli", self.point_value_milli, 1, 1_000_000),
+            ("max_redeem_bps", self.max_redeem_bps, 0, 10_000),
+            ("validity_ms", self.validity_ms, 1, MAX_SAFE_INT),
+            ("pending_ms", self.pending_ms, 0, MAX_SAFE_INT),
+            ("referee_discount_bps", self.referee_discount_bps, 0, 10_000),
+            (
+                "referee_discount_max",
+                self.referee_discount_max,
+                0,
+                MAX_SAFE_INT,
+            ),
+            (
+                "referrer_reward_points",
+                self.referrer_reward_points,
+                0,
+                MAX_SAFE_INT,
+            ),
+            (
+                "referrer_reward_cap",
+                self.referrer_reward_cap,
+                0,
+                MAX_SAFE_INT,
+            ),
+            (
+                "max_points_per_order",
+                self.max_points_per_order,
+                0,
+                MAX_SAFE_INT,
+            ),
+        ];
+        bounded
+            .into_iter()
+            .try_for_each(|(field, value, min, max)| range(field, value, min, max))
+    }
+}
+
+/// `merchant.register` and `merchant.update`: the operator sets a merchant's program.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MerchantProgram {
+    /// The operator key (signer).
+    pub operator: String,
+    /// The merchant's public key id.
+    pub merchant: String,
+    /// A display name.
+    pub name: String,
+    /// The program rules.
+    pub rules: ProgramRules,
+    /// Unique per signer.
+    pub nonce: String,
+    /// Refused if sequenced at or after this unix time in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+}
+
+/// `purchase`: a merchant records an order paid by a consumer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Purchase {
+    /// The merchant (signer).
+    pub merchant: String,
+    /// The consumer who bought.
+    pub consumer: String,
+    /// The merchant's order reference, unique per merchant.
+    pub order_id: String,
+    /// The order's price before discounts, in minor units.
+    pub amount: u64,
+    /// Unique per signer.
+    pub nonce: String,
+    /// Refused if sequenced at or after this unix time in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+}
+
+/// `redeem`: a consumer spends points on an order; both consumer and merchant sign.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Redeem {
+    /// The consumer (signer).
+    pub consumer: String,
+    /// The merchant (signer).
+    pub merchant: String,
+    /// The order the discount applies to; at most one redemption per order.
+    pub order_id: String,
+    /// The order's price, in minor units (bounds the share payable in points).
+    pub order_amount: u64,
+    /// Points to spend.
+    pub points: u64,
+    /// Unique per signer.
+    pub nonce: String,
+    /// Refused if sequenced at or after this unix time in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+}
+
+/// `refund`: a merchant refunds part or all of an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Refund {
+    /// The merchant (signer).
+    pub merchant: String,
+    /// The order being refunded.
+    pub order_id: String,
+    /// The part of the order's price refunded, in minor units.
+    pub amount: u64,
+    /// Unique per signer.
+    pub nonce: String,
+    /// Refused if sequenced at or after this unix time in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+}
+
+/// `referral.accept`: a new consumer names the customer who referred them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReferralAccept {
+    /// The referee (signer).
+    pub consumer: String,
+    /// The referrer.
+    pub referrer: String,
+    /// Unique per signer.
+    pub nonce: String,
+    /// Refused if sequenced at or after this unix time in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+}
+
+/// `account.link_evm`: a consumer binds an EVM wallet address, proven by an EIP-191 signature.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkEvm {
+    /// The consumer (signer).
+    pub consumer: String,
+    /// The EVM address, `0x` and 40 hex digits.
+    pub address: String,
+    /// EIP-191 signature by `address` over [`crate::evm::link_message`], `0x` and 130 hex digits.
+    pub evm_signature: String,
+    /// Unique per signer.
+    pub nonce: String,
+    /// Refused if sequenced at or after this unix time in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+}
+
+/// A parsed payload of any kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    /// `merchant.register`
+    MerchantRegister(MerchantProgram),
+    /// `merchant.update`
+    MerchantUpdate(MerchantProgram),
+    /// `purchase`
+    Purchase(Purchase),
+    /// `redeem`
+    Redeem(Redeem),
+    /// `refund`
+    Refund(Refund),
+    /// `referral.accept`
+    ReferralAccept(ReferralAccept),
+    /// `account.link_evm`
+    LinkEvm(LinkEvm),
+}
+
+/// Every kind, as written in `payloadType`.
+pub const KINDS: [&str; 7] = [
+    "merchant.register",
+    "merchant.update",
+    "purchase",
+    "redeem",
+    "refund",
+    "referral.accept",
+    "account.link_evm",
+];
+
+fn decode<T: DeserializeOwned>(kind: &'static str, bytes: &[u8]) -> Result<T, PayloadError> {
+    serde_json::from_slice(bytes).map_err(|e| PayloadError::Malformed {
+        kind,
+        reason: e.to_string(),
+    })
+}
+
+fn range(field: &'static str, value: u64, min: u64, max: u64) -> Result<(), PayloadError> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(PayloadError::OutOfRange {
+            field,
+            value,
+            min,
+            max,
+        })
+    }
+}
+
+fn text(field: &'static str, value: &str) -> Result<(), PayloadError> {
+    let ok = !value.is_empty()
+        && value.len() <= MAX_TEXT
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(PayloadError::BadText {
+            field,
+            value: value.chars().take(MAX_TEXT).collect(),
+        })
+    }
+}
+
+/// Checks the shape of a key id; the point itself is checked where a signature is verified.
+fn key_id(field: &'static str, value: &str) -> Result<(), PayloadError> {
+    let ok = value.len() == 64
+        && value
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if ok {
+        Ok(())
+    } else {
+        Err(PayloadError::BadKeyId { field })
+    }
+}
+
+fn expiry(expires_at: Option<u64>) -> Result<(), PayloadError> {
+    expires_at.map_or(Ok(()), |v| range("expires_at", v, 0, MAX_SAFE_INT))
+}
+
+impl Payload {
+    /// Parses and checks a payload of the given kind.
+    pub fn parse(kind: &str, bytes: &[u8]) -> Result<Payload, PayloadError> {
+        let payload = match kind {
+            "merchant.register" => Payload::MerchantRegister(decode("merchant.register", bytes)?),
+            "merchant.update" => Payload::MerchantUpdate(decode("merchant.update", bytes)?),
+            "purchase" => Payload::Purchase(decode("purchase", bytes)?),
+            "redeem" => Payload::Redeem(decode("redeem", bytes)?),
+            "refund" => Payload::Refund(decode("refund", bytes)?),
+            "referral.accept" => Payload::ReferralAccept(decode("referral.accept", bytes)?),
+            "account.link_evm" => Payload::LinkEvm(decode("account.link_evm", bytes)?),
+            other => return Err(PayloadError::UnknownKind(other.chars().take(64).collect())),
+        };
+        payload.check()?;
+        Ok(payload)
+    }
+
+    /// The kind, as written in `payloadType`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Payload::MerchantRegister(_) => "merchant.register",
+            Payload::MerchantUpdate(_) => "merchant.update",
+            Payload::Purchase(_) => "purchase",
+            Payload::Redeem(_) => "redeem",
+            Payload::Refund(_) => "refund",
+            Payload::ReferralAccept(_) => "referral.accept",
+            Payload::LinkEvm(_) => "account.link_evm",
+        }
+    }
+
+    fn check(&self) -> Result<(), PayloadError> {
+        text("nonce", self.nonce())?;
+        expiry(self.expires_at())?;
+        match self {
+            Payload::MerchantRegister(p) | Payload::MerchantUpdate(p) => {
+                key_id("operator", &p.operator)?;
+                key_id("merchant", &p.merchant)?;
+                let name_ok = !p.name.trim().is_empty()
+                    && p.name.len() <= MAX_TEXT
+                    && !p.name.chars().any(char::is_control);
+                if !name_ok {
+                    return Err(PayloadError::BadText {
+                        field: "name",
+                        value: p.name.chars().take(MAX_TEXT).collect(),
+                    });
+                }
+                p.rules.check()
+            }
+            Payload::Purchase(p) => {
+                key_id("merchant", &p.merchant)?;
+                key_id("consumer", &p.consumer)?;
+                text("order_id", &p.order_id)?;
+                range("amount", p.amount, 1, MAX_SAFE_INT)
+            }
+            Payload::Redeem(p) => {
+                key_id("consumer", &p.consumer)?;
+                key_id("merchant", &p.merchant)?;
+                text("order_id", &p.order_id)?;
+                range("order_amount", p.order_amount, 1, MAX_SAFE_INT)?;
+                range("points", p.points, 1, MAX_SAFE_INT)
+            }
+            Payload::Refund(p) => {
+                key_id("merchant", &p.merchant)?;
+                text("order_id", &p.order_id)?;
+                range("amount", p.amount, 1, MAX_SAFE_INT)
+            }
+            Payload::ReferralAccept(p) => {
+                key_id("consumer", &p.consumer)?;
+                key_id("referrer", &p.referrer)
+            }
+            Payload::LinkEvm(p) => key_id("consumer", &p.consumer),
+        }
+    }
+
+    /// The public key ids that must sign this payload, and nobody else.
+    pub fn required_signers(&self) -> Vec<&str> {
+        match self {
+            Payload::MerchantRegister(p) | Payload::MerchantUpdate(p) => vec![&p.operator],
+            Payload::Purchase(p) => vec![&p.merchant],
+            Payload::Redeem(p) => vec![&p.consumer, &p.merchant],
+            Payload::Refund(p) => vec![&p.merchant],
+            Payload::ReferralAccept(p) => vec![&p.consumer],
+            Payload::LinkEvm(p) => vec![&p.consumer],
+        }
+    }
+
+    /// The request's nonce.
+    pub fn nonce(&self) -> &str {
+        match self {
+            Payload::MerchantRegister(p) | Payload::MerchantUpdate(p) => &p.nonce,
+            Payload::Purchase(p) => &p.nonce,
+            Payload::Redeem(p) => &p.nonce,
+            Payload::Refund(p) => &p.nonce,
+            Payload::ReferralAccept(p) => &p.nonce,
+            Payload::LinkEvm(p) => &p.nonce,
+        }
+    }
+
+    /// The request's expiry, if any.
+    pub fn expires_at(&self) -> Option<u64> {
+        match self {
+            Payload::MerchantRegister(p) | Payload::MerchantUpdate(p) => p.expires_at,
+            Payload::Purchase(p) => p.expires_at,
+            Payload::Redeem(p) => p.expires_at,
+            Payload::Refund(p) => p.expires_at,
+            Payload::ReferralAccept(p) => p.expires_at,
+            Payload::LinkEvm(p) => p.expires_at,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const K1: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+    const K2: &str = "2222222222222222222222222222222222222222222222222222222222222222";
+
+    fn purchase(amount: &str) -> String {
+        format!(
+            r#"{{"merchant":"{K1}","consumer":"{K2}","order_id":"o-1","amount":{amount},"nonce":"n1"}}"#
+        )
+    }
+
+    #[test]
+    fn accepts_a_good_purchase_and_names_its_signer() {
+        let p = Payload::parse("purchase", purchase("2500").as_bytes()).expect("valid");
+        assert_eq!(p.required_signers(), vec![K1]);
+        assert_eq!(p.nonce(), "n1");
+    }
+
+    #[test]
+    fn refuses_bad_numbers() {
+        for bad in [
+            "0",
+            "-1",
+            "1.5",
+            "9007199254740992",
+            "18446744073709551616",
+            "\"5\"",
+        ] {
+            assert!(
+                Payload::parse("purchase", purchase(bad).as_bytes()).is_err(),
+                "amount {bad} accepted"
+            );
+        }
+        assert!(Payload::parse("purchase", purchase("9007199254740991").as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn refuses_unknown_and_duplicate_fields_and_bad_ids() {
+        let dup = format!(
+            r#"{{"merchant":"{K1}","consumer":"{K2}","order_id":"o","amount":1,"amount":2,"nonce":"n"}}"#
+        );
+        assert!(Payload::parse("purchase", dup.as_bytes()).is_err());
+        let extra = purchase("1").replace("\"nonce\"", "\"points\":5,\"nonce\"");
+        assert!(Payload::parse("purchase", extra.as_bytes()).is_err());
+        let upper = purchase("1").replace(K1, &K1.replace('1', "A"));
+        assert!(matches!(
+            Payload::parse("purchase", upper.as_bytes()),
+            Err(PayloadError::BadKeyId { field: "merchant" })
+        ));
+        let spaced = purchase("1").replace("o-1", "o 1");
+        assert!(matches!(
+            Payload::parse("purchase", spaced.as_bytes()),
+            Err(PayloadError::BadText {
+                field: "order_id",
+                ..
+            })
+        ));
+        assert!(matches!(
+            Payload::parse("mint", b"{}"),
+            Err(PayloadError::UnknownKind(_))
+        ));
+    }
+}

@@ -1,0 +1,178 @@
+//! The write pipeline as two threads: signature checks, then one sequencer with group commit.
+//!
+//! ```text
+//! submit() ──► verifier thread ──────────────► sequencer thread ──► reply after flush
+//!              drains what is queued (a group)   engine + leaves + tree, one sled batch,
+//!              verifies it in parallel, batched  one flush; cuts checkpoints each interval
+//! ```
+//!
+//! The two stages overlap: while the sequencer commits group k, the verifier checks group k+1.
+//! Producers wait on a oneshot reply that is sent only once the group holding their entry is
+//! durable. The sequencer is the only writer of the store; when every [`SequencerHandle`] is
+//! dropped, both threads drain, a final checkpoint is cut, and [`Sequencer::join`] hands the
+//! ledger back.
+
+use crate::dsse::{self, Envelope};
+use crate::ledger::{Ledger, LedgerError, Receipt};
+use std::sync::mpsc as std_mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+/// Tuning of the pipeline.
+#[derive(Debug, Clone, Copy)]
+pub struct SequencerOptions {
+    /// Most envelopes in one group (one batch, one flush).
+    pub max_group: usize,
+    /// How often a checkpoint is cut if the tree grew.
+    pub checkpoint_interval: Duration,
+}
+
+impl Default for SequencerOptions {
+    fn default() -> Self {
+        SequencerOptions {
+            max_group: 4096,
+            checkpoint_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+type Reply = oneshot::Sender<Vec<Result<Receipt, LedgerError>>>;
+
+struct Job {
+    envelopes: Vec<Envelope>,
+    reply: Reply,
+}
+
+struct Verified {
+    items: Vec<Result<Envelope, LedgerError>>,
+    replies: Vec<(usize, Reply)>,
+}
+
+/// A cloneable handle to submit envelopes.
+#[derive(Clone)]
+pub struct SequencerHandle {
+    tx: mpsc::Sender<Job>,
+}
+
+/// Why a submission got no result.
+#[derive(Debug, thiserror::Error)]
+#[error("the sequencer has stopped")]
+pub struct Stopped;
+
+impl SequencerHandle {
+    /// Submits one envelope and waits until it is durable (or refused).
+    pub async fn submit(
+        &self,
+        envelope: Envelope,
+    ) -> Result<Result<Receipt, LedgerError>, Stopped> {
+        let mut results = self.submit_many(vec![envelope]).await?;
+        results.pop().ok_or(Stopped)
+    }
+
+    /// Submits envelopes together; one result each, in order.
+    pub async fn submit_many(
+        &self,
+        envelopes: Vec<Envelope>,
+    ) -> Result<Vec<Result<Receipt, LedgerError>>, Stopped> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Job { envelopes, reply })
+            .await
+            .map_err(|_| Stopped)?;
+        rx.await.map_err(|_| Stopped)
+    }
+}
+
+/// The running pipeline.
+pub struct Sequencer {
+    verifier: JoinHandle<()>,
+    writer: JoinHandle<Result<Ledger, LedgerError>>,
+}
+
+impl Sequencer {
+    /// Starts both threads around `ledger`.
+    pub fn spawn(ledger: Ledger, options: SequencerOptions) -> (Sequencer, SequencerHandle) {
+        let (tx, rx) = mpsc::channel::<Job>(options.max_group.max(1));
+        let (vtx, vrx) = std_mpsc::sync_channel::<Verified>(2);
+        let verifier = std::thread::Builder::new()
+            .name("verifier".into())
+            .spawn(move || verify_loop(rx, vtx, options.max_group))
+            .expect("spawning the verifier thread");
+        let writer = std::thread::Builder::new()
+            .name("sequencer".into())
+            .spawn(move || write_loop(ledger, vrx, options.checkpoint_interval))
+            .expect("spawning the sequencer thread");
+        (Sequencer { verifier, writer }, SequencerHandle { tx })
+    }
+
+    /// Waits for both threads to finish (after every handle is dropped) and returns the ledger.
+    pub fn join(self) -> Result<Ledger, LedgerError> {
+        let _ = self.verifier.join();
+        self.writer.join().unwrap_or_else(|_| {
+            Err(LedgerError::NotFound(
+                "the sequencer thread panicked".into(),
+            ))
+        })
+    }
+}
+
+fn verify_loop(mut rx: mpsc::Receiver<Job>, out: std_mpsc::SyncSender<Verified>, max_group: usize) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut jobs = vec![first];
+        let mut count = jobs[0].envelopes.len();
+        while count < max_group {
+            match rx.try_recv() {
+                Ok(job) => {
+                    count += job.envelopes.len();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let mut envelopes = Vec::with_capacity(count);
+        let mut replies = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            replies.push((job.envelopes.len(), job.reply));
+            envelopes.extend(job.envelopes);
+        }
+        let checks = dsse::verify_all(&envelopes);
+        let items = envelopes
+            .into_iter()
+            .zip(checks)
+            .map(|(e, c)| c.map(|()| e).map_err(LedgerError::from))
+            .collect();
+        if out.send(Verified { items, replies }).is_err() {
+            return;
+        }
+    }
+}
+
+fn write_loop(
+    mut ledger: Ledger,
+    rx: std_mpsc::Receiver<Verified>,
+    interval: Duration,
+) -> Result<Ledger, LedgerError> {
+    let mut next_checkpoint = Instant::now() + interval;
+    loop {
+        let wait = next_checkpoint.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(wait) {
+            Ok(group) => {
+                let mut results = ledger.sequence(group.items).into_iter();
+                for (n, reply) in group.replies {
+                    let _ = reply.send(results.by_ref().take(n).collect());
+                }
+            }
+            Err(std_mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        if Instant::now() >= next_checkpoint {
+            if let Err(e) = ledger.checkpoint() {
+                tracing::error!(error = %e, "cutting a checkpoint failed");
+            }
+            next_checkpoint = Instant::now() + interval;
+        }
+    }
+    ledger.checkpoint()?;
+    Ok(ledger)
+}

@@ -1,0 +1,544 @@
+//! The sled database: one keyspace, one writer, readers that never block it.
+//!
+//! Everything lives in sled's default tree under one-byte prefixes, so that a whole group of
+//! entries (leaves, tree hashes, derived state, indexes) is written by **one atomic batch** and
+//! made durable by **one flush**: after a crash the store holds a prefix of the groups, never half
+//! of one.
+//!
+//! | prefix | key | value |
+//! |---|---|---|
+//! | `m` | meta name | meta value (log config, tree size) |
+//! | `L` | leaf index (u64 BE) | leaf bytes |
+//! | `H` | stored hash index (u64 BE) | 32-byte tree hash (the Go sumdb/tlog layout) |
+//! | `C` | tree size (u64 BE) | signed checkpoint note |
+//! | `A` | account id | account JSON (lots, debt, referral) |
+//! | `M` | merchant id | merchant JSON (program rules) |
+//! | `O` | merchant id `/` order id | order JSON (purchase, redemption, refunds) |
+//! | `N` | signer `/` nonce | leaf index |
+//! | `D` | SHA-256 of the envelope's PAE | leaf index (identical resubmissions) |
+//! | `X` | EVM address | consumer id |
+//! | `Y` | account id, leaf index (u64 BE) | empty: the account's history |
+//!
+//! [`Group`] is the write side: an overlay over the store that the engine reads through while a
+//! group is being sequenced, turned into a batch at commit.
+
+use crate::engine::state::{Account, Merchant, Order};
+use crate::engine::{EngineError, LogConfig, StateView, Writes};
+use crate::merkle::{Hash, HashSource, MerkleError};
+use serde::{de::DeserializeOwned, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled reported an I/O or corruption error.
+    #[error("database: {0}")]
+    Db(#[from] sled::Error),
+    /// A stored value does not decode: the database was damaged or written by something else.
+    #[error("corrupt value under key {key}: {reason}")]
+    Corrupt {
+        /// The key, printable.
+        key: String,
+        /// What failed.
+        reason: String,
+    },
+    /// A tree hash the log needs is missing.
+    #[error("tree hash {0} is missing")]
+    MissingHash(u64),
+}
+
+impl From<StoreError> for EngineError {
+    fn from(e: StoreError) -> Self {
+        EngineError::Storage(e.to_string())
+    }
+}
+
+impl From<StoreError> for MerkleError {
+    fn from(e: StoreError) -> Self {
+        MerkleError::Storage(e.to_string())
+    }
+}
+
+fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + parts.iter().map(|p| p.len() + 1).sum::<usize>());
+    k.push(prefix);
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            k.push(b'/');
+        }
+        k.extend_from_slice(p);
+    }
+    k
+}
+
+fn num_key(prefix: u8, n: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = prefix;
+    k[1..].copy_from_slice(&n.to_be_bytes());
+    k
+}
+
+fn history_key(account: &str, index: u64) -> Vec<u8> {
+    let mut k = key(b'Y', &[account.as_bytes()]);
+    k.push(b'/');
+    k.extend_from_slice(&index.to_be_bytes());
+    k
+}
+
+fn decode_u64(k: &[u8], v: &[u8]) -> Result<u64, StoreError> {
+    let bytes: [u8; 8] = v.try_into().map_err(|_| StoreError::Corrupt {
+        key: String::from_utf8_lossy(k).into_owned(),
+        reason: "expected 8 bytes".into(),
+    })?;
+    Ok(u64::from_be_bytes(bytes))
+}
+
+fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
+    // Serializing these plain structs cannot fail: no maps with non-string keys, no floats.
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+const META_CONFIG: &[u8] = b"mconfig";
+const META_SIZE: &[u8] = b"msize";
+const META_REBUILDING: &[u8] = b"mrebuilding";
+
+/// A handle on the database; cheap to clone, safe to read from any thread.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+}
+
+impl Store {
+    /// Opens (creating if missing) the database in `dir`.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::HighThroughput)
+            .flush_every_ms(None)
+            .open()?;
+        Ok(Store { db })
+    }
+
+    fn get_json<T: DeserializeOwned>(&self, k: &[u8]) -> Result<Option<T>, StoreError> {
+        match self.db.get(k)? {
+            None => Ok(None),
+            Some(v) => serde_json::from_slice(&v)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt {
+                    key: String::from_utf8_lossy(k).into_owned(),
+                    reason: e.to_string(),
+                }),
+        }
+    }
+
+    /// The log's configuration, once initialised.
+    pub fn config(&self) -> Result<Option<StoredConfig>, StoreError> {
+        self.get_json(META_CONFIG)
+    }
+
+    /// Writes the configuration of a new log (once, at init) and flushes.
+    pub fn put_config(&self, config: &StoredConfig) -> Result<(), StoreError> {
+        self.db.insert(META_CONFIG, to_json(config))?;
+        self.db.insert(META_SIZE, &0u64.to_be_bytes())?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Number of leaves in the log.
+    pub fn size(&self) -> Result<u64, StoreError> {
+        match self.db.get(META_SIZE)? {
+            None => Ok(0),
+            Some(v) => decode_u64(META_SIZE, &v),
+        }
+    }
+
+    /// The bytes of leaf `index`.
+    pub fn leaf(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get(num_key(b'L', index))?.map(|v| v.to_vec()))
+    }
+
+    /// Leaves `start..end` (end exclusive, clipped to the log's size).
+    pub fn leaves(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.db
+            .range(num_key(b'L', start)..num_key(b'L', end))
+            .values()
+            .map(|v| v.map(|v| v.to_vec()).map_err(StoreError::from))
+            .collect()
+    }
+
+    /// The signed checkpoint note for tree size `size`, if one was cut at that size.
+    pub fn checkpoint(&self, size: u64) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .db
+            .get(num_key(b'C', size))?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// The latest checkpoint: its tree size and signed note.
+    pub fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError> {
+        match self.db.scan_prefix([b'C']).next_back() {
+            None => Ok(None),
+            Some(kv) => {
+                let (k, v) = kv?;
+                let size = decode_u64(&k, &k[1..])?;
+                Ok(Some((size, String::from_utf8_lossy(&v).into_owned())))
+            }
+        }
+    }
+
+    /// Stores a checkpoint note and flushes it.
+    pub fn put_checkpoint(&self, size: u64, note: &str) -> Result<(), StoreError> {
+        self.db.insert(num_key(b'C', size), note.as_bytes())?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// The index of the entry whose envelope has this digest.
+    pub fn entry_by_digest(&self, digest: &[u8; 32]) -> Result<Option<u64>, StoreError> {
+        let k = key(b'D', &[digest]);
+        self.db.get(&k)?.map(|v| decode_u64(&k, &v)).transpose()
+    }
+
+    /// Leaf indexes that changed `account`, ascending, starting at `from`, at most `limit`.
+    pub fn history(&self, account: &str, from: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
+        let prefix = {
+            let mut p = key(b'Y', &[account.as_bytes()]);
+            p.push(b'/');
+            p
+        };
+        let start = history_key(account, from);
+        let mut out = Vec::new();
+        for kv in self.db.range(start..) {
+            let (k, _) = kv?;
+            if !k.starts_with(&prefix) || out.len() >= limit {
+                break;
+            }
+            out.push(decode_u64(&k, &k[prefix.len()..])?);
+        }
+        Ok(out)
+    }
+
+    /// All account ids, for audits and state comparisons.
+    pub fn account_ids(&self) -> Result<Vec<String>, StoreError> {
+        self.db
+            .scan_prefix([b'A'])
+            .keys()
+            .map(|k| Ok(String::from_utf8_lossy(&k?[1..]).into_owned()))
+            .collect()
+    }
+
+    /// SHA-256 over every derived-state key and value (prefixes A M O N D X Y), in key order.
+    ///
+    /// Two stores with equal digests hold identical derived state; `rebuild` uses it to show
+    /// that replaying the log reproduces the state exactly.
+    pub fn state_digest(&self) -> Result<Hash, StoreError> {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for prefix in DERIVED {
+            for kv in self.db.scan_prefix([prefix]) {
+                let (k, v) = kv?;
+                h.update((k.len() as u64).to_be_bytes());
+                h.update(&k);
+                h.update((v.len() as u64).to_be_bytes());
+                h.update(&v);
+            }
+        }
+        Ok(h.finalize().into())
+    }
+
+    /// Deletes all derived state (not leaves, hashes or checkpoints) and marks a rebuild as
+    /// under way, so that an interrupted rebuild is noticed at the next open.
+    pub fn clear_derived(&self) -> Result<(), StoreError> {
+        self.db.insert(META_REBUILDING, &[1u8])?;
+        self.db.flush()?;
+        for prefix in DERIVED {
+            let mut batch = sled::Batch::default();
+            for k in self.db.scan_prefix([prefix]).keys() {
+                batch.remove(k?);
+            }
+            self.db.apply_batch(batch)?;
+        }
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Marks a rebuild as finished.
+    pub fn finish_rebuild(&self) -> Result<(), StoreError> {
+        self.db.remove(META_REBUILDING)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Whether a rebuild was interrupted.
+    pub fn rebuild_pending(&self) -> Result<bool, StoreError> {
+        Ok(self.db.contains_key(META_REBUILDING)?)
+    }
+
+    /// Bytes the database occupies on disk.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.db.size_on_disk()?)
+    }
+
+    /// Makes everything written so far durable.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Writes raw tree hashes (used only by the benchmark to build a large tree quickly).
+    pub fn put_hashes(&self, hashes: &[(u64, Hash)], size: u64) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for (i, h) in hashes {
+            batch.insert(&num_key(b'H', *i), h);
+        }
+        batch.insert(META_SIZE, &size.to_be_bytes());
+        self.db.apply_batch(batch)?;
+        Ok(())
+    }
+}
+
+const DERIVED: [u8; 7] = [b'A', b'M', b'O', b'N', b'D', b'X', b'Y'];
+
+/// What `init` records about a log, kept in the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct StoredConfig {
+    /// The engine's view: origin and operator key.
+    #[serde(flatten)]
+    pub log: LogConfig,
+    /// The log key id (hex), which signs checkpoints.
+    pub log_key: String,
+}
+
+impl StateView for Store {
+    fn account(&self, id: &str) -> Result<Option<Account>, EngineError> {
+        Ok(self.get_json(&key(b'A', &[id.as_bytes()]))?)
+    }
+    fn merchant(&self, id: &str) -> Result<Option<Merchant>, EngineError> {
+        Ok(self.get_json(&key(b'M', &[id.as_bytes()]))?)
+    }
+    fn order(&self, merchant: &str, order_id: &str) -> Result<Option<Order>, EngineError> {
+        Ok(self.get_json(&key(b'O', &[merchant.as_bytes(), order_id.as_bytes()]))?)
+    }
+    fn nonce_used(&self, signer: &str, nonce: &str) -> Result<bool, EngineError> {
+        let k = key(b'N', &[signer.as_bytes(), nonce.as_bytes()]);
+        Ok(self.db.contains_key(k).map_err(StoreError::from)?)
+    }
+    fn evm_owner(&self, address: &str) -> Result<Option<String>, EngineError> {
+        let k = key(b'X', &[address.as_bytes()]);
+        Ok(self
+            .db
+            .get(k)
+            .map_err(StoreError::from)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+}
+
+impl HashSource for Store {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, MerkleError> {
+        indexes
+            .iter()
+            .map(|&i| {
+                let v = self
+                    .db
+                    .get(num_key(b'H', i))
+                    .map_err(StoreError::from)?
+                    .ok_or(StoreError::MissingHash(i))?;
+                let h: Hash = v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                    key: format!("H{i}"),
+                    reason: "expected 32 bytes".into(),
+                })?;
+                Ok(h)
+            })
+            .collect()
+    }
+}
+
+/// The open group: writes not yet committed, layered over the store.
+pub struct Group<'a> {
+    store: &'a Store,
+    size: u64,
+    accounts: HashMap<String, Account>,
+    merchants: HashMap<String, Merchant>,
+    orders: HashMap<(String, String), Order>,
+    nonces: HashSet<(String, String)>,
+    nonce_index: Vec<(String, String, u64)>,
+    digests: HashMap<[u8; 32], u64>,
+    evm: HashMap<String, Option<String>>,
+    hashes: HashMap<u64, Hash>,
+    leaves: Vec<(u64, Vec<u8>)>,
+    history: Vec<(String, u64)>,
+}
+
+impl<'a> Group<'a> {
+    /// Starts a group on top of `store`, whose log has `size` leaves.
+    pub fn new(store: &'a Store, size: u64) -> Self {
+        Group {
+            store,
+            size,
+            accounts: HashMap::new(),
+            merchants: HashMap::new(),
+            orders: HashMap::new(),
+            nonces: HashSet::new(),
+            nonce_index: Vec::new(),
+            digests: HashMap::new(),
+            evm: HashMap::new(),
+            hashes: HashMap::new(),
+            leaves: Vec::new(),
+            history: Vec::new(),
+        }
+    }
+
+    /// The log's size including this group's leaves.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Whether the group has anything to commit.
+    pub fn is_empty(&self) -> bool {
+        self.leaves.is_empty()
+    }
+
+    /// The entry index for an envelope digest, in this group or the store.
+    pub fn entry_by_digest(&self, digest: &[u8; 32]) -> Result<Option<u64>, StoreError> {
+        match self.digests.get(digest) {
+            Some(i) => Ok(Some(*i)),
+            None => self.store.entry_by_digest(digest),
+        }
+    }
+
+    /// Leaf bytes, from this group or the store.
+    pub fn leaf(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.leaves.iter().find(|(i, _)| *i == index) {
+            Some((_, l)) => Ok(Some(l.clone())),
+            None => self.store.leaf(index),
+        }
+    }
+
+    /// Adds one accepted entry: its leaf, the tree hashes to store, its digest and its writes.
+    pub fn push(
+        &mut self,
+        leaf: Vec<u8>,
+        hashes: Vec<(u64, Hash)>,
+        digest: [u8; 32],
+        writes: Writes,
+    ) {
+        let index = self.size;
+        self.size += 1;
+        self.leaves.push((index, leaf));
+        self.hashes.extend(hashes);
+        self.digests.insert(digest, index);
+        self.apply_writes(index, writes);
+    }
+
+    /// Adds the state changes of a leaf that is already in the log (used by `rebuild`).
+    pub fn push_replayed(&mut self, digest: [u8; 32], writes: Writes) {
+        let index = self.size;
+        self.size += 1;
+        self.digests.insert(digest, index);
+        self.apply_writes(index, writes);
+    }
+
+    fn apply_writes(&mut self, index: u64, writes: Writes) {
+        for (signer, nonce) in writes.nonces {
+            self.nonces.insert((signer.clone(), nonce.clone()));
+            self.nonce_index.push((signer, nonce, index));
+        }
+        for (id, account) in writes.accounts {
+            self.history.push((id.clone(), index));
+            self.accounts.insert(id, account);
+        }
+        self.merchants.extend(writes.merchants);
+        self.orders.extend(writes.orders);
+        self.evm.extend(writes.evm);
+    }
+
+    /// Turns the group into one sled batch, applies it and flushes: durable on return.
+    pub fn commit(self) -> Result<(), StoreError> {
+        let mut b = sled::Batch::default();
+        for (i, leaf) in self.leaves {
+            b.insert(&num_key(b'L', i), leaf);
+        }
+        for (i, h) in self.hashes {
+            b.insert(&num_key(b'H', i), &h);
+        }
+        for (id, a) in self.accounts {
+            b.insert(key(b'A', &[id.as_bytes()]), to_json(&a));
+        }
+        for (id, m) in self.merchants {
+            b.insert(key(b'M', &[id.as_bytes()]), to_json(&m));
+        }
+        for ((m, o), order) in self.orders {
+            b.insert(key(b'O', &[m.as_bytes(), o.as_bytes()]), to_json(&order));
+        }
+        for (s, n, i) in self.nonce_index {
+            b.insert(key(b'N', &[s.as_bytes(), n.as_bytes()]), &i.to_be_bytes());
+        }
+        for (d, i) in self.digests {
+            b.insert(key(b'D', &[&d]), &i.to_be_bytes());
+        }
+        for (addr, owner) in self.evm {
+            let k = key(b'X', &[addr.as_bytes()]);
+            match owner {
+                Some(c) => b.insert(k, c.as_bytes()),
+                None => b.remove(k),
+            }
+        }
+        for (a, i) in self.history {
+            b.insert(history_key(&a, i), &[]);
+        }
+        b.insert(META_SIZE, &self.size.to_be_bytes());
+        self.store.db.apply_batch(b)?;
+        self.store.db.flush()?;
+        Ok(())
+    }
+}
+
+impl StateView for Group<'_> {
+    fn account(&self, id: &str) -> Result<Option<Account>, EngineError> {
+        match self.accounts.get(id) {
+            Some(a) => Ok(Some(a.clone())),
+            None => self.store.account(id),
+        }
+    }
+    fn merchant(&self, id: &str) -> Result<Option<Merchant>, EngineError> {
+        match self.merchants.get(id) {
+            Some(m) => Ok(Some(m.clone())),
+            None => self.store.merchant(id),
+        }
+    }
+    fn order(&self, merchant: &str, order_id: &str) -> Result<Option<Order>, EngineError> {
+        match self.orders.get(&(merchant.to_owned(), order_id.to_owned())) {
+            Some(o) => Ok(Some(o.clone())),
+            None => self.store.order(merchant, order_id),
+        }
+    }
+    fn nonce_used(&self, signer: &str, nonce: &str) -> Result<bool, EngineError> {
+        if self.nonces.contains(&(signer.to_owned(), nonce.to_owned())) {
+            return Ok(true);
+        }
+        self.store.nonce_used(signer, nonce)
+    }
+    fn evm_owner(&self, address: &str) -> Result<Option<String>, EngineError> {
+        match self.evm.get(address) {
+            Some(owner) => Ok(owner.clone()),
+            None => self.store.evm_owner(address),
+        }
+    }
+}
+
+impl HashSource for Group<'_> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, MerkleError> {
+        indexes
+            .iter()
+            .map(|i| match self.hashes.get(i) {
+                Some(h) => Ok(*h),
+                None => self
+                    .store
+                    .read_hashes(&[*i])?
+                    .pop()
+                    .ok_or(MerkleError::Storage(format!("tree hash {i} is missing"))),
+            })
+            .collect()
+    }
+}

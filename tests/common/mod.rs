@@ -1,0 +1,161 @@
+//! Shared test fixtures: a ledger on a real sled directory with a manual clock, and helpers
+//! that sign requests as merchants, consumers and the operator.
+#![allow(dead_code)]
+
+use ed25519_dalek::SigningKey;
+use pointsledger::clock::{ManualClock, DAY_MS};
+use pointsledger::dsse::{self, Envelope};
+use pointsledger::engine::state::Account;
+use pointsledger::engine::StateView;
+use pointsledger::keys;
+use pointsledger::ledger::{self, DataDir, Leaf, Ledger, LedgerError, Receipt};
+use pointsledger::payload::ProgramRules;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+pub const T0: u64 = 1_700_000_000_000;
+
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub clock: ManualClock,
+    pub ledger: Ledger,
+    pub operator: SigningKey,
+    nonce: u64,
+}
+
+pub struct Party {
+    pub key: SigningKey,
+    pub id: String,
+}
+
+impl Party {
+    pub fn new() -> Party {
+        let key = keys::generate();
+        let id = keys::public_id(&key.verifying_key());
+        Party { key, id }
+    }
+}
+
+pub fn rules() -> ProgramRules {
+    ProgramRules {
+        earn_bps: 1000,
+        point_value_milli: 1000,
+        max_redeem_bps: 5000,
+        validity_ms: 365 * DAY_MS,
+        pending_ms: 14 * DAY_MS,
+        referee_discount_bps: 1000,
+        referee_discount_max: 500,
+        referrer_reward_points: 300,
+        referrer_reward_cap: 5,
+        max_points_per_order: 1_000_000,
+    }
+}
+
+pub fn sign(kind: &str, payload: &Value, signers: &[&SigningKey]) -> Envelope {
+    let mut env =
+        dsse::sign(kind, serde_json::to_vec(payload).expect("json"), signers[0]).expect("sign");
+    for k in &signers[1..] {
+        env.add_signature(k).expect("cosign");
+    }
+    env
+}
+
+impl Fixture {
+    pub fn new() -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        ledger::init(dir.path(), "test.pointsledger.local").expect("init");
+        let clock = ManualClock::new(T0);
+        let ledger = Ledger::open(dir.path(), Arc::new(clock.clone())).expect("open");
+        let operator =
+            keys::read_key_file(&DataDir(dir.path().to_owned()).operator_key()).expect("op key");
+        Fixture {
+            dir,
+            clock,
+            ledger,
+            operator,
+            nonce: 0,
+        }
+    }
+
+    pub fn nonce(&mut self) -> String {
+        self.nonce += 1;
+        format!("n{}", self.nonce)
+    }
+
+    pub fn submit(&mut self, env: Envelope) -> Result<Receipt, LedgerError> {
+        self.ledger.submit(vec![env]).remove(0)
+    }
+
+    pub fn register(&mut self, merchant: &Party, rules: &ProgramRules) -> Receipt {
+        let op = keys::public_id(&self.operator.verifying_key());
+        let p = json!({"operator": op, "merchant": merchant.id, "name": "Shop", "rules": rules, "nonce": self.nonce()});
+        let env = sign("merchant.register", &p, &[&self.operator.clone()]);
+        self.submit(env).expect("register")
+    }
+
+    pub fn purchase(
+        &mut self,
+        m: &Party,
+        c: &Party,
+        order: &str,
+        amount: u64,
+    ) -> Result<Receipt, LedgerError> {
+        let p = json!({"merchant": m.id, "consumer": c.id, "order_id": order, "amount": amount, "nonce": self.nonce()});
+        self.submit(sign("purchase", &p, &[&m.key]))
+    }
+
+    pub fn redeem(
+        &mut self,
+        c: &Party,
+        m: &Party,
+        order: &str,
+        order_amount: u64,
+        points: u64,
+    ) -> Result<Receipt, LedgerError> {
+        let p = json!({"consumer": c.id, "merchant": m.id, "order_id": order, "order_amount": order_amount, "points": points, "nonce": self.nonce()});
+        self.submit(sign("redeem", &p, &[&c.key, &m.key]))
+    }
+
+    pub fn refund(&mut self, m: &Party, order: &str, amount: u64) -> Result<Receipt, LedgerError> {
+        let p =
+            json!({"merchant": m.id, "order_id": order, "amount": amount, "nonce": self.nonce()});
+        self.submit(sign("refund", &p, &[&m.key]))
+    }
+
+    pub fn refer(&mut self, referee: &Party, referrer: &Party) -> Result<Receipt, LedgerError> {
+        let p = json!({"consumer": referee.id, "referrer": referrer.id, "nonce": self.nonce()});
+        self.submit(sign("referral.accept", &p, &[&referee.key]))
+    }
+
+    pub fn account(&self, p: &Party) -> Account {
+        self.ledger
+            .store()
+            .account(&p.id)
+            .expect("read")
+            .unwrap_or_default()
+    }
+
+    /// (tree size, root) — what must not change when a request is refused.
+    pub fn tree(&self) -> (u64, [u8; 32]) {
+        let size = self.ledger.size();
+        (
+            size,
+            pointsledger::merkle::root(size, self.ledger.store()).expect("root"),
+        )
+    }
+
+    /// Σ of every effect delta recorded for `account` across the whole log.
+    pub fn effects_sum(&self, account: &str) -> i64 {
+        let store = self.ledger.store();
+        store
+            .leaves(0, self.ledger.size())
+            .expect("leaves")
+            .iter()
+            .enumerate()
+            .map(|(i, b)| Leaf::decode(i as u64, b).expect("leaf"))
+            .flat_map(|l| l.effects.changes)
+            .filter(|c| c.account == account)
+            .map(|c| c.delta)
+            .sum()
+    }
+}

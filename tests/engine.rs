@@ -1,0 +1,385 @@
+//! The points rules against a real sled ledger: one consumer's story worked out by hand, then
+//! every refusal with its code and a check that nothing changed.
+
+mod common;
+
+use common::*;
+use pointsledger::clock::DAY_MS;
+use pointsledger::engine::{ErrorClass, Reason};
+use pointsledger::ledger::LedgerError;
+use serde_json::json;
+
+fn code(r: Result<pointsledger::ledger::Receipt, LedgerError>) -> &'static str {
+    match r {
+        Ok(r) => panic!("expected a refusal, got entry {}", r.index),
+        Err(e) => e.code(),
+    }
+}
+
+/// register → purchase → referral → referred first purchase with discount → redemption →
+/// partial refunds → expiry, with every balance worked out by hand (rules in `common::rules`:
+/// 10% earn, 1 point = 1 unit, 50% max redeem, 14-day pending, 365-day validity, referee 10%
+/// capped at 500, referrer reward 300).
+#[test]
+fn story_of_bob_and_alice() {
+    let mut f = Fixture::new();
+    let (shop, alice, bob) = (Party::new(), Party::new(), Party::new());
+    f.register(&shop, &rules());
+
+    // Alice buys for 100.00: 1000 points, pending for 14 days.
+    let r = f.purchase(&shop, &alice, "a1", 10_000).expect("a1");
+    assert_eq!(r.effects.changes[0].delta, 1000);
+    assert_eq!(r.effects.changes[0].available_at, Some(T0 + 14 * DAY_MS));
+    assert_eq!(f.account(&alice).balance(T0).pending, 1000);
+    assert_eq!(f.account(&alice).balance(T0).available, 0);
+
+    // Bob accepts Alice as referrer, then buys for 200.00: referee discount min(10%, 500) = 500,
+    // paid 19_500 → 1950 points; Alice gets a pending 300-point reward.
+    f.refer(&bob, &alice).expect("referral");
+    let r = f.purchase(&shop, &bob, "b1", 20_000).expect("b1");
+    assert_eq!(r.effects.discount.map(|d| d.value), Some(500));
+    let deltas: Vec<(String, i64, Reason)> = r
+        .effects
+        .changes
+        .iter()
+        .map(|c| (c.account.clone(), c.delta, c.reason))
+        .collect();
+    assert_eq!(
+        deltas,
+        vec![
+            (bob.id.clone(), 1950, Reason::Earn),
+            (alice.id.clone(), 300, Reason::ReferralReward)
+        ]
+    );
+
+    // 15 days later Bob's points are available; he redeems 1500 on order b2 (40.00, max 50%).
+    f.clock.advance(15 * DAY_MS);
+    let now = T0 + 15 * DAY_MS;
+    assert_eq!(f.account(&bob).balance(now).available, 1950);
+    let r = f.redeem(&bob, &shop, "b2", 4_000, 1500).expect("redeem");
+    assert_eq!(r.effects.discount.map(|d| d.value), Some(1500));
+    f.purchase(&shop, &bob, "b2", 4_000).expect("b2"); // paid 2500 in money → 250 points
+    let b = f.account(&bob).balance(now);
+    assert_eq!((b.available, b.pending, b.total), (450, 250, 700));
+
+    // Refund a quarter of b2: reverse ⌊250/4⌋ = 62 earned, return ⌊1500/4⌋ = 375 redeemed.
+    let r = f.refund(&shop, "b2", 1_000).expect("refund b2");
+    let got: Vec<(i64, Reason)> = r
+        .effects
+        .changes
+        .iter()
+        .map(|c| (c.delta, c.reason))
+        .collect();
+    assert_eq!(
+        got,
+        vec![(-62, Reason::RefundReversal), (375, Reason::RedeemReturn)]
+    );
+    let b = f.account(&bob).balance(now);
+    assert_eq!((b.available, b.pending, b.total), (825, 188, 1013));
+
+    // Refund half of b1: reverse ⌊1950/2⌋ = 975 (825 from the lot, 150 as debt), and claw back
+    // ⌊300/2⌋ = 150 of Alice's reward.
+    let r = f.refund(&shop, "b1", 10_000).expect("refund b1");
+    let got: Vec<(i64, Reason)> = r
+        .effects
+        .changes
+        .iter()
+        .map(|c| (c.delta, c.reason))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (-825, Reason::RefundReversal),
+            (-150, Reason::Debt),
+            (-150, Reason::ReferralClawback)
+        ]
+    );
+    let b = f.account(&bob).balance(now);
+    assert_eq!((b.available, b.pending, b.debt, b.total), (0, 188, 150, 38));
+    assert_eq!(f.account(&alice).balance(now).total, 1150);
+
+    // A year later Alice's lots have expired; her next purchase sweeps them (1000 + 150) and
+    // earns 100. Bob's b2 lot (188) is available, 150 of it owed: 38 spendable.
+    f.clock.set(T0 + 381 * DAY_MS);
+    let now = T0 + 381 * DAY_MS;
+    assert_eq!(f.account(&alice).balance(now).expired_unswept, 1150);
+    let r = f.purchase(&shop, &alice, "a2", 1_000).expect("a2");
+    let got: Vec<(i64, Reason)> = r
+        .effects
+        .changes
+        .iter()
+        .map(|c| (c.delta, c.reason))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (-1000, Reason::Expire),
+            (-150, Reason::Expire),
+            (100, Reason::Earn)
+        ]
+    );
+    assert_eq!(f.account(&alice).balance(now).total, 100);
+
+    let before = f.tree();
+    assert_eq!(
+        code(f.redeem(&bob, &shop, "b3", 10_000, 39)),
+        "insufficient_points"
+    );
+    assert_eq!(f.tree(), before, "a refused redemption changed the log");
+    let r = f
+        .redeem(&bob, &shop, "b3", 10_000, 38)
+        .expect("redeem the rest");
+    let got: Vec<(i64, Reason)> = r
+        .effects
+        .changes
+        .iter()
+        .map(|c| (c.delta, c.reason))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (-150, Reason::DebtSettled),
+            (150, Reason::DebtSettled),
+            (-38, Reason::Redeem)
+        ]
+    );
+    let b = f.account(&bob).balance(now);
+    assert_eq!((b.total, b.debt, b.available), (0, 0, 0));
+
+    // The invariant: Σ effects per account = its balance.
+    for p in [&alice, &bob] {
+        assert_eq!(f.effects_sum(&p.id), f.account(p).balance(now).total);
+    }
+    // History says why every point moved.
+    let rows = f.ledger.store().history(&bob.id, 0, 100).expect("history");
+    assert_eq!(
+        rows.len(),
+        7,
+        "referral, b1, redeem, b2, two refunds, redeem"
+    );
+}
+
+#[test]
+fn refusals_have_codes_and_change_nothing() {
+    let mut f = Fixture::new();
+    let (shop, other_shop, alice, bob, carol) = (
+        Party::new(),
+        Party::new(),
+        Party::new(),
+        Party::new(),
+        Party::new(),
+    );
+    f.register(&shop, &rules());
+    f.purchase(&shop, &alice, "a1", 10_000).expect("a1");
+    f.clock.advance(15 * DAY_MS);
+
+    let before = f.tree();
+    let alice_before = f.account(&alice);
+    let cases: Vec<(&str, Result<_, LedgerError>)> = vec![
+        (
+            "unknown_merchant",
+            f.purchase(&other_shop, &alice, "x", 100),
+        ),
+        ("order_exists", f.purchase(&shop, &bob, "a1", 5)),
+        (
+            "insufficient_points",
+            f.redeem(&alice, &shop, "r1", 1_000_000, 1001),
+        ),
+        (
+            "redeem_share_exceeded",
+            f.redeem(&alice, &shop, "r1", 1_000, 501),
+        ),
+        (
+            "redeem_after_purchase",
+            f.redeem(&alice, &shop, "a1", 10_000, 10),
+        ),
+        ("unknown_order", f.refund(&shop, "nope", 10)),
+        ("refund_exceeds_order", f.refund(&shop, "a1", 10_001)),
+        ("self_referral", f.refer(&alice, &alice)),
+        ("referrer_not_customer", f.refer(&carol, &bob)),
+        ("referee_has_purchases", f.refer(&alice, &bob)),
+    ];
+    for (want, got) in cases {
+        assert_eq!(code(got), want);
+    }
+    // Wrong signer: a purchase signed by a consumer instead of the merchant.
+    let p = json!({"merchant": shop.id, "consumer": bob.id, "order_id": "w", "amount": 5, "nonce": "w"});
+    let err = f
+        .submit(sign("purchase", &p, &[&bob.key]))
+        .expect_err("wrong signer");
+    assert_eq!(
+        (err.code(), err.class()),
+        ("wrong_signers", ErrorClass::Forbidden)
+    );
+    // A redemption signed by the consumer alone.
+    let p = json!({"consumer": alice.id, "merchant": shop.id, "order_id": "r9", "order_amount": 100, "points": 10, "nonce": "q"});
+    assert_eq!(
+        code(f.submit(sign("redeem", &p, &[&alice.key]))),
+        "wrong_signers"
+    );
+    // A merchant program signed by someone other than the operator.
+    let p = json!({"operator": bob.id, "merchant": carol.id, "name": "X", "rules": rules(), "nonce": "z"});
+    assert_eq!(
+        code(f.submit(sign("merchant.register", &p, &[&bob.key]))),
+        "not_operator"
+    );
+    // Expired request.
+    let p = json!({"merchant": shop.id, "consumer": bob.id, "order_id": "e", "amount": 5, "nonce": "e", "expires_at": T0});
+    assert_eq!(
+        code(f.submit(sign("purchase", &p, &[&shop.key]))),
+        "request_expired"
+    );
+    // Malformed payloads: zero, negative, overflowing amounts.
+    for amount in [
+        json!(0),
+        json!(-5),
+        json!(9_007_199_254_740_992u64),
+        json!(1.5),
+    ] {
+        let p = json!({"merchant": shop.id, "consumer": bob.id, "order_id": "z", "amount": amount, "nonce": "z"});
+        let err = f
+            .submit(sign("purchase", &p, &[&shop.key]))
+            .expect_err("bad amount");
+        assert_eq!(
+            (err.code(), err.class()),
+            ("malformed_payload", ErrorClass::Malformed)
+        );
+    }
+    assert_eq!(f.tree(), before);
+    assert_eq!(f.account(&alice), alice_before);
+}
+
+#[test]
+fn resubmission_returns_the_original_and_reuse_conflicts() {
+    let mut f = Fixture::new();
+    let (shop, alice) = (Party::new(), Party::new());
+    f.register(&shop, &rules());
+    let p = json!({"merchant": shop.id, "consumer": alice.id, "order_id": "o1", "amount": 1000, "nonce": "k1"});
+    let env = sign("purchase", &p, &[&shop.key]);
+    let first = f.submit(env.clone()).expect("first");
+    let size = f.ledger.size();
+    f.clock.advance(1000);
+    assert_eq!(f.submit(env).expect("again"), first);
+    assert_eq!(f.ledger.size(), size);
+    // Same nonce, other content.
+    let p2 = json!({"merchant": shop.id, "consumer": alice.id, "order_id": "o2", "amount": 1000, "nonce": "k1"});
+    let err = f
+        .submit(sign("purchase", &p2, &[&shop.key]))
+        .expect_err("nonce");
+    assert_eq!(
+        (err.code(), err.class()),
+        ("nonce_reused", ErrorClass::Conflict)
+    );
+    // Same order, other nonce.
+    let p3 = json!({"merchant": shop.id, "consumer": alice.id, "order_id": "o1", "amount": 999, "nonce": "k3"});
+    assert_eq!(
+        code(f.submit(sign("purchase", &p3, &[&shop.key]))),
+        "order_exists"
+    );
+    // Two conflicting requests inside one group: the second is refused.
+    let a = sign(
+        "purchase",
+        &json!({"merchant": shop.id, "consumer": alice.id, "order_id": "g", "amount": 5, "nonce": "g1"}),
+        &[&shop.key],
+    );
+    let b = sign(
+        "purchase",
+        &json!({"merchant": shop.id, "consumer": alice.id, "order_id": "g", "amount": 6, "nonce": "g2"}),
+        &[&shop.key],
+    );
+    let results = f.ledger.submit(vec![a, b]);
+    assert!(results[0].is_ok());
+    assert_eq!(
+        results[1].as_ref().map_err(|e| e.code()).err(),
+        Some("order_exists")
+    );
+}
+
+#[test]
+fn referral_rules_one_level_and_caps() {
+    let mut f = Fixture::new();
+    let shop = Party::new();
+    let mut r = rules();
+    r.referrer_reward_cap = 1;
+    f.register(&shop, &r);
+    let (a, b, c, d) = (Party::new(), Party::new(), Party::new(), Party::new());
+    f.purchase(&shop, &a, "a", 1000).expect("a buys");
+    f.refer(&b, &a).expect("b accepts a");
+    assert_eq!(code(f.refer(&b, &c)), "referrer_already_bound");
+    f.purchase(&shop, &b, "b", 1000).expect("b buys");
+    // c is referred by b: only b is rewarded, never a (one level).
+    f.refer(&c, &b).expect("c accepts b");
+    let rc = f.purchase(&shop, &c, "c", 1000).expect("c buys");
+    let rewarded: Vec<&str> = rc
+        .effects
+        .changes
+        .iter()
+        .filter(|ch| ch.reason == Reason::ReferralReward)
+        .map(|ch| ch.account.as_str())
+        .collect();
+    assert_eq!(rewarded, vec![b.id.as_str()]);
+    // a's reward cap at this merchant is 1: d's first purchase gives d a discount, a no reward.
+    f.refer(&d, &a).expect("d accepts a");
+    let rd = f.purchase(&shop, &d, "d", 1000).expect("d buys");
+    assert!(rd.effects.discount.is_some());
+    assert!(rd
+        .effects
+        .changes
+        .iter()
+        .all(|ch| ch.reason != Reason::ReferralReward));
+}
+
+#[test]
+fn full_refund_reverses_everything_exactly() {
+    let mut f = Fixture::new();
+    let (shop, a, b) = (Party::new(), Party::new(), Party::new());
+    f.register(&shop, &rules());
+    f.purchase(&shop, &a, "a", 3_333).expect("a");
+    f.refer(&b, &a).expect("refer");
+    f.purchase(&shop, &b, "b", 7_777).expect("b");
+    for part in [1_111, 2_222, 4_444] {
+        f.refund(&shop, "b", part).expect("partial");
+    }
+    assert_eq!(f.account(&b).balance(T0).total, 0);
+    assert_eq!(
+        f.account(&a).balance(T0).total,
+        333,
+        "only a's own purchase remains"
+    );
+    assert_eq!(code(f.refund(&shop, "b", 1)), "refund_exceeds_order");
+}
+
+#[test]
+fn evm_link_checks_the_wallet_signature() {
+    use pointsledger::evm;
+    let mut f = Fixture::new();
+    let alice = Party::new();
+    let bob = Party::new();
+    let secret = [9u8; 32];
+    let address = evm::address_of(&secret).expect("address");
+    let origin = f.ledger.config().log.origin.clone();
+    let msg = evm::link_message(&origin, &alice.id, &address, "l1");
+    let sig = evm::sign_link(&secret, &msg).expect("sign");
+    // The same signature offered for Bob is refused: the message names the consumer.
+    let forged =
+        json!({"consumer": bob.id, "address": address, "evm_signature": sig, "nonce": "l1"});
+    assert_eq!(
+        code(f.submit(sign("account.link_evm", &forged, &[&bob.key]))),
+        "bad_evm_signature"
+    );
+    let p = json!({"consumer": alice.id, "address": address, "evm_signature": sig, "nonce": "l1"});
+    f.submit(sign("account.link_evm", &p, &[&alice.key]))
+        .expect("link");
+    assert_eq!(
+        f.account(&alice).evm_address.as_deref(),
+        Some(address.as_str())
+    );
+    // Bob cannot take an address that is linked to Alice, even with a valid signature.
+    let msg = evm::link_message(&origin, &bob.id, &address, "l2");
+    let sig = evm::sign_link(&secret, &msg).expect("sign");
+    let p = json!({"consumer": bob.id, "address": address, "evm_signature": sig, "nonce": "l2"});
+    assert_eq!(
+        code(f.submit(sign("account.link_evm", &p, &[&bob.key]))),
+        "address_linked"
+    );
+}
