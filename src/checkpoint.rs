@@ -82,7 +82,8 @@ pub enum CheckpointError {
     /// The signed text is not a well-formed c2sp.org/tlog-checkpoint body.
     #[error("malformed checkpoint body")]
     MalformedCheckpoint,
-    /// The origin cannot be a signed-note key name (empty, or holds a space, newline or `+`), so
+    /// The origin cannot be a signed-note key name (empty, or holds a space, control character or
+    /// `+`), so
     /// no checkpoint can be signed or verified for it.
     #[error("origin {0:?} is not a valid key name")]
     InvalidOrigin(String),
@@ -210,6 +211,12 @@ impl signed_note::Signer for NoteSigner<'_> {
     }
 }
 
+/// Whether `name` can name a log key: a signed-note key name (non-empty, no Unicode space, no
+/// `+`) that also holds no control character, since a note may hold none.
+fn is_valid_name(name: &str) -> bool {
+    signed_note::is_key_name_valid(name) && !name.chars().any(char::is_control)
+}
+
 /// signed-note key ID: first 4 bytes of SHA-256(name || 0x0A || 0x01 || pubkey), big-endian.
 fn key_id(name: &str, key: &VerifyingKey) -> u32 {
     signed_note::key_id(name, &encoded_key(key))
@@ -244,7 +251,7 @@ pub fn parse_verifier_key(s: &str) -> Result<(String, VerifyingKey), CheckpointE
     else {
         return Err(Bad("want name+keyid+key"));
     };
-    if !signed_note::is_key_name_valid(name) {
+    if !is_valid_name(name) {
         return Err(Bad("invalid name"));
     }
     if id_hex.len() != 8
@@ -282,7 +289,7 @@ pub fn parse_verifier_key(s: &str) -> Result<(String, VerifyingKey), CheckpointE
 /// signature line), ready to publish or to embed in a receipt. The key name is the origin, so the
 /// note verifies under `verifier_key(&cp.origin, &key.verifying_key())`.
 pub fn sign_checkpoint(cp: &Checkpoint, key: &SigningKey) -> Result<String, CheckpointError> {
-    if !signed_note::is_key_name_valid(&cp.origin) {
+    if !is_valid_name(&cp.origin) {
         return Err(CheckpointError::InvalidOrigin(cp.origin.clone()));
     }
     let text = cp.body_text();
@@ -511,6 +518,7 @@ pub fn verify_tlog_proof(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::merkle::MemoryHashes;
@@ -549,8 +557,16 @@ mod tests {
         String::from_utf8(note.to_bytes()).unwrap()
     }
 
-    const KNOWN_VKEY: &str = "example.com/pointsledger+PIN_ME";
-    const KNOWN_NOTE: &str = "PIN_ME";
+    // Pinned answers for seed = 32 bytes of 0x01 and the 8-leaf tree of tests/vectors/README.md.
+    // Ed25519 is deterministic; OpenSSL's Ed25519 gives the same key ID and signature bytes.
+    const KNOWN_VKEY: &str =
+        "example.com/pointsledger+e01fdb77+AYqI4910CfGV/VLbLTy6XXLKZwm/HZQSG/N0iAG0D29c";
+    const KNOWN_NOTE: &str = "example.com/pointsledger\n\
+        8\n\
+        XcnaeacGWamtVZy3Ad7ZoqudgjqtL0lgz+Nw7/RgQyg=\n\
+        \n\
+        — example.com/pointsledger \
+        4B/bd9fCJWP4+G1UkAI2E+AZl0OyY4btCw/lWAe1/JRtJDYt148GyiLlNBn5H385QSGPyCT8NA5vUU/tIyQBaHM9hQ8=\n";
 
     #[test]
     fn known_answer() {
@@ -662,6 +678,18 @@ mod tests {
             ),
             Err(CheckpointError::InvalidOrigin(_))
         ));
+        for origin in ["", "a+b", "a\nb", "a\u{1}b"] {
+            assert!(matches!(
+                sign_checkpoint(
+                    &Checkpoint {
+                        origin: origin.into(),
+                        ..eight_leaf_checkpoint()
+                    },
+                    &log_key()
+                ),
+                Err(CheckpointError::InvalidOrigin(_))
+            ));
+        }
     }
 
     #[test]
@@ -776,7 +804,7 @@ mod tests {
                 CheckpointError::KeyIdMismatch,
             ),
             (
-                format!("{name}+{id}+{}", b64.trim_end_matches('=')),
+                format!("{name}+{id}+{}", b64.replace('/', "_")),
                 CheckpointError::MalformedVerifierKey("key is not canonical base64"),
             ),
             (
