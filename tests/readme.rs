@@ -52,7 +52,11 @@ fn readme_try_it_runs_as_written() {
     assert!(stdout.contains("\"valid\":true"), "{stdout}");
     assert!(stdout.contains("\"identical\":true"), "{stdout}");
     assert!(
-        stdout.contains("\"available\":50"),
-        "the redemption left 50 points:\n{stdout}"
+        stdout.contains("\"available\":250"),
+        "250 points earned:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("\"delta\":-200,"),
+        "200 points redeemed:\n{stdout}"
     );
 }
