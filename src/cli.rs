@@ -8,10 +8,10 @@
 use crate::checkpoint::{self, TlogProof};
 use crate::clock::{Clock, SystemClock};
 use crate::dsse::{self, Envelope};
-use crate::engine::state::Account;
 use crate::engine::StateView;
 use crate::ledger::{self, Leaf, Ledger, LedgerError};
 use crate::payload::{Payload, KINDS};
+use crate::views::{self, AccountView};
 use crate::{keys, merkle};
 use anyhow::{anyhow, bail, Context, Result};
 use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
@@ -146,6 +146,8 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         purchases: u64,
     },
+    /// Run the HTTP service on a data directory.
+    Serve(crate::server::ServeArgs),
     /// Measure ingest, signature verification and proof generation; ends with `NAME VALUE UNIT`
     /// lines.
     Bench {
@@ -251,20 +253,19 @@ fn run(cli: Cli) -> Result<()> {
             keys::parse_public_id(&account)?;
             let (store, _) = ledger::open_store(&data)?;
             let acc = store.account(&account)?.unwrap_or_default();
-            print_json(&account_view(&account, &acc, SystemClock.now_ms()))?;
+            print_json(&AccountView::new(&account, acc, SystemClock.now_ms()))?;
         }
         Command::History { data, account } => {
             keys::parse_public_id(&account)?;
             let (store, _) = ledger::open_store(&data)?;
             let mut from = 0;
             loop {
-                let page = store.history(&account, from, 1000)?;
-                let Some(&last) = page.last() else { break };
-                for index in page {
-                    let bytes = store
-                        .leaf(index)?
-                        .ok_or_else(|| anyhow!("leaf {index} is missing"))?;
-                    print_json(&history_row(&account, &Leaf::decode(index, &bytes)?)?)?;
+                let page = views::history(&store, &account, from, 1000)?;
+                let Some(last) = page.last().map(|r| r.index) else {
+                    break;
+                };
+                for row in page {
+                    print_json(&row)?;
                 }
                 from = last + 1;
             }
@@ -328,6 +329,7 @@ fn run(cli: Cli) -> Result<()> {
             let summary = crate::demo::seed(&mut ledger, &data, consumers, purchases, true)?;
             print_json(&summary)?;
         }
+        Command::Serve(args) => crate::server::run(args)?,
         Command::Bench {
             data,
             entries,
@@ -491,41 +493,6 @@ fn append_stream(ledger: &mut Ledger) -> Result<()> {
         bail!("{refused} envelope(s) refused (see the error lines on stdout)");
     }
     Ok(())
-}
-
-/// The JSON view of an account at `now`.
-pub fn account_view(id: &str, acc: &Account, now: u64) -> serde_json::Value {
-    serde_json::json!({
-        "account": id,
-        "balance": acc.balance(now),
-        "lots": acc.lots,
-        "referrer": acc.referrer,
-        "referees": acc.referees,
-        "purchases": acc.purchases,
-        "evm_address": acc.evm_address,
-    })
-}
-
-/// One history row: the entry, why it touched the account, and the account's changes.
-pub fn history_row(account: &str, leaf: &Leaf) -> Result<serde_json::Value> {
-    let env = leaf.envelope()?;
-    let payload: serde_json::Value = serde_json::from_slice(env.payload())?;
-    let changes: Vec<_> = leaf
-        .effects
-        .changes
-        .iter()
-        .filter(|c| c.account == account)
-        .collect();
-    Ok(serde_json::json!({
-        "index": leaf.index,
-        "timestamp_ms": leaf.timestamp_ms,
-        "kind": env.kind(),
-        "merchant": payload.get("merchant"),
-        "order_id": payload.get("order_id"),
-        "delta": changes.iter().map(|c| c.delta).sum::<i64>(),
-        "changes": changes,
-        "discount": leaf.effects.discount,
-    }))
 }
 
 fn prove_inclusion(data: &Path, index: u64, size: Option<u64>) -> Result<TlogProof> {

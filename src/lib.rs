@@ -19,6 +19,8 @@
 //! - [`ledger`]: the data directory and the single writer: verify, sequence, commit, checkpoint,
 //!   rebuild.
 //! - [`sequencer`]: the same write path as a pipeline of threads for concurrent producers.
+//! - [`server`]: the HTTP API over the sequencer and the store.
+//! - [`views`]: what reads return (account, history rows), shared by the CLI and the API.
 //! - [`clock`]: where leaf timestamps come from (injectable for tests).
 //! - [`demo`], [`bench`], [`cli`]: the seeded demo program, the benchmark and the command line.
 
@@ -35,4 +37,6 @@ pub mod ledger;
 pub mod merkle;
 pub mod payload;
 pub mod sequencer;
+pub mod server;
 pub mod store;
+pub mod views;

@@ -383,3 +383,33 @@ fn evm_link_checks_the_wallet_signature() {
         "address_linked"
     );
 }
+
+#[test]
+fn quote_matches_what_the_engine_then_accepts() {
+    use pointsledger::engine;
+    let mut f = Fixture::new();
+    let (shop, a, b) = (Party::new(), Party::new(), Party::new());
+    let mut r = rules();
+    r.point_value_milli = 700; // 1 point = 0.7 units: the cap is not a multiple of the value
+    f.register(&shop, &r);
+    f.purchase(&shop, &a, "a", 90_000).expect("a");
+    f.refer(&b, &a).expect("refer");
+    f.clock.advance(15 * DAY_MS);
+    let now = T0 + 15 * DAY_MS;
+    let q = engine::quote(f.ledger.store(), &shop.id, &b.id, 20_000, now).expect("quote b");
+    assert_eq!((q.referee_discount, q.redeemable_points), (500, 0));
+    let q = engine::quote(f.ledger.store(), &shop.id, &a.id, 1_001, now).expect("quote a");
+    assert_eq!(q.spendable_points, 9000);
+    // cap = ⌊1001·50%⌋ = 500 units; 714 points are worth ⌊714·0.7⌋ = 499, 715 → 500, 716 → 501.
+    assert_eq!((q.redeemable_points, q.redeemable_value), (715, 500));
+    assert_eq!(
+        code(f.redeem(&a, &shop, "q1", 1_001, q.redeemable_points + 1)),
+        "redeem_share_exceeded"
+    );
+    f.redeem(&a, &shop, "q1", 1_001, q.redeemable_points)
+        .expect("the quoted maximum is accepted");
+    assert!(
+        engine::quote(f.ledger.store(), &b.id, &a.id, 1, now).is_err(),
+        "unknown merchant"
+    );
+}

@@ -887,3 +887,58 @@ fn change(account: &str, delta: i64, reason: Reason, lot: Option<&str>) -> Chang
         expires_at: None,
     }
 }
+
+/// What a merchant may offer a consumer on an order, computed without changing anything.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quote {
+    /// The merchant asking.
+    pub merchant: String,
+    /// The consumer at the till.
+    pub consumer: String,
+    /// The order's price, in minor units.
+    pub order_amount: u64,
+    /// The referee discount a purchase of this amount would get now (first referred purchase).
+    pub referee_discount: u64,
+    /// Points the consumer can spend now (available − debt).
+    pub spendable_points: u64,
+    /// The most points a redemption on this order may spend (spendable and the merchant's cap).
+    pub redeemable_points: u64,
+    /// The discount those points are worth, in minor units.
+    pub redeemable_value: u64,
+}
+
+/// Quotes an order: the referral discount and the most points redeemable on it at `now`.
+pub fn quote(
+    view: &dyn StateView,
+    merchant: &str,
+    consumer: &str,
+    order_amount: u64,
+    now: u64,
+) -> Result<Quote, EngineError> {
+    let m = view
+        .merchant(merchant)?
+        .ok_or_else(|| EngineError::UnknownMerchant(merchant.to_owned()))?;
+    let rules = &m.rules;
+    let account = view.account(consumer)?.unwrap_or_default();
+    let referee_discount = match (&account.referrer, account.purchases) {
+        (Some(_), 0) => mul_div(order_amount, rules.referee_discount_bps, 10_000)
+            .min(rules.referee_discount_max),
+        _ => 0,
+    };
+    let balance = account.balance(now);
+    let spendable_points = balance.available.saturating_sub(balance.debt);
+    // The largest p with ⌊p·value/1000⌋ ≤ cap is ⌊((cap+1)·1000 − 1)/value⌋.
+    let cap = mul_div(order_amount, rules.max_redeem_bps, 10_000);
+    let by_cap =
+        mul_div(cap.saturating_add(1), 1000, 1).saturating_sub(1) / rules.point_value_milli.max(1);
+    let redeemable_points = spendable_points.min(by_cap);
+    Ok(Quote {
+        merchant: merchant.to_owned(),
+        consumer: consumer.to_owned(),
+        order_amount,
+        referee_discount,
+        spendable_points,
+        redeemable_points,
+        redeemable_value: mul_div(redeemable_points, rules.point_value_milli, 1000),
+    })
+}
