@@ -16,5 +16,9 @@ pub struct ServeArgs {
 
 /// Runs the server until SIGTERM or Ctrl-C.
 pub fn run(args: ServeArgs) -> Result<()> {
-    anyhow::bail!("serve is not available yet ({:?} on {})", args.data, args.listen)
+    anyhow::bail!(
+        "serve is not available yet ({:?} on {})",
+        args.data,
+        args.listen
+    )
 }
