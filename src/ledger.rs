@@ -385,14 +385,10 @@ impl Ledger {
     }
 
     fn sequence_one(&mut self, group: &mut Group, env: &Envelope) -> Result<Receipt, LedgerError> {
-        let digest = env.digest();
-        if let Some(index) = group.entry_by_digest(&digest)? {
-            let bytes = group
-                .leaf(index)?
-                .ok_or_else(|| LedgerError::NotFound(format!("leaf {index} is missing")))?;
-            return Receipt::from_leaf(index, &bytes);
-        }
         let payload = Payload::parse(env.kind(), env.payload()).map_err(EngineError::from)?;
+        if let Some(receipt) = self.resubmission(group, env, &payload)? {
+            return Ok(receipt);
+        }
         let signers: Vec<String> = env.signers().map(str::to_owned).collect();
         let now = self.clock.now_ms().max(self.last_ts);
         let index = group.size();
@@ -410,7 +406,7 @@ impl Ledger {
         })?;
         let hash = merkle::leaf_hash(&bytes);
         let hashes = merkle::hashes_to_store(index, &hash, &*group)?;
-        group.push(bytes, hashes, digest, writes);
+        group.push(bytes, hashes, writes);
         self.last_ts = now;
         Ok(Receipt {
             index,
@@ -418,6 +414,34 @@ impl Ledger {
             timestamp_ms: now,
             effects: leaf.effects,
         })
+    }
+
+    /// The original receipt if `env` repeats an entry already in the log: same payload type and
+    /// bytes, same signers. Found through the nonce index, so no index of its own is needed.
+    fn resubmission(
+        &self,
+        group: &Group,
+        env: &Envelope,
+        payload: &Payload,
+    ) -> Result<Option<Receipt>, LedgerError> {
+        let Some(signer) = env.signers().next() else {
+            return Ok(None);
+        };
+        let Some(index) = group.nonce_entry(signer, payload.nonce())? else {
+            return Ok(None);
+        };
+        let bytes = group
+            .leaf(index)?
+            .ok_or_else(|| LedgerError::NotFound(format!("leaf {index} is missing")))?;
+        let original = Leaf::decode(index, &bytes)?.envelope()?;
+        let mut a: Vec<&str> = original.signers().collect();
+        let mut b: Vec<&str> = env.signers().collect();
+        a.sort_unstable();
+        b.sort_unstable();
+        if original.digest() == env.digest() && a == b {
+            return Ok(Some(Receipt::from_leaf(index, &bytes)?));
+        }
+        Ok(None)
     }
 
     /// Signs and stores a checkpoint if the tree grew since the last one; returns the new note.
@@ -510,7 +534,7 @@ impl Ledger {
                 reason: "leaf hash differs from the stored tree".into(),
             });
         }
-        group.push_replayed(env.digest(), writes);
+        group.push_replayed(writes);
         Ok(())
     }
 }

@@ -11,22 +11,24 @@
 //! | `L` | leaf index (u64 BE) | leaf bytes |
 //! | `H` | stored hash index (u64 BE) | 32-byte tree hash (the Go sumdb/tlog layout) |
 //! | `C` | tree size (u64 BE) | signed checkpoint note |
-//! | `A` | account id | account JSON (lots, debt, referral) |
-//! | `M` | merchant id | merchant JSON (program rules) |
-//! | `O` | merchant id `/` order id | order JSON (purchase, redemption, refunds) |
-//! | `N` | signer `/` nonce | leaf index |
-//! | `D` | SHA-256 of the envelope's PAE | leaf index (identical resubmissions) |
+//! | `A` | account id | account without its lots (debt, referral, counters) |
+//! | `T` | account id `/` expiry, lot index, ordinal (BE) | one lot; keys sort in drawing order |
+//! | `M` | merchant id | merchant (program rules) |
+//! | `O` | merchant id `/` order id | order (purchase, redemption, refunds) |
+//! | `N` | signer `/` nonce | leaf index (replays refused, identical resubmissions found) |
 //! | `X` | EVM address | consumer id |
 //! | `Y` | account id, leaf index (u64 BE) | empty: the account's history |
 //!
-//! [`Group`] is the write side: an overlay over the store that the engine reads through while a
+//! Derived state is encoded with postcard (compact, fast, and never read by anything but this
+//! module); a lot is its own key so that a purchase writes one small lot rather than rewriting
+//! every lot of the account. [`Group`] is the write side: an overlay over the store that the engine reads through while a
 //! group is being sequenced, turned into a batch at commit.
 
-use crate::engine::state::{Account, Merchant, Order};
+use crate::engine::state::{Account, Lot, Merchant, Order};
 use crate::engine::{EngineError, LogConfig, StateView, Writes};
 use crate::merkle::{Hash, HashSource, MerkleError};
 use serde::{de::DeserializeOwned, Serialize};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
 
 /// Why the store failed.
@@ -99,6 +101,35 @@ fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).unwrap_or_default()
 }
 
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    // postcard cannot fail on these types: every field has a fixed, serializable shape.
+    postcard::to_stdvec(v).unwrap_or_default()
+}
+
+fn decode<T: DeserializeOwned>(k: &[u8], v: &[u8]) -> Result<T, StoreError> {
+    postcard::from_bytes(v).map_err(|e| StoreError::Corrupt {
+        key: String::from_utf8_lossy(k).into_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// The key of a lot: account, then expiry, leaf index and ordinal, so a prefix scan returns an
+/// account's lots in the order redemptions draw them.
+fn lot_key(account: &str, lot: &Lot) -> Vec<u8> {
+    let (index, ordinal) = crate::engine::lot_order(&lot.id);
+    let mut k = lots_prefix(account);
+    k.extend_from_slice(&lot.expires_at.to_be_bytes());
+    k.extend_from_slice(&index.to_be_bytes());
+    k.extend_from_slice(&ordinal.to_be_bytes());
+    k
+}
+
+fn lots_prefix(account: &str) -> Vec<u8> {
+    let mut k = key(b'T', &[account.as_bytes()]);
+    k.push(b'/');
+    k
+}
+
 const META_CONFIG: &[u8] = b"mconfig";
 const META_SIZE: &[u8] = b"msize";
 const META_REBUILDING: &[u8] = b"mrebuilding";
@@ -118,6 +149,27 @@ impl Store {
             .flush_every_ms(None)
             .open()?;
         Ok(Store { db })
+    }
+
+    fn get<T: DeserializeOwned>(&self, k: &[u8]) -> Result<Option<T>, StoreError> {
+        self.db.get(k)?.map(|v| decode(k, &v)).transpose()
+    }
+
+    /// An account's lots as stored, in drawing order.
+    fn lots(&self, account: &str) -> Result<Vec<Lot>, StoreError> {
+        self.db
+            .scan_prefix(lots_prefix(account))
+            .map(|kv| {
+                let (k, v) = kv?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
+
+    /// The leaf index of the entry in which `signer` used `nonce`.
+    pub fn nonce_entry(&self, signer: &str, nonce: &str) -> Result<Option<u64>, StoreError> {
+        let k = key(b'N', &[signer.as_bytes(), nonce.as_bytes()]);
+        self.db.get(&k)?.map(|v| decode_u64(&k, &v)).transpose()
     }
 
     fn get_json<T: DeserializeOwned>(&self, k: &[u8]) -> Result<Option<T>, StoreError> {
@@ -194,12 +246,6 @@ impl Store {
         Ok(())
     }
 
-    /// The index of the entry whose envelope has this digest.
-    pub fn entry_by_digest(&self, digest: &[u8; 32]) -> Result<Option<u64>, StoreError> {
-        let k = key(b'D', &[digest]);
-        self.db.get(&k)?.map(|v| decode_u64(&k, &v)).transpose()
-    }
-
     /// Leaf indexes that changed `account`, ascending, starting at `from`, at most `limit`.
     pub fn history(&self, account: &str, from: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
         let prefix = {
@@ -228,7 +274,7 @@ impl Store {
             .collect()
     }
 
-    /// SHA-256 over every derived-state key and value (prefixes A M O N D X Y), in key order.
+    /// SHA-256 over every derived-state key and value (prefixes A T M O N X Y), in key order.
     ///
     /// Two stores with equal digests hold identical derived state; `rebuild` uses it to show
     /// that replaying the log reproduces the state exactly.
@@ -298,7 +344,7 @@ impl Store {
     }
 }
 
-const DERIVED: [u8; 7] = [b'A', b'M', b'O', b'N', b'D', b'X', b'Y'];
+const DERIVED: [u8; 7] = [b'A', b'T', b'M', b'O', b'N', b'X', b'Y'];
 
 /// What `init` records about a log, kept in the store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -312,13 +358,17 @@ pub struct StoredConfig {
 
 impl StateView for Store {
     fn account(&self, id: &str) -> Result<Option<Account>, EngineError> {
-        Ok(self.get_json(&key(b'A', &[id.as_bytes()]))?)
+        let Some(mut account) = self.get::<Account>(&key(b'A', &[id.as_bytes()]))? else {
+            return Ok(None);
+        };
+        account.lots = self.lots(id)?;
+        Ok(Some(account))
     }
     fn merchant(&self, id: &str) -> Result<Option<Merchant>, EngineError> {
-        Ok(self.get_json(&key(b'M', &[id.as_bytes()]))?)
+        Ok(self.get(&key(b'M', &[id.as_bytes()]))?)
     }
     fn order(&self, merchant: &str, order_id: &str) -> Result<Option<Order>, EngineError> {
-        Ok(self.get_json(&key(b'O', &[merchant.as_bytes(), order_id.as_bytes()]))?)
+        Ok(self.get(&key(b'O', &[merchant.as_bytes(), order_id.as_bytes()]))?)
     }
     fn nonce_used(&self, signer: &str, nonce: &str) -> Result<bool, EngineError> {
         let k = key(b'N', &[signer.as_bytes(), nonce.as_bytes()]);
@@ -361,9 +411,7 @@ pub struct Group<'a> {
     accounts: HashMap<String, Account>,
     merchants: HashMap<String, Merchant>,
     orders: HashMap<(String, String), Order>,
-    nonces: HashSet<(String, String)>,
-    nonce_index: Vec<(String, String, u64)>,
-    digests: HashMap<[u8; 32], u64>,
+    nonces: HashMap<(String, String), u64>,
     evm: HashMap<String, Option<String>>,
     hashes: HashMap<u64, Hash>,
     leaves: Vec<(u64, Vec<u8>)>,
@@ -379,9 +427,7 @@ impl<'a> Group<'a> {
             accounts: HashMap::new(),
             merchants: HashMap::new(),
             orders: HashMap::new(),
-            nonces: HashSet::new(),
-            nonce_index: Vec::new(),
-            digests: HashMap::new(),
+            nonces: HashMap::new(),
             evm: HashMap::new(),
             hashes: HashMap::new(),
             leaves: Vec::new(),
@@ -399,11 +445,11 @@ impl<'a> Group<'a> {
         self.leaves.is_empty()
     }
 
-    /// The entry index for an envelope digest, in this group or the store.
-    pub fn entry_by_digest(&self, digest: &[u8; 32]) -> Result<Option<u64>, StoreError> {
-        match self.digests.get(digest) {
+    /// The leaf index of the entry in which `signer` used `nonce`, in this group or the store.
+    pub fn nonce_entry(&self, signer: &str, nonce: &str) -> Result<Option<u64>, StoreError> {
+        match self.nonces.get(&(signer.to_owned(), nonce.to_owned())) {
             Some(i) => Ok(Some(*i)),
-            None => self.store.entry_by_digest(digest),
+            None => self.store.nonce_entry(signer, nonce),
         }
     }
 
@@ -416,33 +462,24 @@ impl<'a> Group<'a> {
     }
 
     /// Adds one accepted entry: its leaf, the tree hashes to store, its digest and its writes.
-    pub fn push(
-        &mut self,
-        leaf: Vec<u8>,
-        hashes: Vec<(u64, Hash)>,
-        digest: [u8; 32],
-        writes: Writes,
-    ) {
+    pub fn push(&mut self, leaf: Vec<u8>, hashes: Vec<(u64, Hash)>, writes: Writes) {
         let index = self.size;
         self.size += 1;
         self.leaves.push((index, leaf));
         self.hashes.extend(hashes);
-        self.digests.insert(digest, index);
         self.apply_writes(index, writes);
     }
 
     /// Adds the state changes of a leaf that is already in the log (used by `rebuild`).
-    pub fn push_replayed(&mut self, digest: [u8; 32], writes: Writes) {
+    pub fn push_replayed(&mut self, writes: Writes) {
         let index = self.size;
         self.size += 1;
-        self.digests.insert(digest, index);
         self.apply_writes(index, writes);
     }
 
     fn apply_writes(&mut self, index: u64, writes: Writes) {
         for (signer, nonce) in writes.nonces {
-            self.nonces.insert((signer.clone(), nonce.clone()));
-            self.nonce_index.push((signer, nonce, index));
+            self.nonces.insert((signer, nonce), index);
         }
         for (id, account) in writes.accounts {
             self.history.push((id.clone(), index));
@@ -462,20 +499,32 @@ impl<'a> Group<'a> {
         for (i, h) in self.hashes {
             b.insert(&num_key(b'H', i), &h);
         }
-        for (id, a) in self.accounts {
-            b.insert(key(b'A', &[id.as_bytes()]), to_json(&a));
+        for (id, mut a) in self.accounts {
+            // Write only the lots that changed; remove the ones the engine dropped.
+            let mut before: HashMap<String, Lot> = self
+                .store
+                .lots(&id)?
+                .into_iter()
+                .map(|l| (l.id.clone(), l))
+                .collect();
+            for lot in std::mem::take(&mut a.lots) {
+                if before.remove(&lot.id).as_ref() != Some(&lot) {
+                    b.insert(lot_key(&id, &lot), encode(&lot));
+                }
+            }
+            for gone in before.values() {
+                b.remove(lot_key(&id, gone));
+            }
+            b.insert(key(b'A', &[id.as_bytes()]), encode(&a));
         }
         for (id, m) in self.merchants {
-            b.insert(key(b'M', &[id.as_bytes()]), to_json(&m));
+            b.insert(key(b'M', &[id.as_bytes()]), encode(&m));
         }
         for ((m, o), order) in self.orders {
-            b.insert(key(b'O', &[m.as_bytes(), o.as_bytes()]), to_json(&order));
+            b.insert(key(b'O', &[m.as_bytes(), o.as_bytes()]), encode(&order));
         }
-        for (s, n, i) in self.nonce_index {
+        for ((s, n), i) in self.nonces {
             b.insert(key(b'N', &[s.as_bytes(), n.as_bytes()]), &i.to_be_bytes());
-        }
-        for (d, i) in self.digests {
-            b.insert(key(b'D', &[&d]), &i.to_be_bytes());
         }
         for (addr, owner) in self.evm {
             let k = key(b'X', &[addr.as_bytes()]);
@@ -514,7 +563,10 @@ impl StateView for Group<'_> {
         }
     }
     fn nonce_used(&self, signer: &str, nonce: &str) -> Result<bool, EngineError> {
-        if self.nonces.contains(&(signer.to_owned(), nonce.to_owned())) {
+        if self
+            .nonces
+            .contains_key(&(signer.to_owned(), nonce.to_owned()))
+        {
             return Ok(true);
         }
         self.store.nonce_used(signer, nonce)

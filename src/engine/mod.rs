@@ -868,7 +868,7 @@ impl Tx<'_> {
 }
 
 /// Orders lot ids `"<index>.<ordinal>"` numerically, so ties on expiry break by creation order.
-fn lot_order(id: &str) -> (u64, u64) {
+pub fn lot_order(id: &str) -> (u64, u64) {
     let (a, b) = id.split_once('.').unwrap_or((id, "0"));
     (a.parse().unwrap_or(u64::MAX), b.parse().unwrap_or(u64::MAX))
 }
