@@ -598,6 +598,11 @@ pub fn stored_index_of_leaf(n: u64) -> u64 {
     tlog::stored_hash_index(0, n)
 }
 
+/// The tree level of the hash at stored index `index` (0 = leaf hashes).
+pub fn stored_index_level(index: u64) -> u8 {
+    tlog::split_stored_hash_index(index).0
+}
+
 impl MemoryHashes {
     /// Every stored hash, position = stored hash index (to copy the tree into a store).
     pub fn stored(&self) -> &[Hash] {

@@ -138,7 +138,16 @@ const META_REBUILDING: &[u8] = b"mrebuilding";
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
+    /// Tree hashes of level [`CACHED_LEVEL`] and up, kept in memory once read. Every proof
+    /// walks the same few upper-level hashes, and stored hashes never change, so the cache
+    /// needs no invalidation; it is bounded by [`MAX_CACHED_HASHES`].
+    upper_hashes: std::sync::Arc<std::sync::RwLock<HashMap<u64, Hash>>>,
 }
+
+/// The lowest tree level whose hashes are cached (a level-6 hash covers 64 leaves).
+const CACHED_LEVEL: u8 = 6;
+/// At most this many cached hashes (32 MiB): all of them up to about 16 million leaves.
+const MAX_CACHED_HASHES: usize = 1 << 20;
 
 impl Store {
     /// Opens (creating if missing) the database in `dir`.
@@ -148,7 +157,10 @@ impl Store {
             .mode(sled::Mode::HighThroughput)
             .flush_every_ms(None)
             .open()?;
-        Ok(Store { db })
+        Ok(Store {
+            db,
+            upper_hashes: Default::default(),
+        })
     }
 
     fn get<T: DeserializeOwned>(&self, k: &[u8]) -> Result<Option<T>, StoreError> {
@@ -384,23 +396,41 @@ impl StateView for Store {
     }
 }
 
+impl Store {
+    fn read_hash(&self, i: u64) -> Result<Hash, StoreError> {
+        let cacheable = crate::merkle::stored_index_level(i) >= CACHED_LEVEL;
+        if cacheable {
+            if let Some(h) = self
+                .upper_hashes
+                .read()
+                .ok()
+                .and_then(|c| c.get(&i).copied())
+            {
+                return Ok(h);
+            }
+        }
+        let v = self
+            .db
+            .get(num_key(b'H', i))?
+            .ok_or(StoreError::MissingHash(i))?;
+        let h: Hash = v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+            key: format!("H{i}"),
+            reason: "expected 32 bytes".into(),
+        })?;
+        if cacheable {
+            if let Ok(mut c) = self.upper_hashes.write() {
+                if c.len() < MAX_CACHED_HASHES {
+                    c.insert(i, h);
+                }
+            }
+        }
+        Ok(h)
+    }
+}
+
 impl HashSource for Store {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, MerkleError> {
-        indexes
-            .iter()
-            .map(|&i| {
-                let v = self
-                    .db
-                    .get(num_key(b'H', i))
-                    .map_err(StoreError::from)?
-                    .ok_or(StoreError::MissingHash(i))?;
-                let h: Hash = v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
-                    key: format!("H{i}"),
-                    reason: "expected 32 bytes".into(),
-                })?;
-                Ok(h)
-            })
-            .collect()
+        indexes.iter().map(|&i| Ok(self.read_hash(i)?)).collect()
     }
 }
 
