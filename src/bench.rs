@@ -5,7 +5,11 @@
 //! cores), then durable ingest of purchase entries (one signature each) and redeem entries (two)
 //! through the real sequencer pipeline with signature checks on, then inclusion proof generation
 //! from a sled-backed tree. It ends with one `NAME VALUE UNIT` line per figure.
+//!
+//! `pointsledger bench http` is the same idea over the network: a load generator that keeps
+//! many keep-alive connections busy against a running server.
 
+use crate::client::{BatchResult, Client};
 use crate::clock::SystemClock;
 use crate::demo::progress_bar;
 use crate::dsse::{self, Envelope};
@@ -20,7 +24,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use rand::Rng;
 use rayon::prelude::*;
 use serde_json::json;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -263,4 +267,146 @@ fn inclusion_latency(dir: &Path, size: u64) -> Result<(f64, f64)> {
     }
     times.sort_by(f64::total_cmp);
     Ok((times[times.len() / 2], times[times.len() * 99 / 100]))
+}
+
+/// `pointsledger bench http` settings.
+#[derive(clap::Args, Debug)]
+pub struct HttpArgs {
+    /// The server's base URL.
+    #[arg(long)]
+    pub server: String,
+    /// Concurrent clients, each on its own keep-alive connection.
+    #[arg(long, default_value_t = 32)]
+    pub clients: usize,
+    /// The operator key file of the server's ledger (to register a benchmark merchant).
+    #[arg(long)]
+    pub operator_key: PathBuf,
+    /// Entries per measurement (single, then batched).
+    #[arg(long, default_value_t = 20_000)]
+    pub entries: u64,
+    /// Entries per request in the batched measurement.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+}
+
+/// Loads a running server: `entries` single submissions from `clients` concurrent clients, then
+/// `entries` more in batches; prints throughput and latency percentiles.
+pub fn run_http(args: &HttpArgs) -> Result<()> {
+    if args.clients == 0 || args.entries == 0 || args.batch == 0 || args.clients > 1024 {
+        bail!("--clients must be 1..=1024, --entries and --batch positive");
+    }
+    let client = Client::new(&args.server)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let operator = keys::read_key_file(&args.operator_key)?;
+    let operator_id = keys::public_id(&operator.verifying_key());
+    let info = runtime.block_on(client.log_info())?;
+    if info["operator_key"].as_str() != Some(operator_id.as_str()) {
+        bail!(
+            "{} is not this server's operator key",
+            args.operator_key.display()
+        );
+    }
+    let merchant = keys::generate();
+    let mid = keys::public_id(&merchant.verifying_key());
+    let run_id = hex::encode(rand::random::<[u8; 4]>());
+    let register = env(
+        "merchant.register",
+        json!({"operator": operator_id, "merchant": mid, "name": "HTTP bench",
+               "rules": rules(), "nonce": format!("bench-{run_id}")}),
+        &[&operator],
+    )?;
+    runtime.block_on(client.submit(&register))?;
+    let consumers: Vec<String> = (0..1000)
+        .map(|_| keys::public_id(&keys::generate().verifying_key()))
+        .collect();
+    let n = args.entries;
+    eprintln!("bench http: signing {} purchases", 2 * n);
+    let envelopes: Vec<Envelope> = (0..2 * n)
+        .into_par_iter()
+        .map(|i| {
+            env(
+                "purchase",
+                json!({"merchant": mid, "consumer": consumers[(i % 1000) as usize],
+                       "order_id": format!("{run_id}-{i}"), "amount": 10_000, "nonce": format!("{run_id}-{i}")}),
+                &[&merchant],
+            )
+        })
+        .collect::<Result<_>>()?;
+    let (single, batched) = envelopes.split_at(n as usize);
+    let single_jobs: Vec<Vec<Envelope>> = single.iter().map(|e| vec![e.clone()]).collect();
+    let batch_jobs: Vec<Vec<Envelope>> = batched
+        .chunks(args.batch)
+        .map(<[Envelope]>::to_vec)
+        .collect();
+
+    let (rate1, lat1) = runtime.block_on(load(&client, single_jobs, args.clients, "single"))?;
+    let (rate2, lat2) = runtime.block_on(load(&client, batch_jobs, args.clients, "batched"))?;
+    let pct = |v: &[f64], p: usize| v.get(v.len() * p / 100).copied().unwrap_or(f64::NAN);
+    println!("http_single {rate1:.1} entries/s");
+    println!("http_single_p50 {:.2} ms", pct(&lat1, 50));
+    println!("http_single_p99 {:.2} ms", pct(&lat1, 99));
+    println!("http_batch{} {rate2:.1} entries/s", args.batch);
+    println!(
+        "http_batch{}_p50 {:.2} ms/request",
+        args.batch,
+        pct(&lat2, 50)
+    );
+    println!(
+        "http_batch{}_p99 {:.2} ms/request",
+        args.batch,
+        pct(&lat2, 99)
+    );
+    Ok(())
+}
+
+/// Runs `jobs` (each one request) from `clients` concurrent tasks; returns entries/s and the
+/// sorted request latencies in ms. Any refused entry fails the run.
+async fn load(
+    client: &Client,
+    jobs: Vec<Vec<Envelope>>,
+    clients: usize,
+    label: &'static str,
+) -> Result<(f64, Vec<f64>)> {
+    let entries: usize = jobs.iter().map(Vec::len).sum();
+    let queue = Arc::new(std::sync::Mutex::new(jobs.into_iter()));
+    let bar = progress_bar(entries as u64, label);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (client, queue, bar) = (client.clone(), queue.clone(), bar.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let job = match queue.lock() {
+                    Ok(mut q) => q.next(),
+                    Err(_) => None,
+                };
+                let Some(job) = job else { break };
+                let t = Instant::now();
+                if job.len() == 1 {
+                    client.submit(&job[0]).await?;
+                } else {
+                    for r in client.submit_batch(&job).await? {
+                        if let BatchResult::Refused { error, message, .. } = r {
+                            bail!("an entry was refused: {error}: {message}");
+                        }
+                    }
+                }
+                latencies.push(t.elapsed().as_secs_f64() * 1e3);
+                bar.inc(job.len() as u64);
+            }
+            Ok::<_, anyhow::Error>(latencies)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    all.sort_by(f64::total_cmp);
+    Ok((entries as f64 / elapsed, all))
 }

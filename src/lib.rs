@@ -21,12 +21,14 @@
 //! - [`sequencer`]: the same write path as a pipeline of threads for concurrent producers.
 //! - [`server`]: the HTTP API over the sequencer and the store.
 //! - [`views`]: what reads return (account, history rows), shared by the CLI and the API.
+//! - [`client`]: an HTTP client for the service, used by `--server` commands and the load benchmark.
 //! - [`clock`]: where leaf timestamps come from (injectable for tests).
 //! - [`demo`], [`bench`], [`cli`]: the seeded demo program, the benchmark and the command line.
 
 pub mod bench;
 pub mod checkpoint;
 pub mod cli;
+pub mod client;
 pub mod clock;
 pub mod demo;
 pub mod dsse;

@@ -151,12 +151,28 @@ const MAX_CACHED_HASHES: usize = 1 << 20;
 
 impl Store {
     /// Opens (creating if missing) the database in `dir`.
+    ///
+    /// sled releases a closed database's file lock from a background thread, so a reopen right
+    /// after a close (or a close by a process that just exited) can find it still held: that
+    /// case is retried for up to two seconds before it is reported.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .mode(sled::Mode::HighThroughput)
-            .flush_every_ms(None)
-            .open()?;
+        let mut attempt = 0;
+        let db = loop {
+            let opened = sled::Config::new()
+                .path(dir)
+                .mode(sled::Mode::HighThroughput)
+                .flush_every_ms(None)
+                .open();
+            match opened {
+                Err(sled::Error::Io(e))
+                    if e.kind() == std::io::ErrorKind::WouldBlock && attempt < 100 =>
+                {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other?,
+            }
+        };
         Ok(Store {
             db,
             upper_hashes: Default::default(),

@@ -1,24 +1,190 @@
-//! The HTTP service.
+//! The HTTP service: `pointsledger serve`.
+//!
+//! [`serve`] runs the API on a bound listener around a [`Ledger`]: writes go through one
+//! [`Sequencer`] (verify, sequence, group commit, periodic checkpoints), reads go to a clone of
+//! the store and never wait for the writer. When the shutdown future completes the listener
+//! stops accepting, in-flight requests finish (bounded by the request timeout), the sequencer
+//! drains its open group, a final checkpoint is signed and the store is flushed; the ledger is
+//! handed back. [`run`] is the command: settings, logging, signals (SIGTERM, Ctrl-C) and the
+//! `listening on http://ADDR` line on stdout.
+//!
+//! Logs go to stderr, filtered by `RUST_LOG` (default `info`; `tower_http=debug` adds one line
+//! per request). They name methods, paths, statuses and errors, never bodies, headers or keys.
+//!
+//! - [`config`]: flags, environment variables and the TOML file.
+//! - `routes`: the handlers, their shared state and the layers (limits, timeouts, metrics).
+//! - [`error`]: [`ServerError`] and the status and code of every refusal.
+//! - [`wire`]: the JSON shapes the service defines.
+//! - [`metrics`]: the Prometheus counters.
+//! - [`openapi`]: the generated OpenAPI document and descriptions of core types.
 
-use anyhow::Result;
-use std::path::PathBuf;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod openapi;
+mod routes;
+pub mod wire;
 
-/// `pointsledger serve` settings.
-#[derive(clap::Args, Debug)]
-pub struct ServeArgs {
-    /// The data directory.
-    #[arg(long, env = "POINTSLEDGER_DATA")]
-    pub data: PathBuf,
-    /// The address to listen on.
-    #[arg(long, env = "POINTSLEDGER_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: String,
+pub use config::{ServeArgs, ServeConfig, Settings};
+pub use error::ServerError;
+
+use crate::clock::{Clock, SystemClock};
+use crate::ledger::Ledger;
+use crate::sequencer::{Sequencer, SequencerOptions};
+use anyhow::Context as _;
+use std::future::Future;
+use std::io::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// How long after the request timeout shutdown waits for connections before it stops waiting.
+const SHUTDOWN_SLACK: Duration = Duration::from_secs(2);
+
+/// Serves the API on `listener` until `shutdown` completes, then drains and hands the ledger
+/// back with a final checkpoint signed and everything flushed.
+///
+/// `clock` is the time reads use (account balances, quotes); pass the clock the ledger was
+/// opened with.
+pub async fn serve<F>(
+    ledger: Ledger,
+    clock: Arc<dyn Clock>,
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: F,
+) -> Result<Ledger, ServerError>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    settings.validate()?;
+    let store = ledger.store().clone();
+    let config = ledger.config().clone();
+    let log = routes::LogIdentity {
+        origin: config.log.origin,
+        verifier_key: ledger.verifier_key(),
+        operator_key: config.log.operator,
+    };
+    let start_size = ledger.size();
+    let grace = settings.request_timeout + SHUTDOWN_SLACK;
+    let (sequencer, writer) = Sequencer::spawn(
+        ledger,
+        SequencerOptions {
+            max_group: settings.max_group,
+            checkpoint_interval: settings.checkpoint_interval,
+        },
+    );
+    let state = routes::AppState::new(
+        store,
+        writer,
+        clock,
+        settings,
+        log,
+        start_size,
+        openapi::document(),
+    );
+    let app = routes::router(state.clone());
+    match listener.local_addr() {
+        Ok(addr) => tracing::info!(%addr, size = start_size, "serving"),
+        Err(e) => tracing::warn!(error = %e, "the listener has no local address"),
+    }
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let mut graceful_rx = stop_rx.clone();
+    let graceful = async move {
+        let _ = graceful_rx.wait_for(|stop| *stop).await;
+        tracing::info!("shutting down: no new connections, finishing in-flight requests");
+    };
+    let mut deadline_rx = stop_rx;
+    let deadline = async move {
+        let _ = deadline_rx.wait_for(|stop| *stop).await;
+        tokio::time::sleep(grace).await;
+    };
+    let served = tokio::select! {
+        r = axum::serve(listener, app).with_graceful_shutdown(graceful) => r.map_err(|source| {
+            ServerError::Io { context: "serving".into(), source }
+        }),
+        () = deadline => {
+            tracing::warn!("connections still open {grace:?} after shutdown began; closing");
+            Ok(())
+        }
+    };
+
+    state.close_writer();
+    drop(state);
+    let ledger = tokio::task::spawn_blocking(move || sequencer.join())
+        .await
+        .map_err(|e| ServerError::Unavailable(format!("the sequencer did not stop: {e}")))??;
+    ledger.store().flush()?;
+    served?;
+    tracing::info!(
+        size = ledger.size(),
+        "stopped: log flushed and checkpointed"
+    );
+    Ok(ledger)
 }
 
-/// Runs the server until SIGTERM or Ctrl-C.
-pub fn run(args: ServeArgs) -> Result<()> {
-    anyhow::bail!(
-        "serve is not available yet ({:?} on {})",
-        args.data,
-        args.listen
-    )
+/// Completes on SIGTERM or Ctrl-C (SIGINT). The handlers are installed when this is called, so
+/// a signal that arrives before the returned future is first polled is not lost.
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+                _ = int.recv() => tracing::info!("Ctrl-C received"),
+            }
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                tracing::info!("Ctrl-C received");
+            }
+        })
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Runs `pointsledger serve` until SIGTERM or Ctrl-C; returns once the log is flushed and a
+/// final checkpoint is signed.
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let config = ServeConfig::resolve(&args)?;
+    init_tracing();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let ledger = Ledger::open(&config.data, clock.clone())?;
+        let shutdown = shutdown_signal().context("installing signal handlers")?;
+        let listener = TcpListener::bind(&config.listen)
+            .await
+            .with_context(|| format!("listening on {}", config.listen))?;
+        let addr = listener.local_addr().context("reading the bound address")?;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on http://{addr}")?;
+        out.flush()?;
+        drop(out);
+        serve(ledger, clock, config.settings, listener, shutdown).await?;
+        Ok(())
+    })
 }

@@ -1,4 +1,5 @@
-//! The command line: embedded mode, working directly on a data directory.
+//! The command line: embedded mode on a data directory (`--data DIR`), or a client of a
+//! running server (`--server URL`) for the same reads and writes.
 //!
 //! Every command prints its result on stdout (JSON, one object per line, where it prints data)
 //! and a one-line error on stderr with a non-zero exit when anything is wrong. Commands that
@@ -6,20 +7,23 @@
 //! rest is always verifiable.
 
 use crate::checkpoint::{self, TlogProof};
-use crate::clock::{Clock, SystemClock};
+use crate::client::Client;
+use crate::clock::SystemClock;
 use crate::dsse::{self, Envelope};
-use crate::engine::StateView;
 use crate::ledger::{self, Leaf, Ledger, LedgerError};
 use crate::payload::{Payload, KINDS};
-use crate::views::{self, AccountView};
 use crate::{keys, merkle};
 use anyhow::{anyhow, bail, Context, Result};
+use backend::{Backend, Target};
 use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
 use clap::{Parser, Subcommand};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+
+mod backend;
+mod till;
 
 /// A verifiable points-and-rewards ledger.
 #[derive(Parser, Debug)]
@@ -62,53 +66,76 @@ enum Command {
         /// The payload JSON file (`-` for stdin); with --cosign it must match the envelope's.
         payload: Option<PathBuf>,
     },
+    /// Sign a payload and send it to a server; prints the receipt.
+    Submit {
+        /// The server's base URL.
+        #[arg(long)]
+        server: String,
+        /// The signer's key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// The payload kind.
+        #[arg(long)]
+        kind: String,
+        /// The payload JSON file (`-` for stdin).
+        payload: PathBuf,
+    },
     /// Verify and append envelopes; prints one JSON receipt per line.
     ///
-    /// With files, the append is all-or-nothing: if any envelope is refused nothing is written.
-    /// With `-`, envelopes are read one JSON object per line from stdin and appended in groups
-    /// as they arrive; a receipt line is printed only once its entry is durable, and refused
-    /// envelopes get an error line.
+    /// With --data and files, the append is all-or-nothing: if any envelope is refused nothing
+    /// is written. With --data and `-`, envelopes are read one JSON object per line from stdin
+    /// and appended in groups as they arrive; a receipt line is printed only once its entry is
+    /// durable, and refused envelopes get an error line. With --server, each envelope is
+    /// submitted and answered on its own.
     Append {
-        /// The data directory.
-        #[arg(long)]
-        data: PathBuf,
-        /// Envelope files, or `-` for JSON lines on stdin.
+        #[command(flatten)]
+        target: Target,
+        /// Envelope files, or `-` for JSON lines on stdin (embedded mode).
         #[arg(required = true)]
         envelopes: Vec<PathBuf>,
     },
     /// Print an account's balance, lots and linked address as JSON.
     Balance {
-        /// The data directory.
-        #[arg(long)]
-        data: PathBuf,
+        #[command(flatten)]
+        target: Target,
         /// The account's public key id.
         account: String,
     },
     /// Print an account's history, one JSON row per entry, each with why the points moved.
     History {
-        /// The data directory.
-        #[arg(long)]
-        data: PathBuf,
+        #[command(flatten)]
+        target: Target,
         /// The account's public key id.
         account: String,
     },
+    /// Quote an order: the referral discount and the most points redeemable on it.
+    Quote {
+        #[command(flatten)]
+        target: Target,
+        /// The merchant's key id.
+        #[arg(long)]
+        merchant: String,
+        /// The consumer's key id.
+        #[arg(long)]
+        consumer: String,
+        /// The order's amount in minor units.
+        #[arg(long)]
+        amount: u64,
+    },
     /// Print the latest signed checkpoint.
     Checkpoint {
-        /// The data directory.
-        #[arg(long)]
-        data: PathBuf,
+        #[command(flatten)]
+        target: Target,
     },
     /// Print the log's verifier key (`name+keyid+base64`).
     LogKey {
-        /// The data directory.
-        #[arg(long)]
-        data: PathBuf,
+        #[command(flatten)]
+        target: Target,
     },
     /// Print leaves START..END (END exclusive), one base64 leaf per line.
     Leaves {
-        /// The data directory.
-        #[arg(long)]
-        data: PathBuf,
+        #[command(flatten)]
+        target: Target,
         /// First leaf index.
         #[arg(long)]
         start: u64,
@@ -119,6 +146,17 @@ enum Command {
     /// Produce inclusion or consistency proofs.
     #[command(subcommand)]
     Prove(Prove),
+    /// Save the receipt of entry INDEX (a c2sp.org/tlog-proof against the latest checkpoint).
+    Receipt {
+        #[command(flatten)]
+        target: Target,
+        /// The entry's index.
+        #[arg(long)]
+        index: u64,
+        /// Where to save it (default: receipt-INDEX.tlog-proof).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Verify a tlog-proof receipt offline: checkpoint signature, inclusion, envelope signatures.
     Verify {
         /// The log's verifier key, or a file holding it.
@@ -126,6 +164,43 @@ enum Command {
         log_key: String,
         /// The .tlog-proof file.
         proof: PathBuf,
+    },
+    /// At the till, the consumer's side: sign a redemption, save it and show it as a QR code
+    /// for the merchant to scan.
+    RedeemRequest {
+        /// The consumer's key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// The merchant's key id.
+        #[arg(long)]
+        merchant: String,
+        /// The merchant's order reference.
+        #[arg(long)]
+        order_id: String,
+        /// The order's amount in minor units.
+        #[arg(long)]
+        order_amount: u64,
+        /// Points to spend.
+        #[arg(long)]
+        points: u64,
+        /// The request expires this many seconds from now.
+        #[arg(long, default_value_t = 300)]
+        expires_in: u64,
+        /// Where to save the half-signed envelope.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// At the till, the merchant's side: check a consumer's redemption, countersign it and
+    /// submit it; prints the receipt.
+    RedeemAccept {
+        /// The server's base URL.
+        #[arg(long)]
+        server: String,
+        /// The merchant's key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// The consumer's half-signed envelope.
+        envelope: PathBuf,
     },
     /// Replay the whole log into fresh state and check it matches.
     Rebuild {
@@ -148,12 +223,15 @@ enum Command {
     },
     /// Run the HTTP service on a data directory.
     Serve(crate::server::ServeArgs),
-    /// Measure ingest, signature verification and proof generation; ends with `NAME VALUE UNIT`
-    /// lines.
+    /// Measure ingest, signature verification and proof generation in process; ends with
+    /// `NAME VALUE UNIT` lines. `bench http` measures a running server instead.
+    #[command(args_conflicts_with_subcommands = true)]
     Bench {
+        #[command(subcommand)]
+        http: Option<BenchHttp>,
         /// A scratch directory (created; its contents are replaced).
         #[arg(long)]
-        data: PathBuf,
+        data: Option<PathBuf>,
         /// Entries per ingest measurement.
         #[arg(long, default_value_t = 50_000)]
         entries: u64,
@@ -164,12 +242,17 @@ enum Command {
 }
 
 #[derive(Subcommand, Debug)]
+enum BenchHttp {
+    /// Load a running server over keep-alive connections: single and batched submissions.
+    Http(crate::bench::HttpArgs),
+}
+
+#[derive(Subcommand, Debug)]
 enum Prove {
     /// A c2sp.org/tlog-proof for leaf INDEX against the checkpoint of size N (default: latest).
     Inclusion {
-        /// The data directory.
-        #[arg(long)]
-        data: PathBuf,
+        #[command(flatten)]
+        target: Target,
         /// The leaf index.
         #[arg(long)]
         index: u64,
@@ -179,9 +262,8 @@ enum Prove {
     },
     /// The RFC 6962 consistency proof from size FROM to size TO, one base64 hash per line.
     Consistency {
-        /// The data directory.
-        #[arg(long)]
-        data: PathBuf,
+        #[command(flatten)]
+        target: Target,
         /// The older tree size (at least 1).
         #[arg(long)]
         from: u64,
@@ -224,6 +306,10 @@ fn open(data: &Path) -> Result<Ledger> {
     Ok(Ledger::open(data, Arc::new(SystemClock))?)
 }
 
+fn read_envelope(path: &Path) -> Result<Envelope> {
+    dsse::parse(&read_input(path)?).with_context(|| format!("{}", path.display()))
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Keygen { out } => {
@@ -247,67 +333,121 @@ fn run(cli: Cli) -> Result<()> {
             kind,
             cosign,
             payload,
-        } => sign(&key, kind.as_deref(), cosign.as_deref(), payload.as_deref())?,
-        Command::Append { data, envelopes } => append(&data, &envelopes)?,
-        Command::Balance { data, account } => {
-            keys::parse_public_id(&account)?;
-            let (store, _) = ledger::open_store(&data)?;
-            let acc = store.account(&account)?.unwrap_or_default();
-            print_json(&AccountView::new(&account, acc, SystemClock.now_ms()))?;
+        } => {
+            let env = sign(&key, kind.as_deref(), cosign.as_deref(), payload.as_deref())?;
+            println!("{}", String::from_utf8_lossy(&env.to_json_bytes()));
         }
-        Command::History { data, account } => {
-            keys::parse_public_id(&account)?;
-            let (store, _) = ledger::open_store(&data)?;
-            let mut from = 0;
-            loop {
-                let page = views::history(&store, &account, from, 1000)?;
-                let Some(last) = page.last().map(|r| r.index) else {
-                    break;
-                };
-                for row in page {
-                    print_json(&row)?;
+        Command::Submit {
+            server,
+            key,
+            kind,
+            payload,
+        } => {
+            let env = sign(&key, Some(&kind), None, Some(&payload))?;
+            let client = Client::new(&server)?;
+            print_json(&backend::runtime()?.block_on(client.submit(&env))?)?;
+        }
+        Command::Append { target, envelopes } => match (&target.data, &target.server) {
+            (Some(data), _) => append(data, &envelopes)?,
+            (_, Some(server)) => {
+                let envs = envelopes
+                    .iter()
+                    .map(|f| read_envelope(f))
+                    .collect::<Result<Vec<_>>>()?;
+                let client = Client::new(server)?;
+                let mut refused = 0;
+                for r in backend::submit_remote(&client, &backend::runtime()?, &envs) {
+                    match r {
+                        Ok(receipt) => print_json(&receipt)?,
+                        Err(e) => {
+                            refused += 1;
+                            eprintln!("error: {e}");
+                        }
+                    }
                 }
-                from = last + 1;
+                if refused > 0 {
+                    bail!("{refused} envelope(s) refused");
+                }
             }
+            _ => bail!("give --data DIR or --server URL"),
+        },
+        Command::Balance { target, account } => {
+            keys::parse_public_id(&account)?;
+            print_json(&Backend::open(&target)?.account(&account)?)?;
         }
-        Command::Checkpoint { data } => {
-            let (store, _) = ledger::open_store(&data)?;
-            let (_, note) = store
-                .latest_checkpoint()?
-                .ok_or_else(|| anyhow!("the log is empty: no checkpoint yet"))?;
-            print!("{note}");
+        Command::History { target, account } => {
+            keys::parse_public_id(&account)?;
+            Backend::open(&target)?.history(&account, &mut |row| print_json(&row))?;
         }
-        Command::LogKey { data } => println!("{}", open(&data)?.verifier_key()),
-        Command::Leaves { data, start, end } => {
-            let (store, _) = ledger::open_store(&data)?;
-            let size = store.size()?;
+        Command::Quote {
+            target,
+            merchant,
+            consumer,
+            amount,
+        } => {
+            keys::parse_public_id(&merchant)?;
+            keys::parse_public_id(&consumer)?;
+            print_json(&Backend::open(&target)?.quote(&merchant, &consumer, amount)?)?;
+        }
+        Command::Checkpoint { target } => print!("{}", Backend::open(&target)?.checkpoint()?),
+        Command::LogKey { target } => {
+            println!("{}", Backend::open(&target)?.verifier_key()?);
+        }
+        Command::Leaves { target, start, end } => {
+            let backend = Backend::open(&target)?;
+            let size = backend.size()?;
             if start >= end || end > size {
                 bail!("need START < END <= {size} (the log's size); got {start}..{end}");
             }
             let mut out = std::io::stdout().lock();
-            let mut next = start;
-            while next < end {
-                let stop = (next + 1000).min(end);
-                for leaf in store.leaves(next, stop)? {
-                    writeln!(out, "{}", B64.encode(leaf))?;
-                }
-                next = stop;
+            backend.leaves(start, end, &mut |leaf| {
+                writeln!(out, "{}", B64.encode(leaf))?;
+                Ok(())
+            })?;
+        }
+        Command::Prove(Prove::Inclusion {
+            target,
+            index,
+            size,
+        }) => print!(
+            "{}",
+            Backend::open(&target)?.inclusion(index, size)?.to_text()
+        ),
+        Command::Prove(Prove::Consistency { target, from, to }) => {
+            for h in Backend::open(&target)?.consistency(from, to)? {
+                println!("{h}");
             }
         }
-        Command::Prove(Prove::Inclusion { data, index, size }) => {
-            print!("{}", prove_inclusion(&data, index, size)?.to_text());
-        }
-        Command::Prove(Prove::Consistency { data, from, to }) => {
-            let (store, _) = ledger::open_store(&data)?;
-            let size = store.size()?;
-            if from == 0 || from > to || to > size {
-                bail!("need 1 <= FROM <= TO <= {size} (the log's size); got {from}..{to}");
-            }
-            for h in merkle::prove_consistency(from, to, &store)? {
-                println!("{}", B64.encode(h));
-            }
+        Command::Receipt { target, index, out } => {
+            let proof = Backend::open(&target)?.inclusion(index, None)?;
+            let path = out.unwrap_or_else(|| PathBuf::from(format!("receipt-{index}.tlog-proof")));
+            std::fs::write(&path, proof.to_text())
+                .with_context(|| format!("writing {}", path.display()))?;
+            println!("{}", path.display());
         }
         Command::Verify { log_key, proof } => verify(&log_key, &proof)?,
+        Command::RedeemRequest {
+            key,
+            merchant,
+            order_id,
+            order_amount,
+            points,
+            expires_in,
+            out,
+        } => till::redeem_request(
+            &key,
+            &merchant,
+            &order_id,
+            order_amount,
+            points,
+            expires_in,
+            &out,
+        )?,
+        Command::RedeemAccept {
+            server,
+            key,
+            envelope,
+        } => till::redeem_accept(&server, &key, &envelope)?,
         Command::Rebuild { data } => {
             let mut ledger = open_for_rebuild(&data)?;
             let bar = crate::demo::progress_bar(ledger.size(), "replaying");
@@ -331,10 +471,19 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Serve(args) => crate::server::run(args)?,
         Command::Bench {
+            http: Some(BenchHttp::Http(args)),
+            ..
+        } => crate::bench::run_http(&args)?,
+        Command::Bench {
+            http: None,
             data,
             entries,
             tree_size,
-        } => crate::bench::run(&data, entries, tree_size)?,
+        } => {
+            let data =
+                data.ok_or_else(|| anyhow!("--data DIR is required (a scratch directory)"))?;
+            crate::bench::run(&data, entries, tree_size)?
+        }
     }
     Ok(())
 }
@@ -352,12 +501,13 @@ fn open_for_rebuild(data: &Path) -> Result<Ledger> {
     }
 }
 
+/// Signs a new payload, or adds a signature to an envelope, after checking it as the ledger will.
 fn sign(
     key: &Path,
     kind: Option<&str>,
     cosign: Option<&Path>,
     payload: Option<&Path>,
-) -> Result<()> {
+) -> Result<Envelope> {
     let signing_key = keys::read_key_file(key)?;
     let envelope = match cosign {
         Some(path) => {
@@ -404,8 +554,7 @@ fn sign(
             dsse::sign(kind, bytes, &signing_key)?
         }
     };
-    println!("{}", String::from_utf8_lossy(&envelope.to_json_bytes()));
-    Ok(())
+    Ok(envelope)
 }
 
 fn append(data: &Path, files: &[PathBuf]) -> Result<()> {
@@ -493,33 +642,6 @@ fn append_stream(ledger: &mut Ledger) -> Result<()> {
         bail!("{refused} envelope(s) refused (see the error lines on stdout)");
     }
     Ok(())
-}
-
-fn prove_inclusion(data: &Path, index: u64, size: Option<u64>) -> Result<TlogProof> {
-    let (store, _) = ledger::open_store(data)?;
-    let (size, note) = match size {
-        Some(n) => (
-            n,
-            store
-                .checkpoint(n)?
-                .ok_or_else(|| anyhow!("no checkpoint was cut at size {n}"))?,
-        ),
-        None => store
-            .latest_checkpoint()?
-            .ok_or_else(|| anyhow!("the log is empty: no checkpoint yet"))?,
-    };
-    if index >= size {
-        bail!("leaf {index} is not covered by the checkpoint of size {size}");
-    }
-    let leaf = store
-        .leaf(index)?
-        .ok_or_else(|| anyhow!("leaf {index} is missing"))?;
-    Ok(TlogProof {
-        extra: Some(leaf),
-        index,
-        proof: merkle::prove_inclusion(size, index, &store)?,
-        checkpoint: note,
-    })
 }
 
 fn verify(log_key: &str, proof_file: &Path) -> Result<()> {

@@ -1,0 +1,354 @@
+//! An HTTP client for a pointsledger server, used by the command line's `--server` mode and by
+//! `pointsledger bench http`.
+//!
+//! It speaks the API documented in `GET /v1/openapi.json`. Responses are checked as they are
+//! decoded: a receipt's leaf can be verified against a checkpoint the caller trusts (see
+//! `pointsledger verify`); nothing here trusts the server beyond decoding its answers.
+
+use crate::dsse::Envelope;
+use crate::engine::Quote;
+use crate::ledger::Receipt;
+use crate::views::{AccountView, HistoryRow};
+use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use std::time::Duration;
+
+/// Why a request to the server failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The URL is not an http(s) URL.
+    #[error("bad server URL {0:?}: expected http://HOST:PORT or https://HOST")]
+    BadUrl(String),
+    /// The server could not be reached or the connection failed.
+    #[error("cannot reach {url}: {source}")]
+    Transport {
+        /// The request URL.
+        url: String,
+        /// The underlying error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The server answered with an error.
+    #[error("server refused ({status} {code}): {message}")]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// The API's error code.
+        code: String,
+        /// The API's message.
+        message: String,
+    },
+    /// The answer does not decode as expected.
+    #[error("unexpected answer from {url}: {reason}")]
+    Decode {
+        /// The request URL.
+        url: String,
+        /// What did not decode.
+        reason: String,
+    },
+}
+
+impl ClientError {
+    /// The API error code, or a transport-level code.
+    pub fn code(&self) -> &str {
+        match self {
+            ClientError::Api { code, .. } => code,
+            ClientError::BadUrl(_) => "bad_url",
+            ClientError::Transport { .. } => "unreachable",
+            ClientError::Decode { .. } => "bad_answer",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ApiError {
+    error: String,
+    message: String,
+}
+
+/// One result of a batch submission.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum BatchResult {
+    /// The entry's receipt.
+    Accepted {
+        /// The receipt.
+        receipt: Receipt,
+    },
+    /// Why the entry was refused.
+    Refused {
+        /// The API's error code.
+        error: String,
+        /// The API's message.
+        message: String,
+        /// The HTTP status a single submission would have got.
+        status: u16,
+    },
+}
+
+#[derive(Deserialize)]
+struct BatchResults {
+    results: Vec<BatchResult>,
+}
+
+/// A page of history rows.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HistoryPage {
+    /// Rows, ascending by leaf index.
+    pub rows: Vec<HistoryRow>,
+    /// Where the next page starts, if there is one.
+    pub next: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct LeavesPage {
+    leaves: Vec<String>,
+}
+
+/// Proof hashes as the API returns them.
+#[derive(Deserialize)]
+struct ProofAnswer {
+    proof: Vec<String>,
+}
+
+/// A pointsledger server.
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// A client for the server at `url` (keep-alive connections, 30 s timeout per request).
+    pub fn new(url: &str) -> Result<Client, ClientError> {
+        let base = url.trim_end_matches('/').to_owned();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(ClientError::BadUrl(url.to_owned()));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(256)
+            .build()
+            .map_err(|source| ClientError::Transport {
+                url: base.clone(),
+                source,
+            })?;
+        Ok(Client { base, http })
+    }
+
+    async fn send(
+        &self,
+        req: reqwest::RequestBuilder,
+        url: &str,
+    ) -> Result<reqwest::Response, ClientError> {
+        let resp = req.send().await.map_err(|source| ClientError::Transport {
+            url: url.to_owned(),
+            source,
+        })?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status().as_u16();
+        let body = resp.bytes().await.unwrap_or_default();
+        match serde_json::from_slice::<ApiError>(&body) {
+            Ok(e) => Err(ClientError::Api {
+                status,
+                code: e.error,
+                message: e.message,
+            }),
+            Err(_) => Err(ClientError::Api {
+                status,
+                code: "http_error".into(),
+                message: String::from_utf8_lossy(&body).chars().take(200).collect(),
+            }),
+        }
+    }
+
+    async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let resp = self.send(self.http.get(&url), &url).await?;
+        decode_json(resp, &url).await
+    }
+
+    async fn get_text(&self, path: &str) -> Result<String, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let resp = self.send(self.http.get(&url), &url).await?;
+        resp.text().await.map_err(|e| ClientError::Decode {
+            url,
+            reason: e.to_string(),
+        })
+    }
+
+    async fn post_json<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let resp = self.send(self.http.post(&url).json(body), &url).await?;
+        decode_json(resp, &url).await
+    }
+
+    /// Submits one envelope; returns its receipt once the entry is durable.
+    pub async fn submit(&self, envelope: &Envelope) -> Result<Receipt, ClientError> {
+        let url = format!("{}/v1/entries", self.base);
+        let req = self
+            .http
+            .post(&url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(envelope.to_json_bytes());
+        let resp = self.send(req, &url).await?;
+        decode_json(resp, &url).await
+    }
+
+    /// Submits envelopes in one request; one result each, in order.
+    pub async fn submit_batch(
+        &self,
+        envelopes: &[Envelope],
+    ) -> Result<Vec<BatchResult>, ClientError> {
+        let body: Vec<serde_json::Value> = envelopes.iter().map(Envelope::to_json).collect();
+        let results: BatchResults = self.post_json("/v1/entries/batch", &body).await?;
+        if results.results.len() != envelopes.len() {
+            return Err(ClientError::Decode {
+                url: format!("{}/v1/entries/batch", self.base),
+                reason: format!(
+                    "{} results for {} entries",
+                    results.results.len(),
+                    envelopes.len()
+                ),
+            });
+        }
+        Ok(results.results)
+    }
+
+    /// An account at the server's current time.
+    pub async fn account(&self, id: &str) -> Result<AccountView, ClientError> {
+        self.get_json(&format!("/v1/accounts/{id}")).await
+    }
+
+    /// A page of an account's history.
+    pub async fn history(
+        &self,
+        id: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<HistoryPage, ClientError> {
+        self.get_json(&format!(
+            "/v1/accounts/{id}/history?from={from}&limit={limit}"
+        ))
+        .await
+    }
+
+    /// The latest signed checkpoint.
+    pub async fn checkpoint(&self) -> Result<String, ClientError> {
+        self.get_text("/v1/checkpoint").await
+    }
+
+    /// The log's description: origin, verifier key, operator key, size.
+    pub async fn log_info(&self) -> Result<serde_json::Value, ClientError> {
+        self.get_json("/v1/log").await
+    }
+
+    /// Leaves `start..end`, fetched page by page.
+    pub async fn leaves(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, ClientError> {
+        let mut out = Vec::new();
+        let mut next = start;
+        while next < end {
+            let url = format!("/v1/entries?start={next}&end={end}");
+            let page: LeavesPage = self.get_json(&url).await?;
+            if page.leaves.is_empty() {
+                return Err(ClientError::Decode {
+                    url,
+                    reason: "empty page before the end".into(),
+                });
+            }
+            for l in page.leaves {
+                out.push(B64.decode(l).map_err(|e| ClientError::Decode {
+                    url: url.clone(),
+                    reason: e.to_string(),
+                })?);
+            }
+            next = start + out.len() as u64;
+        }
+        Ok(out)
+    }
+
+    /// The signed checkpoint note cut at tree size `size`.
+    pub async fn checkpoint_at(&self, size: u64) -> Result<String, ClientError> {
+        self.get_text(&format!("/v1/checkpoints/{size}")).await
+    }
+
+    /// The bytes of leaf `index`, verbatim.
+    pub async fn leaf(&self, index: u64) -> Result<Vec<u8>, ClientError> {
+        let url = format!("{}/v1/entries/{index}", self.base);
+        let resp = self.send(self.http.get(&url), &url).await?;
+        Ok(resp
+            .bytes()
+            .await
+            .map_err(|source| ClientError::Transport { url, source })?
+            .to_vec())
+    }
+
+    /// The inclusion proof of leaf `index` in the tree of `size`.
+    pub async fn inclusion(
+        &self,
+        index: u64,
+        size: u64,
+    ) -> Result<Vec<crate::merkle::Hash>, ClientError> {
+        let url = format!("/v1/proofs/inclusion?index={index}&size={size}");
+        let p: ProofAnswer = self.get_json(&url).await?;
+        p.proof
+            .iter()
+            .map(|h| {
+                B64.decode(h)
+                    .ok()
+                    .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+                    .ok_or_else(|| ClientError::Decode {
+                        url: url.clone(),
+                        reason: "a proof hash is not 32 bytes of base64".into(),
+                    })
+            })
+            .collect()
+    }
+
+    /// The tlog-proof receipt of entry `index` against the latest checkpoint.
+    pub async fn receipt(&self, index: u64) -> Result<String, ClientError> {
+        self.get_text(&format!("/v1/receipts/{index}")).await
+    }
+
+    /// A consistency proof from `from` to `to`, as base64 hashes.
+    pub async fn consistency(&self, from: u64, to: u64) -> Result<Vec<String>, ClientError> {
+        let p: ProofAnswer = self
+            .get_json(&format!("/v1/proofs/consistency?from={from}&to={to}"))
+            .await?;
+        Ok(p.proof)
+    }
+
+    /// A quote for an order.
+    pub async fn quote(
+        &self,
+        merchant: &str,
+        consumer: &str,
+        order_amount: u64,
+    ) -> Result<Quote, ClientError> {
+        let body = serde_json::json!({"merchant": merchant, "consumer": consumer, "order_amount": order_amount});
+        self.post_json("/v1/quote", &body).await
+    }
+}
+
+async fn decode_json<T: DeserializeOwned>(
+    resp: reqwest::Response,
+    url: &str,
+) -> Result<T, ClientError> {
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|source| ClientError::Transport {
+            url: url.to_owned(),
+            source,
+        })?;
+    serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+        url: url.to_owned(),
+        reason: e.to_string(),
+    })
+}

@@ -1,0 +1,316 @@
+//! `pointsledger serve` settings: command-line flags, `POINTSLEDGER_*` environment variables and
+//! an optional TOML file, merged with the precedence flag > environment > file > default.
+//!
+//! clap reads a flag and its environment variable together (the flag wins). Every field is
+//! optional there, so that a value given by neither can still come from the file named by
+//! `--config`, and only then from the default that `--help` documents. The TOML keys are the
+//! long flag names with `_` for `-` (`max_body_bytes = 65536`, `request_timeout = "10s"`);
+//! unknown keys are refused so that a misspelt setting is not silently ignored.
+
+use super::error::ServerError;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// `pointsledger serve` settings as given on the command line and in the environment.
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct ServeArgs {
+    /// The data directory, created by `pointsledger init` (required here, in the environment
+    /// or in the config file).
+    #[arg(long, env = "POINTSLEDGER_DATA", value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// The address to listen on; port 0 picks a free port. The address is printed as
+    /// `listening on http://ADDR` once the socket is bound [default: 127.0.0.1:8080].
+    #[arg(long, env = "POINTSLEDGER_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// A TOML file setting any option of this command by its long name with `_` for `-`, e.g.
+    /// `max_body_bytes = 65536` or `request_timeout = "10s"`. Flags and environment variables
+    /// win over the file.
+    #[arg(long, env = "POINTSLEDGER_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Largest request body accepted, in bytes (all routes but the batch route); larger bodies
+    /// get 413 `too_large` [default: 65536].
+    #[arg(long, env = "POINTSLEDGER_MAX_BODY_BYTES", value_name = "BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Largest body of `POST /v1/entries/batch`, in bytes [default: 1048576].
+    #[arg(long, env = "POINTSLEDGER_MAX_BATCH_BODY_BYTES", value_name = "BYTES")]
+    pub max_batch_body_bytes: Option<usize>,
+    /// Most envelopes in one `POST /v1/entries/batch`; more get 413 `too_many_entries`
+    /// [default: 256].
+    #[arg(long, env = "POINTSLEDGER_MAX_BATCH", value_name = "N")]
+    pub max_batch: Option<usize>,
+    /// Longest a request may take, as `<n>ms`, `<n>s` or `<n>m`; slower requests get 408
+    /// `timeout` (an entry may still have been appended: resubmitting the identical envelope
+    /// returns its receipt) [default: 10s].
+    #[arg(long, env = "POINTSLEDGER_REQUEST_TIMEOUT", value_name = "DURATION")]
+    pub request_timeout: Option<DurationSetting>,
+    /// How often a checkpoint is signed if the log grew, as `<n>ms`, `<n>s` or `<n>m`
+    /// [default: 1s].
+    #[arg(
+        long,
+        env = "POINTSLEDGER_CHECKPOINT_INTERVAL",
+        value_name = "DURATION"
+    )]
+    pub checkpoint_interval: Option<DurationSetting>,
+    /// Most envelopes the sequencer commits as one group (one batch, one flush)
+    /// [default: 4096].
+    #[arg(long, env = "POINTSLEDGER_MAX_GROUP", value_name = "N")]
+    pub max_group: Option<usize>,
+    /// Most requests handled at once; further requests wait for a slot within their timeout
+    /// [default: 512].
+    #[arg(long, env = "POINTSLEDGER_MAX_CONCURRENCY", value_name = "N")]
+    pub max_concurrency: Option<usize>,
+}
+
+/// A duration written as `<n>ms`, `<n>s` or `<n>m` (flags, environment and TOML alike).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationSetting(pub Duration);
+
+impl FromStr for DurationSetting {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (digits, unit) = s.split_at(split);
+        let bad = || format!("{s:?} is not a duration like 250ms, 10s or 2m");
+        let n: u64 = digits.parse().map_err(|_| bad())?;
+        let d = match unit {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n.checked_mul(60).ok_or_else(bad)?),
+            _ => return Err(bad()),
+        };
+        Ok(DurationSetting(d))
+    }
+}
+
+impl<'de> Deserialize<'de> for DurationSetting {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The `--config` file: the same settings as the flags, every one optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data: Option<PathBuf>,
+    listen: Option<String>,
+    max_body_bytes: Option<usize>,
+    max_batch_body_bytes: Option<usize>,
+    max_batch: Option<usize>,
+    request_timeout: Option<DurationSetting>,
+    checkpoint_interval: Option<DurationSetting>,
+    max_group: Option<usize>,
+    max_concurrency: Option<usize>,
+}
+
+/// How the service behaves once running; everything but where the data is and where to listen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Largest request body on every route but the batch route, in bytes.
+    pub max_body_bytes: usize,
+    /// Largest body of the batch route, in bytes.
+    pub max_batch_body_bytes: usize,
+    /// Most envelopes in one batch.
+    pub max_batch: usize,
+    /// Longest a request may take before it is answered with 408.
+    pub request_timeout: Duration,
+    /// How often the sequencer signs a checkpoint if the log grew.
+    pub checkpoint_interval: Duration,
+    /// Most envelopes in one sequencer group.
+    pub max_group: usize,
+    /// Most requests handled at once.
+    pub max_concurrency: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            max_body_bytes: 64 * 1024,
+            max_batch_body_bytes: 1024 * 1024,
+            max_batch: 256,
+            request_timeout: Duration::from_secs(10),
+            checkpoint_interval: Duration::from_secs(1),
+            max_group: 4096,
+            max_concurrency: 512,
+        }
+    }
+}
+
+impl Settings {
+    /// Refuses settings the service cannot run with (zero sizes, counts or durations).
+    pub fn validate(&self) -> Result<(), ServerError> {
+        let counts = [
+            ("max_body_bytes", self.max_body_bytes),
+            ("max_batch_body_bytes", self.max_batch_body_bytes),
+            ("max_batch", self.max_batch),
+            ("max_group", self.max_group),
+            ("max_concurrency", self.max_concurrency),
+        ];
+        if let Some((name, _)) = counts.iter().find(|(_, v)| *v == 0) {
+            return Err(ServerError::Config(format!("{name} must be at least 1")));
+        }
+        let durations = [
+            ("request_timeout", self.request_timeout),
+            ("checkpoint_interval", self.checkpoint_interval),
+        ];
+        if let Some((name, _)) = durations.iter().find(|(_, d)| d.is_zero()) {
+            return Err(ServerError::Config(format!("{name} must be longer than 0")));
+        }
+        Ok(())
+    }
+}
+
+/// Everything `serve` needs, resolved from flags, environment, file and defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeConfig {
+    /// The data directory.
+    pub data: PathBuf,
+    /// The address to listen on.
+    pub listen: String,
+    /// The service's tuning.
+    pub settings: Settings,
+}
+
+impl ServeConfig {
+    /// Resolves `args` (flags and environment, already merged by clap) over the file named by
+    /// `args.config`, if any, over the defaults.
+    pub fn resolve(args: &ServeArgs) -> Result<ServeConfig, ServerError> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        ServeConfig::merge(args, file)
+    }
+
+    fn merge(args: &ServeArgs, file: FileConfig) -> Result<ServeConfig, ServerError> {
+        let d = Settings::default();
+        let dur = |a: Option<DurationSetting>, f: Option<DurationSetting>, default: Duration| {
+            a.or(f).map_or(default, |s| s.0)
+        };
+        let settings = Settings {
+            max_body_bytes: args
+                .max_body_bytes
+                .or(file.max_body_bytes)
+                .unwrap_or(d.max_body_bytes),
+            max_batch_body_bytes: args
+                .max_batch_body_bytes
+                .or(file.max_batch_body_bytes)
+                .unwrap_or(d.max_batch_body_bytes),
+            max_batch: args.max_batch.or(file.max_batch).unwrap_or(d.max_batch),
+            request_timeout: dur(
+                args.request_timeout,
+                file.request_timeout,
+                d.request_timeout,
+            ),
+            checkpoint_interval: dur(
+                args.checkpoint_interval,
+                file.checkpoint_interval,
+                d.checkpoint_interval,
+            ),
+            max_group: args.max_group.or(file.max_group).unwrap_or(d.max_group),
+            max_concurrency: args
+                .max_concurrency
+                .or(file.max_concurrency)
+                .unwrap_or(d.max_concurrency),
+        };
+        settings.validate()?;
+        let data = args.data.clone().or(file.data).ok_or_else(|| {
+            ServerError::Config(
+                "no data directory: pass --data DIR, set POINTSLEDGER_DATA or put `data` in the \
+                 config file"
+                    .into(),
+            )
+        })?;
+        let listen = args
+            .listen
+            .clone()
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        Ok(ServeConfig {
+            data,
+            listen,
+            settings,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ServerError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ServerError::Io {
+        context: format!("reading {}", path.display()),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| {
+        let msg = e.to_string().replace('\n', " ");
+        ServerError::Config(format!("{}: {}", path.display(), msg.trim()))
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_need_a_unit() {
+        assert_eq!(
+            "250ms".parse::<DurationSetting>(),
+            Ok(DurationSetting(Duration::from_millis(250)))
+        );
+        assert_eq!(
+            "10s".parse::<DurationSetting>().unwrap().0,
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            "2m".parse::<DurationSetting>().unwrap().0,
+            Duration::from_secs(120)
+        );
+        for bad in ["10", "s", "1h", "-1s", "1.5s", ""] {
+            assert!(bad.parse::<DurationSetting>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn flags_win_over_the_file_which_wins_over_defaults() {
+        let file: FileConfig = toml::from_str(
+            "data = \"/from/file\"\nlisten = \"0.0.0.0:1\"\nmax_batch = 7\n\
+             request_timeout = \"3s\"\ncheckpoint_interval = \"250ms\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            max_batch: Some(9),
+            listen: Some("127.0.0.1:0".into()),
+            ..ServeArgs::default()
+        };
+        let c = ServeConfig::merge(&args, file).unwrap();
+        assert_eq!(c.data, PathBuf::from("/from/file"));
+        assert_eq!(c.listen, "127.0.0.1:0");
+        assert_eq!(c.settings.max_batch, 9);
+        assert_eq!(c.settings.request_timeout, Duration::from_secs(3));
+        assert_eq!(c.settings.checkpoint_interval, Duration::from_millis(250));
+        assert_eq!(c.settings.max_body_bytes, 64 * 1024);
+    }
+
+    #[test]
+    fn unknown_keys_and_zero_values_are_refused() {
+        assert!(toml::from_str::<FileConfig>("max_batches = 3").is_err());
+        let args = ServeArgs {
+            data: Some("/d".into()),
+            max_group: Some(0),
+            ..ServeArgs::default()
+        };
+        assert!(ServeConfig::merge(&args, FileConfig::default()).is_err());
+        let args = ServeArgs::default();
+        assert!(
+            ServeConfig::merge(&args, FileConfig::default()).is_err(),
+            "no data directory"
+        );
+    }
+}

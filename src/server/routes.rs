@@ -1,0 +1,880 @@
+//! The routes: one handler per endpoint, the shared state they read and the layers around them.
+//!
+//! Writes go to the sequencer through a [`SequencerHandle`]; a handler waits for the group that
+//! holds its entries to be durable. Reads go straight to a [`Store`] clone on the blocking pool,
+//! so they never queue behind the writer and never stall the async workers.
+//!
+//! Layers, outermost first: tracing, metrics, JSON error bodies, request timeout (408), the
+//! concurrency limit, then per-route body limits (413): a declared length over the limit is
+//! refused after the body is discarded ([`refuse_oversized`]), and tower-http's limit cuts off
+//! bodies of undeclared length.
+
+use super::config::Settings;
+use super::error::{json_errors, ledger_status, ErrorCode, ServerError};
+use super::metrics::Metrics;
+use super::openapi as doc;
+use super::wire::{
+    BatchItem, BatchResponse, ConsistencyProof, ErrorBody, Health, HistoryPage, InclusionProof,
+    LeavesPage, LogInfo, MerchantInfo, QuoteRequest, ReceiptDocument,
+};
+use crate::checkpoint::TlogProof;
+use crate::clock::Clock;
+use crate::dsse::{self, Envelope};
+use crate::engine::{self, Quote, StateView};
+use crate::keys;
+use crate::ledger::{LedgerError, Receipt};
+use crate::merkle;
+use crate::payload::MAX_SAFE_INT;
+use crate::sequencer::SequencerHandle;
+use crate::store::Store;
+use crate::views::{self, AccountView};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
+use serde::Deserialize;
+use std::ops::Deref;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::ServiceBuilder;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::IntoParams;
+
+/// Most leaves in one page of `GET /v1/entries`.
+pub const MAX_LEAVES_PAGE: u64 = 1000;
+/// Most rows in one page of an account's history.
+pub const MAX_HISTORY_PAGE: usize = 1000;
+/// History rows per page when `limit` is not given.
+pub const DEFAULT_HISTORY_PAGE: usize = 100;
+/// The most of an oversized body read and discarded before answering 413 (see
+/// [`refuse_oversized`]); larger declared bodies are refused without reading them.
+pub const MAX_DRAIN_BYTES: usize = 4 * 1024 * 1024;
+
+const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
+const APPLICATION_JSON: &str = "application/json";
+
+/// The log's fixed identity, served by `GET /v1/log`.
+#[derive(Debug, Clone)]
+pub(crate) struct LogIdentity {
+    pub origin: String,
+    pub verifier_key: String,
+    pub operator_key: String,
+}
+
+/// What every handler shares.
+pub(crate) struct Inner {
+    store: Store,
+    /// The writer; taken out at shutdown so that lingering connections cannot keep the
+    /// sequencer alive.
+    writer: Mutex<Option<SequencerHandle>>,
+    clock: Arc<dyn Clock>,
+    settings: Settings,
+    log: LogIdentity,
+    metrics: Metrics,
+    openapi: String,
+}
+
+/// Cheap-to-clone handle on [`Inner`].
+#[derive(Clone)]
+pub(crate) struct AppState(Arc<Inner>);
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub(crate) fn new(
+        store: Store,
+        writer: SequencerHandle,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+        log: LogIdentity,
+        start_size: u64,
+        openapi: String,
+    ) -> AppState {
+        AppState(Arc::new(Inner {
+            store,
+            writer: Mutex::new(Some(writer)),
+            clock,
+            settings,
+            log,
+            metrics: Metrics::new(start_size),
+            openapi,
+        }))
+    }
+
+    /// Drops the state's writer handle; submissions after this get 503.
+    pub(crate) fn close_writer(&self) {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
+    fn writer(&self) -> Result<SequencerHandle, ServerError> {
+        self.writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| ServerError::Unavailable("the service is shutting down".into()))
+    }
+
+    /// Hands envelopes to the sequencer and waits until they are durable or refused.
+    async fn submit(
+        &self,
+        envelopes: Vec<Envelope>,
+    ) -> Result<Vec<Result<Receipt, LedgerError>>, ServerError> {
+        let writer = self.writer()?;
+        let started = Instant::now();
+        let results = writer.submit_many(envelopes).await.map_err(|_| {
+            ServerError::Unavailable("the writer has stopped; the store cannot take writes".into())
+        })?;
+        self.metrics.observe_commit(started.elapsed());
+        Ok(results)
+    }
+
+    /// Runs a read against the store on the blocking pool.
+    async fn read<T, F>(&self, f: F) -> Result<T, ServerError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, ServerError> + Send + 'static,
+    {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| ServerError::Unavailable(format!("the read failed: {e}")))?
+    }
+}
+
+/// Builds the router with every route and layer.
+pub(crate) fn router(state: AppState) -> Router {
+    let s = &state.settings;
+    let body_limit = ServiceBuilder::new()
+        .layer(middleware::from_fn_with_state(
+            s.max_body_bytes,
+            refuse_oversized,
+        ))
+        .layer(RequestBodyLimitLayer::new(s.max_body_bytes));
+    let batch_limit = ServiceBuilder::new()
+        .layer(middleware::from_fn_with_state(
+            s.max_batch_body_bytes,
+            refuse_oversized,
+        ))
+        .layer(RequestBodyLimitLayer::new(s.max_batch_body_bytes));
+    let layers = ServiceBuilder::new()
+        .layer(TraceLayer::new_for_http())
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .layer(middleware::map_response(json_errors))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            s.request_timeout,
+        ))
+        .layer(GlobalConcurrencyLimitLayer::new(s.max_concurrency));
+    Router::new()
+        .route(
+            "/v1/entries",
+            post(submit_entry)
+                .layer(body_limit.clone())
+                .get(list_entries),
+        )
+        .route("/v1/entries/batch", post(submit_batch).layer(batch_limit))
+        .route("/v1/entries/{index}", get(get_entry))
+        .route("/v1/checkpoint", get(latest_checkpoint))
+        .route("/v1/checkpoints/{size}", get(checkpoint_at))
+        .route("/v1/proofs/inclusion", get(inclusion_proof))
+        .route("/v1/proofs/consistency", get(consistency_proof))
+        .route("/v1/receipts/{index}", get(receipt))
+        .route("/v1/accounts/{id}", get(account))
+        .route("/v1/accounts/{id}/history", get(account_history))
+        .route("/v1/merchants/{id}", get(merchant))
+        .route("/v1/quote", post(quote).layer(body_limit))
+        .route("/v1/log", get(log_info))
+        .route("/v1/openapi.json", get(openapi_json))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .fallback(fallback)
+        .layer(DefaultBodyLimit::disable())
+        .layer(layers)
+        .with_state(state)
+}
+
+/// Counts every answer by matched route, method and status, and errors by code.
+async fn track(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().clone();
+    let resp = next.run(req).await;
+    st.metrics
+        .record_request(&route, method.as_str(), resp.status().as_u16());
+    if let Some(ErrorCode(code)) = resp.extensions().get::<ErrorCode>() {
+        st.metrics.record_error(code);
+    }
+    resp
+}
+
+/// Answers 413 to a body whose declared length is over `limit`, after reading and discarding
+/// it (up to [`MAX_DRAIN_BYTES`]): a server that closes the connection on unread data makes the
+/// kernel reset it, and a client still sending would see the reset instead of the answer.
+/// Bodies without a declared length are cut off by the tower-http limit behind this.
+async fn refuse_oversized(State(limit): State<usize>, req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(len) if len > limit as u64 => {
+            if len <= MAX_DRAIN_BYTES as u64 {
+                let _ = axum::body::to_bytes(req.into_body(), MAX_DRAIN_BYTES).await;
+            }
+            ServerError::TooLarge(format!(
+                "the body is {len} bytes; this route accepts at most {limit}"
+            ))
+            .into_response()
+        }
+        _ => next.run(req).await,
+    }
+}
+
+async fn fallback() -> ServerError {
+    ServerError::NotFound("no such route".into())
+}
+
+fn text(body: String) -> Response {
+    ([(header::CONTENT_TYPE, TEXT_PLAIN)], body).into_response()
+}
+
+fn check_id(what: &str, id: &str) -> Result<(), ServerError> {
+    keys::parse_public_id(id).map(|_| ()).map_err(|e| {
+        ServerError::bad_request(
+            "malformed_id",
+            format!("the {what} id must be a public key id (64 lowercase hex digits): {e}"),
+        )
+    })
+}
+
+fn latest_checkpoint_size(store: &Store) -> Result<Option<u64>, ServerError> {
+    Ok(store.latest_checkpoint()?.map(|(size, _)| size))
+}
+
+fn b64_hashes(hashes: Vec<merkle::Hash>) -> Vec<String> {
+    hashes.into_iter().map(|h| B64.encode(h)).collect()
+}
+
+/// Append one entry.
+///
+/// The envelope is verified, sequenced and committed; the answer comes once it is durable. An
+/// envelope identical to one already in the log gets that entry's receipt again.
+#[utoipa::path(
+    post, path = "/v1/entries", tag = "entries",
+    request_body(content = doc::Envelope, description = "A DSSE envelope"),
+    responses(
+        (status = 200, description = "The entry is durable", body = doc::Receipt),
+        (status = 400, description = "Malformed envelope or payload", body = ErrorBody),
+        (status = 401, description = "A signature does not verify (`bad_signature`)", body = ErrorBody),
+        (status = 403, description = "Wrong signers for the kind (`wrong_signers`, `not_operator`)", body = ErrorBody),
+        (status = 409, description = "Conflict (`nonce_reused`, `order_exists`, `merchant_exists`, `address_linked`)", body = ErrorBody),
+        (status = 413, description = "Body too large (`too_large`)", body = ErrorBody),
+        (status = 422, description = "A ledger rule refuses it", body = ErrorBody),
+        (status = 503, description = "The store cannot take writes (`unavailable`)", body = ErrorBody),
+    )
+)]
+pub(crate) async fn submit_entry(
+    State(st): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Receipt>, ServerError> {
+    let envelope = dsse::parse(&body?)?;
+    let result = st
+        .submit(vec![envelope])
+        .await?
+        .pop()
+        .ok_or_else(|| ServerError::Unavailable("the writer returned no result".into()))?;
+    Ok(Json(result?))
+}
+
+/// Append several entries.
+///
+/// Each envelope is judged on its own, as if submitted alone, in order; the answer is 200 with
+/// one result per envelope.
+#[utoipa::path(
+    post, path = "/v1/entries/batch", tag = "entries",
+    request_body(content = Vec<doc::Envelope>, description = "A JSON array of DSSE envelopes"),
+    responses(
+        (status = 200, description = "One result per envelope, in order", body = BatchResponse),
+        (status = 400, description = "The body is not a JSON array (`malformed_json`)", body = ErrorBody),
+        (status = 413, description = "Body too large (`too_large`) or too many envelopes (`too_many_entries`)", body = ErrorBody),
+        (status = 503, description = "The store cannot take writes (`unavailable`)", body = ErrorBody),
+    )
+)]
+pub(crate) async fn submit_batch(
+    State(st): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<BatchResponse>, ServerError> {
+    let body = body?;
+    let raw: Vec<&serde_json::value::RawValue> = serde_json::from_slice(&body).map_err(|e| {
+        ServerError::bad_request(
+            "malformed_json",
+            format!("the body must be a JSON array of DSSE envelopes: {e}"),
+        )
+    })?;
+    if raw.len() > st.settings.max_batch {
+        return Err(ServerError::TooManyEntries {
+            count: raw.len(),
+            max: st.settings.max_batch,
+        });
+    }
+    let mut slots: Vec<Option<Result<Receipt, LedgerError>>> = Vec::with_capacity(raw.len());
+    let mut envelopes = Vec::with_capacity(raw.len());
+    for r in raw {
+        match dsse::parse(r.get().as_bytes()) {
+            Ok(env) => {
+                envelopes.push(env);
+                slots.push(None);
+            }
+            Err(e) => slots.push(Some(Err(e.into()))),
+        }
+    }
+    let mut submitted = if envelopes.is_empty() {
+        Vec::new()
+    } else {
+        st.submit(envelopes).await?
+    }
+    .into_iter();
+    let results = slots
+        .into_iter()
+        .map(|slot| {
+            let result = slot.or_else(|| submitted.next()).unwrap_or_else(|| {
+                Err(LedgerError::NotFound(
+                    "the writer returned no result".into(),
+                ))
+            });
+            match result {
+                Ok(receipt) => BatchItem::Accepted { receipt },
+                Err(e) => {
+                    let (status, code) = ledger_status(&e);
+                    st.metrics.record_error(code);
+                    BatchItem::Refused {
+                        error: code.to_owned(),
+                        message: e.to_string(),
+                        status: status.as_u16(),
+                    }
+                }
+            }
+        })
+        .collect();
+    Ok(Json(BatchResponse { results }))
+}
+
+/// One leaf, verbatim.
+#[utoipa::path(
+    get, path = "/v1/entries/{index}", tag = "entries",
+    params(("index" = u64, Path, description = "Leaf index")),
+    responses(
+        (status = 200, description = "The leaf bytes as stored", body = doc::Leaf, content_type = "application/json"),
+        (status = 400, description = "Malformed index", body = ErrorBody),
+        (status = 404, description = "No such entry", body = ErrorBody),
+    )
+)]
+pub(crate) async fn get_entry(
+    State(st): State<AppState>,
+    index: Result<Path<u64>, PathRejection>,
+) -> Result<Response, ServerError> {
+    let Path(index) = index?;
+    let leaf = st
+        .read(move |s| Ok(s.leaf(index)?))
+        .await?
+        .ok_or_else(|| ServerError::NotFound(format!("no entry at index {index}")))?;
+    Ok(([(header::CONTENT_TYPE, APPLICATION_JSON)], leaf).into_response())
+}
+
+/// Query of `GET /v1/entries`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct LeavesQuery {
+    /// First leaf index.
+    start: u64,
+    /// One past the last leaf wanted (default: the log's size); must be greater than `start`.
+    end: Option<u64>,
+}
+
+/// A range of leaves.
+///
+/// At most 1000 leaves per page; when the range was clipped, `next` says where to continue.
+/// A range past the end of the log gives an empty page.
+#[utoipa::path(
+    get, path = "/v1/entries", tag = "entries",
+    params(LeavesQuery),
+    responses(
+        (status = 200, description = "Leaves `start..` (base64)", body = LeavesPage),
+        (status = 400, description = "Malformed or empty range", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list_entries(
+    State(st): State<AppState>,
+    q: Result<Query<LeavesQuery>, QueryRejection>,
+) -> Result<Json<LeavesPage>, ServerError> {
+    let Query(LeavesQuery { start, end }) = q?;
+    if end.is_some_and(|e| e <= start) {
+        return Err(ServerError::bad_request(
+            "out_of_range",
+            "end must be greater than start",
+        ));
+    }
+    st.read(move |s| {
+        let size = s.size()?;
+        let stop = end.unwrap_or(size).min(size);
+        let page_end = stop.min(start.saturating_add(MAX_LEAVES_PAGE));
+        let leaves = if start < page_end {
+            s.leaves(start, page_end)?
+        } else {
+            Vec::new()
+        };
+        Ok(LeavesPage {
+            start,
+            leaves: leaves.iter().map(|l| B64.encode(l)).collect(),
+            next: (page_end < stop).then_some(page_end),
+        })
+    })
+    .await
+    .map(Json)
+}
+
+/// The latest signed checkpoint.
+#[utoipa::path(
+    get, path = "/v1/checkpoint", tag = "proofs",
+    responses(
+        (status = 200, description = "A C2SP signed checkpoint note", body = String, content_type = "text/plain"),
+        (status = 404, description = "No checkpoint yet", body = ErrorBody),
+    )
+)]
+pub(crate) async fn latest_checkpoint(State(st): State<AppState>) -> Result<Response, ServerError> {
+    let (_, note) = st
+        .read(|s| Ok(s.latest_checkpoint()?))
+        .await?
+        .ok_or_else(|| ServerError::NotFound("no checkpoint yet: the log is empty".into()))?;
+    Ok(text(note))
+}
+
+/// The checkpoint signed at a tree size.
+#[utoipa::path(
+    get, path = "/v1/checkpoints/{size}", tag = "proofs",
+    params(("size" = u64, Path, description = "Tree size")),
+    responses(
+        (status = 200, description = "A C2SP signed checkpoint note", body = String, content_type = "text/plain"),
+        (status = 404, description = "No checkpoint was signed at that size", body = ErrorBody),
+    )
+)]
+pub(crate) async fn checkpoint_at(
+    State(st): State<AppState>,
+    size: Result<Path<u64>, PathRejection>,
+) -> Result<Response, ServerError> {
+    let Path(size) = size?;
+    let note = st
+        .read(move |s| Ok(s.checkpoint(size)?))
+        .await?
+        .ok_or_else(|| ServerError::NotFound(format!("no checkpoint was signed at size {size}")))?;
+    Ok(text(note))
+}
+
+/// Query of `GET /v1/proofs/inclusion`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct InclusionQuery {
+    /// The leaf index.
+    index: u64,
+    /// The tree size to prove against: any size from `index + 1` to the log's current size
+    /// (default: the latest checkpoint's size).
+    size: Option<u64>,
+}
+
+/// An inclusion proof.
+///
+/// `size` may be any tree size the log has reached, not only one with a checkpoint, so that a
+/// client can prove against a root it computed itself; against a checkpoint's size the proof
+/// checks against its signed root.
+#[utoipa::path(
+    get, path = "/v1/proofs/inclusion", tag = "proofs",
+    params(InclusionQuery),
+    responses(
+        (status = 200, description = "The audit path", body = InclusionProof),
+        (status = 400, description = "index >= size (`out_of_range`)", body = ErrorBody),
+        (status = 404, description = "No checkpoint yet, or size beyond the log", body = ErrorBody),
+    )
+)]
+pub(crate) async fn inclusion_proof(
+    State(st): State<AppState>,
+    q: Result<Query<InclusionQuery>, QueryRejection>,
+) -> Result<Json<InclusionProof>, ServerError> {
+    let Query(InclusionQuery { index, size }) = q?;
+    st.read(move |s| {
+        let tree = s.size()?;
+        let size = match size {
+            Some(n) => n,
+            None => latest_checkpoint_size(s)?
+                .ok_or_else(|| ServerError::NotFound("no checkpoint yet".into()))?,
+        };
+        if size > tree {
+            return Err(ServerError::NotFound(format!(
+                "the log has {tree} entries; no tree of size {size} yet"
+            )));
+        }
+        if index >= size {
+            return Err(ServerError::bad_request(
+                "out_of_range",
+                format!("leaf {index} is not in the tree of size {size}"),
+            ));
+        }
+        let leaf = s
+            .leaf(index)?
+            .ok_or_else(|| ServerError::Unavailable(format!("leaf {index} is missing")))?;
+        Ok(InclusionProof {
+            index,
+            size,
+            leaf_hash: hex::encode(merkle::leaf_hash(&leaf)),
+            proof: b64_hashes(merkle::prove_inclusion(size, index, s)?),
+        })
+    })
+    .await
+    .map(Json)
+}
+
+/// Query of `GET /v1/proofs/consistency`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ConsistencyQuery {
+    /// The older tree size (at least 1).
+    from: u64,
+    /// The newer tree size, at most the log's size (default: the latest checkpoint's size).
+    to: Option<u64>,
+}
+
+/// A consistency proof between two tree sizes.
+#[utoipa::path(
+    get, path = "/v1/proofs/consistency", tag = "proofs",
+    params(ConsistencyQuery),
+    responses(
+        (status = 200, description = "The proof", body = ConsistencyProof),
+        (status = 400, description = "from = 0 or from > to (`out_of_range`)", body = ErrorBody),
+        (status = 404, description = "No checkpoint yet, or to beyond the log", body = ErrorBody),
+    )
+)]
+pub(crate) async fn consistency_proof(
+    State(st): State<AppState>,
+    q: Result<Query<ConsistencyQuery>, QueryRejection>,
+) -> Result<Json<ConsistencyProof>, ServerError> {
+    let Query(ConsistencyQuery { from, to }) = q?;
+    st.read(move |s| {
+        let tree = s.size()?;
+        let to = match to {
+            Some(n) => n,
+            None => latest_checkpoint_size(s)?
+                .ok_or_else(|| ServerError::NotFound("no checkpoint yet".into()))?,
+        };
+        if from == 0 || from > to {
+            return Err(ServerError::bad_request(
+                "out_of_range",
+                format!("need 1 <= from <= to; got from={from}, to={to}"),
+            ));
+        }
+        if to > tree {
+            return Err(ServerError::NotFound(format!(
+                "the log has {tree} entries; no tree of size {to} yet"
+            )));
+        }
+        Ok(ConsistencyProof {
+            from,
+            to,
+            proof: b64_hashes(merkle::prove_consistency(from, to, s)?),
+        })
+    })
+    .await
+    .map(Json)
+}
+
+/// An offline-verifiable receipt for one entry.
+///
+/// A c2sp.org/tlog-proof against the latest checkpoint, with the leaf bytes on its `extra`
+/// line; with `Accept: application/json`, the same text wrapped in JSON.
+#[utoipa::path(
+    get, path = "/v1/receipts/{index}", tag = "proofs",
+    params(("index" = u64, Path, description = "Leaf index")),
+    responses(
+        (status = 200, description = "The receipt", content(
+            (String = "text/plain"),
+            (ReceiptDocument = "application/json"),
+        )),
+        (status = 404, description = "No such entry, or not yet covered by a checkpoint", body = ErrorBody),
+    )
+)]
+pub(crate) async fn receipt(
+    State(st): State<AppState>,
+    index: Result<Path<u64>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ServerError> {
+    let Path(index) = index?;
+    let (proof, checkpoint_size) = st
+        .read(move |s| {
+            let (size, note) = s
+                .latest_checkpoint()?
+                .ok_or_else(|| ServerError::NotFound("no checkpoint yet".into()))?;
+            if index >= size {
+                let what = if index >= s.size()? {
+                    "no such entry"
+                } else {
+                    "not yet covered by a checkpoint; retry after the next one"
+                };
+                return Err(ServerError::NotFound(format!("entry {index}: {what}")));
+            }
+            let leaf = s
+                .leaf(index)?
+                .ok_or_else(|| ServerError::Unavailable(format!("leaf {index} is missing")))?;
+            let proof = TlogProof {
+                extra: Some(leaf),
+                index,
+                proof: merkle::prove_inclusion(size, index, s)?,
+                checkpoint: note,
+            };
+            Ok((proof.to_text(), size))
+        })
+        .await?;
+    let wants_json = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains(APPLICATION_JSON));
+    if wants_json {
+        return Ok(Json(ReceiptDocument {
+            tlog_proof: proof,
+            index,
+            checkpoint_size,
+            anchor: None,
+        })
+        .into_response());
+    }
+    Ok(text(proof))
+}
+
+/// An account at the current time.
+///
+/// An id the log has never seen is an empty account.
+#[utoipa::path(
+    get, path = "/v1/accounts/{id}", tag = "accounts",
+    params(("id" = String, Path, description = "The account's public key id (64 hex digits)")),
+    responses(
+        (status = 200, description = "Balance, lots and links", body = doc::AccountView),
+        (status = 400, description = "Malformed id (`malformed_id`)", body = ErrorBody),
+    )
+)]
+pub(crate) async fn account(
+    State(st): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<AccountView>, ServerError> {
+    let Path(id) = id?;
+    check_id("account", &id)?;
+    let now = st.clock.now_ms();
+    st.read(move |s| {
+        let acc = s.account(&id)?.unwrap_or_default();
+        Ok(AccountView::new(&id, acc, now))
+    })
+    .await
+    .map(Json)
+}
+
+/// Query of `GET /v1/accounts/{id}/history`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct HistoryQuery {
+    /// First leaf index to include (default 0).
+    from: Option<u64>,
+    /// Most rows (1 to 1000, default 100).
+    limit: Option<usize>,
+}
+
+/// An account's history: every entry that changed it, with why its points moved.
+#[utoipa::path(
+    get, path = "/v1/accounts/{id}/history", tag = "accounts",
+    params(("id" = String, Path, description = "The account's public key id"), HistoryQuery),
+    responses(
+        (status = 200, description = "A page of rows", body = HistoryPage),
+        (status = 400, description = "Malformed id or limit out of 1..=1000", body = ErrorBody),
+    )
+)]
+pub(crate) async fn account_history(
+    State(st): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+    q: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<Json<HistoryPage>, ServerError> {
+    let Path(id) = id?;
+    let Query(HistoryQuery { from, limit }) = q?;
+    check_id("account", &id)?;
+    let limit = limit.unwrap_or(DEFAULT_HISTORY_PAGE);
+    if !(1..=MAX_HISTORY_PAGE).contains(&limit) {
+        return Err(ServerError::bad_request(
+            "out_of_range",
+            format!("limit must be 1 to {MAX_HISTORY_PAGE}"),
+        ));
+    }
+    st.read(move |s| {
+        let mut rows = views::history(s, &id, from.unwrap_or(0), limit + 1)?;
+        let next = if rows.len() > limit {
+            rows.pop().map(|r| r.index)
+        } else {
+            None
+        };
+        Ok(HistoryPage { rows, next })
+    })
+    .await
+    .map(Json)
+}
+
+/// A registered merchant and its program.
+#[utoipa::path(
+    get, path = "/v1/merchants/{id}", tag = "accounts",
+    params(("id" = String, Path, description = "The merchant's public key id")),
+    responses(
+        (status = 200, description = "The merchant", body = MerchantInfo),
+        (status = 400, description = "Malformed id (`malformed_id`)", body = ErrorBody),
+        (status = 404, description = "Not registered", body = ErrorBody),
+    )
+)]
+pub(crate) async fn merchant(
+    State(st): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<MerchantInfo>, ServerError> {
+    let Path(id) = id?;
+    check_id("merchant", &id)?;
+    st.read(move |s| {
+        let m = s
+            .merchant(&id)?
+            .ok_or_else(|| ServerError::NotFound(format!("merchant {id} is not registered")))?;
+        Ok(MerchantInfo {
+            merchant: id,
+            name: m.name,
+            rules: m.rules,
+            registered_at_index: m.registered_at_index,
+        })
+    })
+    .await
+    .map(Json)
+}
+
+/// What a merchant may offer a consumer on an order now; changes nothing.
+#[utoipa::path(
+    post, path = "/v1/quote", tag = "accounts",
+    request_body = QuoteRequest,
+    responses(
+        (status = 200, description = "The quote", body = doc::Quote),
+        (status = 400, description = "Malformed body, id or amount", body = ErrorBody),
+        (status = 413, description = "Body too large (`too_large`)", body = ErrorBody),
+        (status = 422, description = "Unknown merchant (`unknown_merchant`)", body = ErrorBody),
+    )
+)]
+pub(crate) async fn quote(
+    State(st): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Quote>, ServerError> {
+    let req: QuoteRequest = serde_json::from_slice(&body?).map_err(|e| {
+        ServerError::bad_request("malformed_json", format!("malformed quote request: {e}"))
+    })?;
+    check_id("merchant", &req.merchant)?;
+    check_id("consumer", &req.consumer)?;
+    if !(1..=MAX_SAFE_INT).contains(&req.order_amount) {
+        return Err(ServerError::bad_request(
+            "out_of_range",
+            format!("order_amount must be 1 to {MAX_SAFE_INT}"),
+        ));
+    }
+    let now = st.clock.now_ms();
+    st.read(move |s| {
+        Ok(engine::quote(
+            s,
+            &req.merchant,
+            &req.consumer,
+            req.order_amount,
+            now,
+        )?)
+    })
+    .await
+    .map(Json)
+}
+
+/// The log's identity and size.
+#[utoipa::path(
+    get, path = "/v1/log", tag = "service",
+    responses(
+        (status = 200, description = "Origin, keys and sizes", body = LogInfo),
+        (status = 503, description = "The store cannot be read", body = ErrorBody),
+    )
+)]
+pub(crate) async fn log_info(State(st): State<AppState>) -> Result<Json<LogInfo>, ServerError> {
+    let (size, checkpoint_size) = st
+        .read(|s| Ok((s.size()?, latest_checkpoint_size(s)?)))
+        .await?;
+    Ok(Json(LogInfo {
+        origin: st.log.origin.clone(),
+        verifier_key: st.log.verifier_key.clone(),
+        operator_key: st.log.operator_key.clone(),
+        size,
+        checkpoint_size,
+    }))
+}
+
+/// Liveness and the log's size.
+#[utoipa::path(
+    get, path = "/healthz", tag = "service",
+    responses(
+        (status = 200, description = "The service is up", body = Health),
+        (status = 503, description = "The store cannot be read", body = ErrorBody),
+    )
+)]
+pub(crate) async fn healthz(State(st): State<AppState>) -> Result<Json<Health>, ServerError> {
+    let size = st.read(|s| Ok(s.size()?)).await?;
+    Ok(Json(Health {
+        status: "ok".into(),
+        size,
+    }))
+}
+
+/// Prometheus metrics.
+#[utoipa::path(
+    get, path = "/metrics", tag = "service",
+    responses(
+        (status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain"),
+    )
+)]
+pub(crate) async fn metrics(State(st): State<AppState>) -> Result<Response, ServerError> {
+    let (size, cp) = st
+        .read(|s| Ok((s.size()?, latest_checkpoint_size(s)?.unwrap_or(0))))
+        .await?;
+    let body = st.metrics.render(size, cp);
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response())
+}
+
+/// This document.
+#[utoipa::path(
+    get, path = "/v1/openapi.json", tag = "service",
+    responses((status = 200, description = "The OpenAPI 3.1 document", body = Object)),
+)]
+pub(crate) async fn openapi_json(State(st): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, APPLICATION_JSON)],
+        st.openapi.clone(),
+    )
+        .into_response()
+}
