@@ -14,7 +14,9 @@
 
 use crate::dsse::{self, Envelope};
 use crate::ledger::{Ledger, LedgerError, Receipt};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -49,10 +51,22 @@ struct Verified {
     replies: Vec<(usize, Reply)>,
 }
 
+/// Counters the sequencer keeps about its work, for metrics.
+#[derive(Debug, Default)]
+pub struct SequencerStats {
+    /// Groups committed (one batch and one flush each).
+    pub groups: AtomicU64,
+    /// Entries appended (identical resubmissions and refusals excluded).
+    pub entries: AtomicU64,
+    /// Total time spent sequencing and committing groups, in microseconds.
+    pub commit_micros: AtomicU64,
+}
+
 /// A cloneable handle to submit envelopes.
 #[derive(Clone)]
 pub struct SequencerHandle {
     tx: mpsc::Sender<Job>,
+    stats: Arc<SequencerStats>,
 }
 
 /// Why a submission got no result.
@@ -61,6 +75,11 @@ pub struct SequencerHandle {
 pub struct Stopped;
 
 impl SequencerHandle {
+    /// The sequencer's counters.
+    pub fn stats(&self) -> Arc<SequencerStats> {
+        self.stats.clone()
+    }
+
     /// Submits one envelope and waits until it is durable (or refused).
     pub async fn submit(
         &self,
@@ -95,15 +114,20 @@ impl Sequencer {
     pub fn spawn(ledger: Ledger, options: SequencerOptions) -> (Sequencer, SequencerHandle) {
         let (tx, rx) = mpsc::channel::<Job>(options.max_group.max(1));
         let (vtx, vrx) = std_mpsc::sync_channel::<Verified>(2);
+        let stats = Arc::new(SequencerStats::default());
+        let writer_stats = stats.clone();
         let verifier = std::thread::Builder::new()
             .name("verifier".into())
             .spawn(move || verify_loop(rx, vtx, options.max_group))
             .expect("spawning the verifier thread");
         let writer = std::thread::Builder::new()
             .name("sequencer".into())
-            .spawn(move || write_loop(ledger, vrx, options.checkpoint_interval))
+            .spawn(move || write_loop(ledger, vrx, options.checkpoint_interval, &writer_stats))
             .expect("spawning the sequencer thread");
-        (Sequencer { verifier, writer }, SequencerHandle { tx })
+        (
+            Sequencer { verifier, writer },
+            SequencerHandle { tx, stats },
+        )
     }
 
     /// Waits for both threads to finish (after every handle is dropped) and returns the ledger.
@@ -152,13 +176,23 @@ fn write_loop(
     mut ledger: Ledger,
     rx: std_mpsc::Receiver<Verified>,
     interval: Duration,
+    stats: &SequencerStats,
 ) -> Result<Ledger, LedgerError> {
     let mut next_checkpoint = Instant::now() + interval;
     loop {
         let wait = next_checkpoint.saturating_duration_since(Instant::now());
         match rx.recv_timeout(wait) {
             Ok(group) => {
+                let (before, started) = (ledger.size(), Instant::now());
                 let mut results = ledger.sequence(group.items).into_iter();
+                if ledger.size() > before {
+                    stats.groups.fetch_add(1, Ordering::Relaxed);
+                    stats
+                        .entries
+                        .fetch_add(ledger.size() - before, Ordering::Relaxed);
+                }
+                let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                stats.commit_micros.fetch_add(micros, Ordering::Relaxed);
                 for (n, reply) in group.replies {
                     let _ = reply.send(results.by_ref().take(n).collect());
                 }

@@ -10,8 +10,8 @@
 //! - `pointsledger_errors_total{code}`: error answers by code, batch items included.
 //! - `pointsledger_http_requests_total{route,method,status}`: every answer, by matched route.
 //!
-//! The sequencer does not report its groups, so the number of groups committed is not exported
-//! here; it needs a counter inside the sequencer.
+//! - `pointsledger_groups_committed_total` and `pointsledger_group_commit_seconds_total`: from
+//!   the sequencer's own counters (one batch and one flush per group).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -113,7 +113,12 @@ impl Metrics {
     }
 
     /// The exposition text, given the log and checkpoint sizes read from the store.
-    pub fn render(&self, log_size: u64, checkpoint_size: u64) -> String {
+    pub fn render(
+        &self,
+        log_size: u64,
+        checkpoint_size: u64,
+        sequencer: &crate::sequencer::SequencerStats,
+    ) -> String {
         let mut out = String::with_capacity(4096);
         let gauge = |out: &mut String, name: &str, help: &str, kind: &str, v: u64| {
             let _ = writeln!(
@@ -148,6 +153,20 @@ impl Metrics {
             "Submissions handed to the sequencer (a batch counts once).",
             "counter",
             self.submissions.load(Ordering::Relaxed),
+        );
+        gauge(
+            &mut out,
+            "pointsledger_groups_committed_total",
+            "Groups committed by the sequencer (one sled batch and one flush each).",
+            "counter",
+            sequencer.groups.load(Ordering::Relaxed),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP pointsledger_group_commit_seconds_total Time the sequencer spent sequencing and committing groups.\n\
+             # TYPE pointsledger_group_commit_seconds_total counter\n\
+             pointsledger_group_commit_seconds_total {}",
+            sequencer.commit_micros.load(Ordering::Relaxed) as f64 / 1e6
         );
         let name = "pointsledger_commit_latency_seconds";
         let _ = writeln!(
@@ -198,7 +217,10 @@ mod tests {
         m.record_error("insufficient_points");
         m.record_request("/v1/entries", "POST", 200);
         m.record_request("/v1/entries", "BREW", 405);
-        let text = m.render(15, 12);
+        let stats = crate::sequencer::SequencerStats::default();
+        stats.groups.store(4, Ordering::Relaxed);
+        let text = m.render(15, 12, &stats);
+        assert!(text.contains("pointsledger_groups_committed_total 4\n"));
         assert!(text.contains("pointsledger_entries_appended_total 5\n"));
         assert!(text.contains("pointsledger_commit_latency_seconds_bucket{le=\"0.0005\"} 1\n"));
         assert!(text.contains("pointsledger_commit_latency_seconds_bucket{le=\"0.005\"} 2\n"));

@@ -79,6 +79,8 @@ pub(crate) struct Inner {
     settings: Settings,
     log: LogIdentity,
     metrics: Metrics,
+    /// The sequencer's own counters (groups committed, time spent committing).
+    sequencer: Arc<crate::sequencer::SequencerStats>,
     openapi: String,
 }
 
@@ -105,6 +107,7 @@ impl AppState {
     ) -> AppState {
         AppState(Arc::new(Inner {
             store,
+            sequencer: writer.stats(),
             writer: Mutex::new(Some(writer)),
             clock,
             settings,
@@ -855,7 +858,7 @@ pub(crate) async fn metrics(State(st): State<AppState>) -> Result<Response, Serv
     let (size, cp) = st
         .read(|s| Ok((s.size()?, latest_checkpoint_size(s)?.unwrap_or(0))))
         .await?;
-    let body = st.metrics.render(size, cp);
+    let body = st.metrics.render(size, cp, &st.sequencer);
     Ok((
         [(
             header::CONTENT_TYPE,
