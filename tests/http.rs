@@ -667,7 +667,10 @@ async fn every_error_has_its_status_and_code_and_changes_nothing() {
         .find_map(|l| l.strip_prefix("pointsledger_groups_committed_total "))
         .and_then(|v| v.parse().ok())
         .expect("groups committed exported");
-    assert!(groups >= 1, "at least the accepted batch entry was committed in a group");
+    assert!(
+        groups >= 1,
+        "at least the accepted batch entry was committed in a group"
+    );
     s.stop().await.expect("clean shutdown");
 }
 
