@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # Brings pointsledger up locally: builds it, creates a ledger in ./data (once), seeds a demo
-# program into it and shows how to look around.
+# program into it, and runs the HTTP server until Ctrl-C.
 #
-# The HTTP server and on-chain anchoring are not part of the project yet; until they are, this
-# command runs everything in embedded mode (the command line working on ./data).
+# EVM anchoring (a local anvil chain and the LedgerAnchor contract) is not part of the project
+# yet; until it is, this runs the ledger and its API without a chain.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DATA=${POINTSLEDGER_DATA:-data/ledger}
 ORIGIN=${POINTSLEDGER_ORIGIN:-local.pointsledger.dev}
+LISTEN=${POINTSLEDGER_LISTEN:-127.0.0.1:8080}
+
+if ! command -v cargo >/dev/null; then
+  echo "cargo is needed: install a Rust toolchain (https://rustup.rs) and run this again" >&2
+  exit 1
+fi
 
 echo "== building (release)"
 cargo build --locked --release
@@ -23,19 +29,15 @@ else
   echo "== $DATA already holds a ledger (remove it to start over)"
 fi
 
-echo "== latest checkpoint"
-"$PL" checkpoint --data "$DATA"
-echo "== verifier key"
-"$PL" log-key --data "$DATA"
 consumer=$(sed -n 's/.*"example_consumer":"\([0-9a-f]*\)".*/\1/p' "$DATA/demo-summary.json" 2>/dev/null || true)
 cat <<MSG
 
-pointsledger is up in embedded mode.
-  data directory:  $DATA   (log and operator keys in $DATA/keys, demo keys in $DATA/demo/keys)
-  try:             $PL balance --data $DATA ${consumer:-<consumer id>}
-                   $PL history --data $DATA ${consumer:-<consumer id>}
-                   $PL prove inclusion --data $DATA --index 3 > receipt.tlog-proof
-                   $PL verify --log-key "\$($PL log-key --data $DATA)" receipt.tlog-proof
-Not yet available: the HTTP server (serve), the explorer and EVM anchoring (local anvil chain
-and LedgerAnchor contract); they come with the service and anchoring work described in README.md.
+== starting the server on http://$LISTEN (Ctrl-C stops it)
+  API:           http://$LISTEN/v1/log   http://$LISTEN/v1/checkpoint   http://$LISTEN/v1/openapi.json
+  an account:    http://$LISTEN/v1/accounts/${consumer:-<consumer id>}
+  metrics:       http://$LISTEN/metrics
+  keys:          $DATA/keys (log and operator, 0600), $DATA/demo/keys (demo merchants and consumers)
+  from a shell:  $PL balance --server http://$LISTEN ${consumer:-<consumer id>}
+Not yet available: EVM anchoring (local anvil chain, LedgerAnchor contract) and the web explorer.
 MSG
+exec "$PL" serve --data "$DATA" --listen "$LISTEN"

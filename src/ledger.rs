@@ -16,7 +16,7 @@ use crate::engine::{self, Effects, EngineError, ErrorClass, LogConfig};
 use crate::keys::{self, KeyError};
 use crate::merkle::{self, Hash, HashSource, MerkleError};
 use crate::payload::Payload;
-use crate::store::{Group, Store, StoreError, StoredConfig};
+use crate::store::{Group, Store, StoreError, StoredConfig, WriterCache};
 use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -227,6 +227,8 @@ pub struct Ledger {
     last_ts: u64,
     /// Leaves in the log.
     size: u64,
+    /// Committed state the writer read recently (see [`WriterCache`]).
+    cache: WriterCache,
 }
 
 impl Ledger {
@@ -261,6 +263,7 @@ impl Ledger {
             clock,
             last_ts,
             size,
+            cache: WriterCache::default(),
         };
         ledger.self_check()?;
         Ok(ledger)
@@ -336,7 +339,7 @@ impl Ledger {
             return Err((i, e.into()));
         }
         let store = self.store.clone();
-        let mut group = Group::new(&store, self.size);
+        let mut group = Group::new(&store, self.size, std::mem::take(&mut self.cache));
         let last_ts = self.last_ts;
         let mut receipts = Vec::with_capacity(envelopes.len());
         for (i, env) in envelopes.iter().enumerate() {
@@ -344,12 +347,18 @@ impl Ledger {
                 Ok(r) => receipts.push(r),
                 Err(e) => {
                     self.last_ts = last_ts;
+                    self.cache = group.into_cache();
                     return Err((i, e));
                 }
             }
         }
         let new_size = group.size();
-        group.commit().map_err(|e| (0, e.into()))?;
+        let (result, cache) = group.commit();
+        self.cache = cache;
+        if let Err(e) = result {
+            self.last_ts = last_ts;
+            return Err((0, e.into()));
+        }
         self.size = new_size;
         Ok(receipts)
     }
@@ -361,13 +370,15 @@ impl Ledger {
         items: Vec<Result<Envelope, LedgerError>>,
     ) -> Vec<Result<Receipt, LedgerError>> {
         let store = self.store.clone();
-        let mut group = Group::new(&store, self.size);
+        let mut group = Group::new(&store, self.size, std::mem::take(&mut self.cache));
         let mut results: Vec<Result<Receipt, LedgerError>> = items
             .into_iter()
             .map(|item| item.and_then(|env| self.sequence_one(&mut group, &env)))
             .collect();
         let new_size = group.size();
-        if let Err(e) = group.commit() {
+        let (result, cache) = group.commit();
+        self.cache = cache;
+        if let Err(e) = result {
             // Nothing of the group is durable: every receipt of it is withdrawn.
             let msg = e.to_string();
             for r in results.iter_mut() {
@@ -468,17 +479,20 @@ impl Ledger {
         let before = self.store.state_digest()?;
         let total = self.size;
         self.store.clear_derived()?;
+        self.cache = WriterCache::default();
         let store = self.store.clone();
         const CHUNK: u64 = 1024;
         let mut next = 0;
         while next < total {
             let end = (next + CHUNK).min(total);
-            let mut group = Group::new(&store, next);
+            let mut group = Group::new(&store, next, std::mem::take(&mut self.cache));
             for (offset, bytes) in store.leaves(next, end)?.into_iter().enumerate() {
                 let index = next + offset as u64;
                 self.replay_one(&mut group, index, bytes)?;
             }
-            group.commit()?;
+            let (result, cache) = group.commit();
+            self.cache = cache;
+            result?;
             next = end;
             progress(next);
         }

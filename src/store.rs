@@ -450,9 +450,43 @@ impl HashSource for Store {
     }
 }
 
-/// The open group: writes not yet committed, layered over the store.
+/// Committed accounts and merchants the writer has read recently, so that a busy account's lots
+/// are not scanned from sled for every entry that touches it.
+///
+/// Only the writer fills it, and only with committed state (a group's writes enter it after the
+/// group's batch is applied), so it is always exactly what sled holds. Readers never touch it:
+/// a reader racing the writer could otherwise put back a value the writer had just replaced.
+/// Bounded by [`WriterCache::CAPACITY`] accounts, evicted oldest-inserted first.
+#[derive(Default)]
+pub struct WriterCache {
+    accounts: HashMap<String, Account>,
+    inserted: std::collections::VecDeque<String>,
+    merchants: HashMap<String, Merchant>,
+}
+
+impl WriterCache {
+    /// Most accounts kept.
+    pub const CAPACITY: usize = 16_384;
+
+    fn put_account(&mut self, id: String, account: Account) {
+        if self.accounts.insert(id.clone(), account).is_none() {
+            self.inserted.push_back(id);
+            while self.accounts.len() > Self::CAPACITY {
+                match self.inserted.pop_front() {
+                    Some(old) => {
+                        self.accounts.remove(&old);
+                    }
+                    None => break,
+                }
+            }
+        }
+    }
+}
+
+/// The open group: writes not yet committed, layered over the writer's cache and the store.
 pub struct Group<'a> {
     store: &'a Store,
+    cache: std::cell::RefCell<WriterCache>,
     size: u64,
     accounts: HashMap<String, Account>,
     merchants: HashMap<String, Merchant>,
@@ -465,10 +499,12 @@ pub struct Group<'a> {
 }
 
 impl<'a> Group<'a> {
-    /// Starts a group on top of `store`, whose log has `size` leaves.
-    pub fn new(store: &'a Store, size: u64) -> Self {
+    /// Starts a group on top of `store`, whose log has `size` leaves, reading through `cache`
+    /// (handed back by [`Group::commit`]).
+    pub fn new(store: &'a Store, size: u64, cache: WriterCache) -> Self {
         Group {
             store,
+            cache: std::cell::RefCell::new(cache),
             size,
             accounts: HashMap::new(),
             merchants: HashMap::new(),
@@ -479,6 +515,11 @@ impl<'a> Group<'a> {
             leaves: Vec::new(),
             history: Vec::new(),
         }
+    }
+
+    /// Drops the group's writes and hands back the writer's cache.
+    pub fn into_cache(self) -> WriterCache {
+        self.cache.take()
     }
 
     /// The log's size including this group's leaves.
@@ -536,8 +577,31 @@ impl<'a> Group<'a> {
         self.evm.extend(writes.evm);
     }
 
-    /// Turns the group into one sled batch, applies it and flushes: durable on return.
-    pub fn commit(self) -> Result<(), StoreError> {
+    /// Turns the group into one sled batch, applies it and flushes: durable on return. The
+    /// writer's cache comes back either way (on failure it holds only what was committed before).
+    pub fn commit(self) -> (Result<(), StoreError>, WriterCache) {
+        let mut cache = self.cache.take();
+        let accounts: Vec<(String, Account)> = self
+            .accounts
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let merchants: Vec<(String, Merchant)> = self
+            .merchants
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let result = self.write(&cache);
+        if result.is_ok() {
+            for (id, a) in accounts {
+                cache.put_account(id, a);
+            }
+            cache.merchants.extend(merchants);
+        }
+        (result, cache)
+    }
+
+    fn write(self, cache: &WriterCache) -> Result<(), StoreError> {
         let mut b = sled::Batch::default();
         for (i, leaf) in self.leaves {
             b.insert(&num_key(b'L', i), leaf);
@@ -547,12 +611,12 @@ impl<'a> Group<'a> {
         }
         for (id, mut a) in self.accounts {
             // Write only the lots that changed; remove the ones the engine dropped.
-            let mut before: HashMap<String, Lot> = self
-                .store
-                .lots(&id)?
-                .into_iter()
-                .map(|l| (l.id.clone(), l))
-                .collect();
+            let committed = match cache.accounts.get(&id) {
+                Some(acc) => acc.lots.clone(),
+                None => self.store.lots(&id)?,
+            };
+            let mut before: HashMap<String, Lot> =
+                committed.into_iter().map(|l| (l.id.clone(), l)).collect();
             for lot in std::mem::take(&mut a.lots) {
                 if before.remove(&lot.id).as_ref() != Some(&lot) {
                     b.insert(lot_key(&id, &lot), encode(&lot));
@@ -591,16 +655,30 @@ impl<'a> Group<'a> {
 
 impl StateView for Group<'_> {
     fn account(&self, id: &str) -> Result<Option<Account>, EngineError> {
-        match self.accounts.get(id) {
-            Some(a) => Ok(Some(a.clone())),
-            None => self.store.account(id),
+        if let Some(a) = self.accounts.get(id) {
+            return Ok(Some(a.clone()));
         }
+        if let Some(a) = self.cache.borrow().accounts.get(id) {
+            return Ok(Some(a.clone()));
+        }
+        let stored = self.store.account(id)?;
+        if let Some(a) = &stored {
+            self.cache.borrow_mut().put_account(id.to_owned(), a.clone());
+        }
+        Ok(stored)
     }
     fn merchant(&self, id: &str) -> Result<Option<Merchant>, EngineError> {
-        match self.merchants.get(id) {
-            Some(m) => Ok(Some(m.clone())),
-            None => self.store.merchant(id),
+        if let Some(m) = self.merchants.get(id) {
+            return Ok(Some(m.clone()));
         }
+        if let Some(m) = self.cache.borrow().merchants.get(id) {
+            return Ok(Some(m.clone()));
+        }
+        let stored = self.store.merchant(id)?;
+        if let Some(m) = &stored {
+            self.cache.borrow_mut().merchants.insert(id.to_owned(), m.clone());
+        }
+        Ok(stored)
     }
     fn order(&self, merchant: &str, order_id: &str) -> Result<Option<Order>, EngineError> {
         match self.orders.get(&(merchant.to_owned(), order_id.to_owned())) {
