@@ -663,7 +663,9 @@ impl StateView for Group<'_> {
         }
         let stored = self.store.account(id)?;
         if let Some(a) = &stored {
-            self.cache.borrow_mut().put_account(id.to_owned(), a.clone());
+            self.cache
+                .borrow_mut()
+                .put_account(id.to_owned(), a.clone());
         }
         Ok(stored)
     }
@@ -676,7 +678,10 @@ impl StateView for Group<'_> {
         }
         let stored = self.store.merchant(id)?;
         if let Some(m) = &stored {
-            self.cache.borrow_mut().merchants.insert(id.to_owned(), m.clone());
+            self.cache
+                .borrow_mut()
+                .merchants
+                .insert(id.to_owned(), m.clone());
         }
         Ok(stored)
     }

@@ -413,3 +413,57 @@ fn quote_matches_what_the_engine_then_accepts() {
         "unknown merchant"
     );
 }
+
+/// Points that expired are not taken a second time by a later refund: only what was spent is
+/// clawed back as debt (earn 1000, spend 400, 600 expire, full refund → debt 400, not 1000).
+#[test]
+fn refund_after_expiry_takes_back_only_what_was_spent() {
+    let mut f = Fixture::new();
+    let (shop, alice, bob) = (Party::new(), Party::new(), Party::new());
+    let mut r = rules();
+    r.pending_ms = 0;
+    r.validity_ms = 30 * DAY_MS;
+    f.register(&shop, &r);
+    f.purchase(&shop, &alice, "a1", 10_000).expect("earn 1000");
+    f.redeem(&alice, &shop, "a2", 1_000, 400)
+        .expect("spend 400");
+    f.refer(&bob, &alice).expect("bob is referred");
+    f.purchase(&shop, &bob, "b1", 10_000)
+        .expect("alice's reward of 300");
+    f.clock.advance(31 * DAY_MS);
+    // The refund sweeps the expired lots (600 of Alice's, her 300 reward, Bob's points) and
+    // takes back only the 400 Alice spent.
+    let rc = f.refund(&shop, "a1", 10_000).expect("full refund");
+    let got: Vec<(i64, Reason)> = rc
+        .effects
+        .changes
+        .iter()
+        .map(|c| (c.delta, c.reason))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (-600, Reason::Expire),
+            (-300, Reason::Expire),
+            (-400, Reason::Debt)
+        ]
+    );
+    let b = f.account(&alice).balance(T0 + 31 * DAY_MS);
+    assert_eq!((b.total, b.debt), (-400, 400));
+    // Bob's refund claws back nothing from Alice: her reward had expired unspent.
+    let rc = f.refund(&shop, "b1", 10_000).expect("bob's refund");
+    assert!(
+        rc.effects.changes.iter().all(|c| c.account != alice.id),
+        "{:?}",
+        rc.effects
+    );
+    assert_eq!(f.account(&alice).balance(T0 + 31 * DAY_MS).total, -400);
+    for p in [&alice, &bob] {
+        assert_eq!(
+            f.effects_sum(&p.id),
+            f.account(p).balance(T0 + 31 * DAY_MS).total
+        );
+    }
+    let (before, after) = f.ledger.rebuild(&|_| {}).expect("rebuild");
+    assert_eq!(before, after);
+}

@@ -420,7 +420,9 @@ impl Tx<'_> {
                 .into_iter()
                 .partition(|l| l.expires_at <= now);
             account.lots = kept;
+            self.writes.accounts.insert(id.to_owned(), account);
             for lot in expired.into_iter().filter(|l| l.remaining > 0) {
+                self.note_expired(&lot)?;
                 self.effects.changes.push(change(
                     id,
                     -signed(lot.remaining),
@@ -428,7 +430,6 @@ impl Tx<'_> {
                     Some(&lot.id),
                 ));
             }
-            self.writes.accounts.insert(id.to_owned(), account);
         }
         self.writes
             .accounts
@@ -446,7 +447,32 @@ impl Tx<'_> {
     }
 
     fn order(&self, merchant: &str, order_id: &str) -> Result<Order, EngineError> {
+        if let Some(o) = self
+            .writes
+            .orders
+            .get(&(merchant.to_owned(), order_id.to_owned()))
+        {
+            return Ok(o.clone());
+        }
         Ok(self.view.order(merchant, order_id)?.unwrap_or_default())
+    }
+
+    /// Notes on the order that created `lot` how many of its points expired, so that a later
+    /// refund does not take them a second time.
+    fn note_expired(&mut self, lot: &Lot) -> Result<(), EngineError> {
+        let mut order = self.order(&lot.merchant, &lot.order_id)?;
+        let Some(purchase) = order.purchase.as_mut() else {
+            return Ok(());
+        };
+        if purchase.lot.as_deref() == Some(lot.id.as_str()) {
+            purchase.lot_expired += lot.remaining;
+        } else if let Some(reward) = purchase.reward.as_mut().filter(|r| r.lot == lot.id) {
+            reward.expired += lot.remaining;
+        } else {
+            return Ok(());
+        }
+        self.put_order(&lot.merchant, &lot.order_id, order);
+        Ok(())
     }
 
     fn put_order(&mut self, merchant: &str, order_id: &str, order: Order) {
@@ -505,12 +531,16 @@ impl Tx<'_> {
     }
 
     /// Takes up to `points` from lot `lot_id`, then the rest as debt; `reason` labels both.
+    ///
+    /// Up to `expired` of what the lot cannot cover had already left the account by expiry and
+    /// is not taken again; `expired` is reduced by what this call accounts for that way.
     fn take_back(
         &mut self,
         account: &str,
         lot_id: &str,
         points: u64,
         reason: Reason,
+        expired: &mut u64,
     ) -> Result<(), EngineError> {
         if points == 0 {
             return Ok(());
@@ -524,7 +554,9 @@ impl Tx<'_> {
             }
             None => 0,
         };
-        let owed = points - from_lot;
+        let gone = (points - from_lot).min(*expired);
+        *expired -= gone;
+        let owed = points - from_lot - gone;
         acc.debt += owed;
         if from_lot > 0 {
             self.effects
@@ -637,6 +669,7 @@ impl Tx<'_> {
                     lot,
                     points,
                     clawed: 0,
+                    expired: 0,
                 })
             }
             None => None,
@@ -657,6 +690,7 @@ impl Tx<'_> {
             reward,
             refunded: 0,
             reversed: 0,
+            lot_expired: 0,
         });
         self.put_order(&p.merchant, &p.order_id, order);
         Ok(())
@@ -764,6 +798,18 @@ impl Tx<'_> {
 
     fn refund(&mut self, p: &Refund) -> Result<(), EngineError> {
         self.merchant(&p.merchant)?;
+        // Sweep every account this refund touches first: a sweep may note expired points on
+        // this very order, and the order must be read after that.
+        let seen = self.order(&p.merchant, &p.order_id)?;
+        if let Some(purchase) = &seen.purchase {
+            self.account_mut(&purchase.consumer)?;
+            if let Some(reward) = &purchase.reward {
+                self.account_mut(&reward.referrer)?;
+            }
+        }
+        if let Some(red) = &seen.redemption {
+            self.account_mut(&red.consumer)?;
+        }
         let mut order = self.order(&p.merchant, &p.order_id)?;
         let unknown = || EngineError::UnknownOrder {
             merchant: p.merchant.clone(),
@@ -785,14 +831,27 @@ impl Tx<'_> {
         let reverse = target - purchase.reversed;
         purchase.reversed = target;
         if let Some(lot) = purchase.lot.clone() {
-            self.take_back(&purchase.consumer, &lot, reverse, Reason::RefundReversal)?;
+            let consumer = purchase.consumer.clone();
+            self.take_back(
+                &consumer,
+                &lot,
+                reverse,
+                Reason::RefundReversal,
+                &mut purchase.lot_expired,
+            )?;
         }
         if let Some(reward) = purchase.reward.as_mut() {
             let target = mul_div(reward.points, refunded, amount);
             let claw = target - reward.clawed;
             reward.clawed = target;
             let (referrer, lot) = (reward.referrer.clone(), reward.lot.clone());
-            self.take_back(&referrer, &lot, claw, Reason::ReferralClawback)?;
+            self.take_back(
+                &referrer,
+                &lot,
+                claw,
+                Reason::ReferralClawback,
+                &mut reward.expired,
+            )?;
         }
         if let Some(red) = order.redemption.as_mut() {
             let target = mul_div(red.points, refunded, amount);

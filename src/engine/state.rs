@@ -153,6 +153,9 @@ pub struct PurchaseRecord {
     pub refunded: u64,
     /// Earned points reversed so far.
     pub reversed: u64,
+    /// Points of the earned lot that expired and that no reversal has accounted for yet: a
+    /// refund takes those back from nobody, since they already left the account by expiry.
+    pub lot_expired: u64,
 }
 
 /// A referrer reward and how much of it refunds took back.
@@ -166,6 +169,8 @@ pub struct RewardRecord {
     pub points: u64,
     /// Points clawed back so far.
     pub clawed: u64,
+    /// Points of the reward lot that expired and that no clawback has accounted for yet.
+    pub expired: u64,
 }
 
 /// A redemption on an order and the lots it drew from.
