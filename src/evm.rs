@@ -36,6 +36,15 @@ pub fn normalize_address(s: &str) -> Result<String, EvmError> {
     Ok(format!("0x{}", hex_part.to_ascii_lowercase()))
 }
 
+/// Checks that a signature is `0x` followed by 130 hex digits (r, s, v).
+pub fn check_signature_format(signature_hex: &str) -> Result<(), EvmError> {
+    signature_hex
+        .strip_prefix("0x")
+        .filter(|h| h.len() == 130 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(|_| ())
+        .ok_or(EvmError::BadSignature)
+}
+
 /// The exact text the EVM wallet signs to link `address` to `consumer` on the log `origin`.
 pub fn link_message(origin: &str, consumer: &str, address: &str, nonce: &str) -> String {
     format!(

@@ -41,6 +41,15 @@ pub enum PayloadError {
         /// The greatest value allowed.
         max: u64,
     },
+    /// A display name is empty, too long or holds control characters.
+    #[error("field name must be 1 to {MAX_TEXT} bytes without control characters (got {value:?})")]
+    BadName {
+        /// The start of the value received.
+        value: String,
+    },
+    /// An EVM address or signature is not in its hex form.
+    #[error(transparent)]
+    Evm(#[from] crate::evm::EvmError),
     /// A text field is empty, too long or uses characters outside its alphabet.
     #[error("field {field} must be 1 to {MAX_TEXT} characters of [A-Za-z0-9._:-] (got {value:?})")]
     BadText {
@@ -49,8 +58,8 @@ pub enum PayloadError {
         /// The start of the value received.
         value: String,
     },
-    /// A field that must hold a public key id is not 64 lowercase hex digits.
-    #[error("field {field} must be a public key id: 64 lowercase hex digits")]
+    /// A field that must hold a public key id is not a usable key's id.
+    #[error("field {field} must be a public key id: 64 lowercase hex digits of a valid, non-weak Ed25519 key")]
     BadKeyId {
         /// The field's name.
         field: &'static str,
@@ -300,17 +309,14 @@ fn text(field: &'static str, value: &str) -> Result<(), PayloadError> {
     }
 }
 
-/// Checks the shape of a key id; the point itself is checked where a signature is verified.
+/// Checks that a key id names a usable Ed25519 key: 64 lowercase hex digits encoding a
+/// canonical point that is not of small order. Fields whose key does not sign the request (a
+/// purchase's consumer, a referrer, a registered merchant) are checked here too, so that points
+/// can never be credited to an id no one can ever sign for.
 fn key_id(field: &'static str, value: &str) -> Result<(), PayloadError> {
-    let ok = value.len() == 64
-        && value
-            .bytes()
-            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    if ok {
-        Ok(())
-    } else {
-        Err(PayloadError::BadKeyId { field })
-    }
+    crate::keys::parse_public_id(value)
+        .map(|_| ())
+        .map_err(|_| PayloadError::BadKeyId { field })
 }
 
 fn expiry(expires_at: Option<u64>) -> Result<(), PayloadError> {
@@ -358,8 +364,7 @@ impl Payload {
                     && p.name.len() <= MAX_TEXT
                     && !p.name.chars().any(char::is_control);
                 if !name_ok {
-                    return Err(PayloadError::BadText {
-                        field: "name",
+                    return Err(PayloadError::BadName {
                         value: p.name.chars().take(MAX_TEXT).collect(),
                     });
                 }
@@ -387,7 +392,12 @@ impl Payload {
                 key_id("consumer", &p.consumer)?;
                 key_id("referrer", &p.referrer)
             }
-            Payload::LinkEvm(p) => key_id("consumer", &p.consumer),
+            Payload::LinkEvm(p) => {
+                key_id("consumer", &p.consumer)?;
+                crate::evm::normalize_address(&p.address)?;
+                crate::evm::check_signature_format(&p.evm_signature)?;
+                Ok(())
+            }
         }
     }
 
@@ -432,19 +442,21 @@ impl Payload {
 mod tests {
     use super::*;
 
-    const K1: &str = "1111111111111111111111111111111111111111111111111111111111111111";
-    const K2: &str = "2222222222222222222222222222222222222222222222222222222222222222";
+    fn id(seed: u8) -> String {
+        crate::keys::public_id(&ed25519_dalek::SigningKey::from_bytes(&[seed; 32]).verifying_key())
+    }
 
     fn purchase(amount: &str) -> String {
+        let (k1, k2) = (id(1), id(2));
         format!(
-            r#"{{"merchant":"{K1}","consumer":"{K2}","order_id":"o-1","amount":{amount},"nonce":"n1"}}"#
+            r#"{{"merchant":"{k1}","consumer":"{k2}","order_id":"o-1","amount":{amount},"nonce":"n1"}}"#
         )
     }
 
     #[test]
     fn accepts_a_good_purchase_and_names_its_signer() {
         let p = Payload::parse("purchase", purchase("2500").as_bytes()).expect("valid");
-        assert_eq!(p.required_signers(), vec![K1]);
+        assert_eq!(p.required_signers(), vec![id(1).as_str()]);
         assert_eq!(p.nonce(), "n1");
     }
 
@@ -468,16 +480,24 @@ mod tests {
 
     #[test]
     fn refuses_unknown_and_duplicate_fields_and_bad_ids() {
+        let (k1, k2) = (id(1), id(2));
         let dup = format!(
-            r#"{{"merchant":"{K1}","consumer":"{K2}","order_id":"o","amount":1,"amount":2,"nonce":"n"}}"#
+            r#"{{"merchant":"{k1}","consumer":"{k2}","order_id":"o","amount":1,"amount":2,"nonce":"n"}}"#
         );
         assert!(Payload::parse("purchase", dup.as_bytes()).is_err());
         let extra = purchase("1").replace("\"nonce\"", "\"points\":5,\"nonce\"");
         assert!(Payload::parse("purchase", extra.as_bytes()).is_err());
-        let upper = purchase("1").replace(K1, &K1.replace('1', "A"));
+        let upper = purchase("1").replace(&k1, &k1.to_uppercase());
         assert!(matches!(
             Payload::parse("purchase", upper.as_bytes()),
             Err(PayloadError::BadKeyId { field: "merchant" })
+        ));
+        // A well-formed hex id of a point that is not on the curve, or of small order.
+        let weak = "0100000000000000000000000000000000000000000000000000000000000000";
+        let not_a_key = purchase("1").replace(&k2, weak);
+        assert!(matches!(
+            Payload::parse("purchase", not_a_key.as_bytes()),
+            Err(PayloadError::BadKeyId { field: "consumer" })
         ));
         let spaced = purchase("1").replace("o-1", "o 1");
         assert!(matches!(

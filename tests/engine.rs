@@ -467,3 +467,24 @@ fn refund_after_expiry_takes_back_only_what_was_spent() {
     let (before, after) = f.ledger.rebuild(&|_| {}).expect("rebuild");
     assert_eq!(before, after);
 }
+
+#[test]
+fn purchase_must_match_the_amount_its_order_was_redeemed_against() {
+    let mut f = Fixture::new();
+    let (shop, alice) = (Party::new(), Party::new());
+    let mut r = rules();
+    r.pending_ms = 0;
+    f.register(&shop, &r);
+    f.purchase(&shop, &alice, "a1", 10_000).expect("earn");
+    f.redeem(&alice, &shop, "a2", 2_000, 500)
+        .expect("redeem against 2000");
+    assert_eq!(
+        code(f.purchase(&shop, &alice, "a2", 20_000)),
+        "order_amount_mismatch"
+    );
+    // paid in money: 2000 − 500 = 1500 → 150 points.
+    let rc = f
+        .purchase(&shop, &alice, "a2", 2_000)
+        .expect("matching purchase");
+    assert_eq!(rc.effects.changes[0].delta, 150);
+}

@@ -235,6 +235,16 @@ pub enum EngineError {
         /// Points asked for.
         points: u64,
     },
+    /// The purchase's amount is not the amount the order's redemption was made against.
+    #[error(
+        "the order was redeemed against an amount of {redeemed_on}; the purchase says {amount}"
+    )]
+    OrderAmountMismatch {
+        /// `order_amount` of the redemption.
+        redeemed_on: u64,
+        /// `amount` of the purchase.
+        amount: u64,
+    },
     /// Redemption after the order's purchase was recorded.
     #[error("redeem before the purchase: order {0:?} already has its purchase recorded")]
     RedeemAfterPurchase(String),
@@ -305,6 +315,7 @@ impl EngineError {
             RedeemShareExceeded { .. } => "redeem_share_exceeded",
             DiscountZero { .. } => "discount_zero",
             RedeemAfterPurchase(_) => "redeem_after_purchase",
+            OrderAmountMismatch { .. } => "order_amount_mismatch",
             RefundExceedsOrder { .. } => "refund_exceeds_order",
             SelfReferral => "self_referral",
             ReferrerAlreadyBound => "referrer_already_bound",
@@ -313,7 +324,7 @@ impl EngineError {
             ReferralCapReached => "referral_cap_reached",
             Evm(_) => "bad_evm_signature",
             BalanceOverflow(_) => "balance_overflow",
-            Storage(_) => "storage_unavailable",
+            Storage(_) => "unavailable",
         }
     }
 }
@@ -609,6 +620,14 @@ impl Tx<'_> {
                 kind: "purchase",
             });
         }
+        if let Some(red) = &order.redemption {
+            if red.order_amount != p.amount {
+                return Err(EngineError::OrderAmountMismatch {
+                    redeemed_on: red.order_amount,
+                    amount: p.amount,
+                });
+            }
+        }
         let buyer = self.peek_account(&p.consumer)?;
         // The referee discount and referrer reward apply to a referred consumer's first purchase.
         let mut referee_discount = 0;
@@ -787,6 +806,7 @@ impl Tx<'_> {
         order.redemption = Some(RedemptionRecord {
             index: self.index,
             consumer,
+            order_amount: p.order_amount,
             points: p.points,
             discount,
             drawn,

@@ -180,6 +180,8 @@ pub struct RedemptionRecord {
     pub index: u64,
     /// The consumer who spent the points.
     pub consumer: String,
+    /// The order's price the redemption was made against; its purchase must match it.
+    pub order_amount: u64,
     /// Points spent.
     pub points: u64,
     /// Discount granted, in minor units.
