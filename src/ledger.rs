@@ -133,7 +133,7 @@ impl Leaf {
 }
 
 /// What the writer returns for an accepted entry.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Receipt {
     /// Position in the log.
     pub index: u64,

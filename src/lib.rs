@@ -23,7 +23,7 @@
 //! - [`views`]: what reads return (account, history rows), shared by the CLI and the API.
 //! - [`client`]: an HTTP client for the service, used by `--server` commands and the load benchmark.
 //! - [`clock`]: where leaf timestamps come from (injectable for tests).
-//! - [`demo`], [`bench`], [`cli`]: the seeded demo program, the benchmark and the command line.
+//! - [`demo`], [`bench`](mod@bench), [`cli`]: the seeded demo program, the benchmark and the command line.
 
 pub mod bench;
 pub mod checkpoint;

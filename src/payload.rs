@@ -70,7 +70,7 @@ pub enum PayloadError {
 ///
 /// Rates are integers in basis points (1/10,000) or thousandths so that every computation is
 /// exact integer arithmetic; every division rounds down (see docs/PROTOCOL.md, "Rounding").
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProgramRules {
     /// Points earned per 10,000 minor units paid in money (500 = 5 points per 100 units).

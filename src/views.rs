@@ -7,7 +7,7 @@ use crate::store::Store;
 use serde::{Deserialize, Serialize};
 
 /// An account as a consumer sees it at a given time.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AccountView {
     /// The account's key id.
     pub account: String,
@@ -41,7 +41,7 @@ impl AccountView {
 }
 
 /// One row of an account's history: the entry and why the account's points moved.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HistoryRow {
     /// The entry's leaf index.
     pub index: u64,

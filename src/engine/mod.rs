@@ -64,7 +64,7 @@ pub struct Writes {
 }
 
 /// Why an account's points moved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
     /// Points earned by a purchase (a new lot).
@@ -88,7 +88,7 @@ pub enum Reason {
 }
 
 /// One account's change in one entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Change {
     /// The account's key id.
     pub account: String,
@@ -108,7 +108,7 @@ pub struct Change {
 }
 
 /// A discount granted on an order, in minor units.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Discount {
     /// What paid for it.
     pub source: DiscountSource,
@@ -117,7 +117,7 @@ pub struct Discount {
 }
 
 /// What a discount was paid with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DiscountSource {
     /// The referee discount on a referred consumer's first purchase.
@@ -127,7 +127,7 @@ pub enum DiscountSource {
 }
 
 /// What an entry did, as written in its leaf; an auditor recomputes and compares it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Effects {
     /// Point movements, in the order they happened.
     pub changes: Vec<Change>,
@@ -968,7 +968,7 @@ fn change(account: &str, delta: i64, reason: Reason, lot: Option<&str>) -> Chang
 }
 
 /// What a merchant may offer a consumer on an order, computed without changing anything.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Quote {
     /// The merchant asking.
     pub merchant: String,

@@ -2,7 +2,7 @@
 //!
 //! Nothing here is a source of truth: every value is a function of the leaves, which is what lets
 //! `rebuild` and an auditor reproduce it exactly. Values are stored as JSON in sled by
-//! [`crate::store`] and read back through [`StateView`].
+//! [`crate::store`] and read back through [`StateView`](crate::engine::StateView).
 
 use crate::payload::ProgramRules;
 use serde::{Deserialize, Serialize};
@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 /// Tying every debit to a lot is what keeps expiry, refunds and redemptions consistent: a
 /// redemption says which lots it drew from, a refund returns points to those same lots, and an
 /// expired lot takes exactly its own remainder with it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Lot {
     /// `"<leaf index>.<ordinal>"`: the entry that created it, so the id is stable under replay.
     pub id: String,
@@ -34,7 +34,7 @@ pub struct Lot {
 }
 
 /// Why a lot was credited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LotSource {
     /// Points earned by a purchase.
@@ -63,7 +63,7 @@ pub struct Account {
 }
 
 /// How an account's points stand at a given time.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Balance {
     /// Σ remaining over all lots − debt: what the effects of the log add up to.
     pub total: i64,
