@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Runs every check and test of the project: formatting, lints, unit, vector, property, engine,
-# CLI and crash tests. This is the README's test command and what CI runs.
+# Runs every check and test of the project: the contracts (toolchain install, Forge tests,
+# artifact freshness), then formatting, lints and every Rust test (unit, vector, property,
+# engine, CLI, HTTP, crash, and anchoring against a real anvil). This is the README's test
+# command and what CI runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n== %s\n' "$*"; }
+
+step "contracts"
+scripts/check-contracts.sh
 
 step "cargo fmt --check"
 cargo fmt --all --check

@@ -18,6 +18,7 @@
 //! - [`store`]: the sled layout; a group of entries commits as one batch and one flush.
 //! - [`ledger`]: the data directory and the single writer: verify, sequence, commit, checkpoint,
 //!   rebuild.
+//! - [`anchor`]: the `LedgerAnchor` contract's client (ethers) and the anchorer's state machine.
 //! - [`sequencer`]: the same write path as a pipeline of threads for concurrent producers.
 //! - [`server`]: the HTTP API over the sequencer and the store.
 //! - [`views`]: what reads return (account, history rows), shared by the CLI and the API.
@@ -25,6 +26,7 @@
 //! - [`clock`]: where leaf timestamps come from (injectable for tests).
 //! - [`demo`], [`bench`](mod@bench), [`cli`]: the seeded demo program, the benchmark and the command line.
 
+pub mod anchor;
 pub mod bench;
 pub mod checkpoint;
 pub mod cli;

@@ -18,6 +18,7 @@
 //! | `N` | signer `/` nonce | leaf index (replays refused, identical resubmissions found) |
 //! | `X` | EVM address | consumer id |
 //! | `Y` | account id, leaf index (u64 BE) | empty: the account's history |
+//! | `K` | tree size (u64 BE) | the anchorer's record for that checkpoint (not derived state) |
 //!
 //! Derived state is encoded with postcard (compact, fast, and never read by anything but this
 //! module); a lot is its own key so that a purchase writes one small lot rather than rewriting
@@ -358,6 +359,37 @@ impl Store {
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
         Ok(())
+    }
+
+    /// Saves the anchorer's record for a checkpoint and flushes it.
+    pub fn put_anchor(&self, rec: &crate::anchor::AnchorRecord) -> Result<(), StoreError> {
+        self.db.insert(num_key(b'K', rec.tree_size), to_json(rec))?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Every anchor record, by tree size.
+    pub fn anchors(&self) -> Result<Vec<crate::anchor::AnchorRecord>, StoreError> {
+        self.db
+            .scan_prefix([b'K'])
+            .map(|kv| {
+                let (k, v) = kv?;
+                serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
+                    key: String::from_utf8_lossy(&k).into_owned(),
+                    reason: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// The record with a transaction in flight or awaiting its confirmation depth, if any.
+    pub fn anchor_in_flight(&self) -> Result<Option<crate::anchor::AnchorRecord>, StoreError> {
+        use crate::anchor::AnchorStatus::{Confirmed, Sent};
+        Ok(self
+            .anchors()?
+            .into_iter()
+            .rev()
+            .find(|r| matches!(r.status, Sent | Confirmed)))
     }
 
     /// Writes raw tree hashes (used only by the benchmark to build a large tree quickly).

@@ -221,6 +221,30 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         purchases: u64,
     },
+    /// Deploy the LedgerAnchor contract with the EVM key's address as operator; prints its
+    /// address.
+    Deploy {
+        #[command(flatten)]
+        chain: crate::anchor::ChainSettings,
+    },
+    /// Anchor the newest checkpoint of a data directory to the chain and wait until the anchor
+    /// is final; prints each step's record as a JSON line.
+    Anchor {
+        /// The data directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// The LedgerAnchor contract's address.
+        #[arg(long, env = "POINTSLEDGER_CONTRACT")]
+        contract: String,
+        #[command(flatten)]
+        chain: crate::anchor::ChainSettings,
+        /// Blocks on top of the anchoring block before the anchor is final (1 = its own).
+        #[arg(long, default_value_t = 2)]
+        confirmations: u64,
+        /// Seconds to wait for finality before giving up (the state is kept; run again).
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
     /// Run the HTTP service on a data directory.
     Serve(crate::server::ServeArgs),
     /// Measure ingest, signature verification and proof generation in process; ends with
@@ -469,6 +493,21 @@ fn run(cli: Cli) -> Result<()> {
             let summary = crate::demo::seed(&mut ledger, &data, consumers, purchases, true)?;
             print_json(&summary)?;
         }
+        Command::Deploy { chain } => {
+            let address = backend::runtime()?.block_on(crate::anchor::deploy(&chain))?;
+            print_json(&serde_json::json!({
+                "contract": format!("{address:#x}"),
+                "chain_id": chain.chain_id,
+                "rpc_url": chain.rpc_url,
+            }))?;
+        }
+        Command::Anchor {
+            data,
+            contract,
+            chain,
+            confirmations,
+            timeout,
+        } => anchor_once(&data, &contract, &chain, confirmations, timeout)?,
         Command::Serve(args) => crate::server::run(args)?,
         Command::Bench {
             http: Some(BenchHttp::Http(args)),
@@ -486,6 +525,61 @@ fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Steps the anchorer until the newest checkpoint's anchor is final or `timeout` seconds pass.
+fn anchor_once(
+    data: &Path,
+    contract: &str,
+    settings: &crate::anchor::ChainSettings,
+    confirmations: u64,
+    timeout: u64,
+) -> Result<()> {
+    use crate::anchor::{AnchorPolicy, AnchorStatus, Anchorer, Chain};
+    let address = contract
+        .parse()
+        .map_err(|_| anyhow!("--contract must be a 0x address, got {contract:?}"))?;
+    let ledger = open(data)?;
+    let rt = backend::runtime()?;
+    let chain = rt.block_on(Chain::connect(settings, address))?;
+    let anchorer = Anchorer {
+        chain,
+        store: ledger.store().clone(),
+        verifier_key: ledger.verifier_key(),
+        policy: AnchorPolicy {
+            confirmations: confirmations.max(1),
+            resend_after: std::time::Duration::from_secs(30),
+            gas_price_ceiling: ethers::types::U256::from(settings.gas_price_ceiling_gwei)
+                * ethers::types::U256::exp10(9),
+        },
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout);
+    let mut last = None;
+    loop {
+        let step = rt.block_on(anchorer.step())?;
+        if step != last {
+            if let Some(rec) = &step {
+                print_json(rec)?;
+            }
+            last = step.clone();
+        }
+        match step {
+            None => return Ok(()),
+            Some(rec) if rec.status == AnchorStatus::Final => {
+                // Final: the next step finds nothing newer to anchor, or starts the next one.
+                if rt.block_on(anchorer.step())?.is_none() {
+                    return Ok(());
+                }
+            }
+            Some(_) => {}
+        }
+        if std::time::Instant::now() >= deadline {
+            bail!(
+                "the anchor is not final after {timeout} s; its state is kept, run again to go on"
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }
 
 /// Opens a ledger for `rebuild`, which must work even when a previous rebuild was interrupted.

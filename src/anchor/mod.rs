@@ -1,0 +1,25 @@
+//! Anchoring checkpoints to an EVM chain through the `LedgerAnchor` contract.
+//!
+//! This is the only module that talks to a chain, and the only one that uses `ethers` (archived
+//! upstream; this seam is where a move to alloy would happen). The contract keeps the last
+//! anchored `(treeSize, root)` and accepts a new root only with a valid RFC 6962 consistency
+//! proof from it, so the chain itself refuses a rewritten or forked history.
+//!
+//! The anchorer is a persistent state machine per checkpoint, kept in the ledger's store:
+//!
+//! ```text
+//! pending ──send──► sent {tx, nonce, gas price} ──receipt──► confirmed {block, hash}
+//!    ▲                  │ dropped / stuck: resend, same nonce,     │ depth reached and the block
+//!    │                  │ gas price bumped within the ceiling      │ hash still the same
+//!    └──── reorged: the receipt's block is gone ◄──────────────────┴──► final
+//! ```
+//!
+//! The chain's `treeSize()` is the ground truth for what is anchored: a checkpoint the chain
+//! already covers is never sent, and a second transaction for the same size would be refused
+//! by the contract (`SizeNotGrowing`), so nothing is anchored twice.
+
+pub mod chain;
+pub mod state;
+
+pub use chain::{deploy, Chain, ChainError, ChainSettings};
+pub use state::{AnchorError, AnchorPolicy, AnchorRecord, AnchorStatus, Anchorer};
