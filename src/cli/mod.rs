@@ -35,11 +35,15 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Generate an Ed25519 key into a new 0600 file and print its public id.
+    /// Generate a key into a new 0600 file and print its public id (with --evm, the EVM
+    /// address of the same secret, for `deploy` and `anchor`).
     Keygen {
         /// Where to write the key (must not exist).
         #[arg(long)]
         out: PathBuf,
+        /// Print the EVM address instead of the Ed25519 public id.
+        #[arg(long)]
+        evm: bool,
     },
     /// Create a new ledger: log and operator keys under DIR/keys, an empty store under DIR/db.
     Init {
@@ -336,10 +340,14 @@ fn read_envelope(path: &Path) -> Result<Envelope> {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Keygen { out } => {
+        Command::Keygen { out, evm } => {
             let key = keys::generate();
+            let id = match evm {
+                true => crate::evm::address_of(&key.to_bytes())?,
+                false => keys::public_id(&key.verifying_key()),
+            };
             keys::write_key_file(&out, &key)?;
-            println!("{}", keys::public_id(&key.verifying_key()));
+            println!("{id}");
         }
         Command::Init { data, origin } => {
             let config = ledger::init(&data, &origin)?;
