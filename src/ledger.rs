@@ -213,6 +213,18 @@ pub fn open_store(dir: &Path) -> Result<(Store, StoredConfig), LedgerError> {
     Ok((store, config))
 }
 
+/// Checks the signatures of every envelope in `items`, in parallel on all cores (each with
+/// `verify_strict`, see [`crate::dsse::verify_all`]); refusals already in `items` pass through.
+/// This is the one signature stage of every write path: `submit`, the sequencer pipeline and
+/// `append -`.
+pub fn verified(items: Vec<Result<Envelope, LedgerError>>) -> Vec<Result<Envelope, LedgerError>> {
+    use rayon::prelude::*;
+    items
+        .into_par_iter()
+        .map(|item| item.and_then(|env| env.verify().map(|()| env).map_err(LedgerError::from)))
+        .collect()
+}
+
 /// The single writer of a ledger.
 pub struct Ledger {
     /// The store; clones of it serve reads while the writer appends.
@@ -319,13 +331,7 @@ impl Ledger {
     /// Verifies, sequences and durably appends a batch of envelopes; one result per envelope,
     /// in order. An envelope identical to one already in the log gets the original receipt.
     pub fn submit(&mut self, envelopes: Vec<Envelope>) -> Vec<Result<Receipt, LedgerError>> {
-        let checks = crate::dsse::verify_all(&envelopes);
-        let verified = envelopes
-            .into_iter()
-            .zip(checks)
-            .map(|(env, check)| check.map(|()| env).map_err(LedgerError::from))
-            .collect();
-        self.sequence(verified)
+        self.sequence(verified(envelopes.into_iter().map(Ok).collect()))
     }
 
     /// Verifies and appends envelopes all-or-nothing: if any is refused, nothing is written and
@@ -334,10 +340,11 @@ impl Ledger {
         &mut self,
         envelopes: Vec<Envelope>,
     ) -> Result<Vec<Receipt>, (usize, LedgerError)> {
-        let checks = crate::dsse::verify_all(&envelopes);
-        if let Some((i, Err(e))) = checks.into_iter().enumerate().find(|(_, c)| c.is_err()) {
-            return Err((i, e.into()));
-        }
+        let envelopes = verified(envelopes.into_iter().map(Ok).collect())
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| r.map_err(|e| (i, e)))
+            .collect::<Result<Vec<Envelope>, _>>()?;
         let store = self.store.clone();
         let mut group = Group::new(&store, self.size, std::mem::take(&mut self.cache));
         let last_ts = self.last_ts;

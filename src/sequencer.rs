@@ -12,7 +12,7 @@
 //! dropped, both threads drain, a final checkpoint is cut, and [`Sequencer::join`] hands the
 //! ledger back.
 
-use crate::dsse::{self, Envelope};
+use crate::dsse::Envelope;
 use crate::ledger::{Ledger, LedgerError, Receipt};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
@@ -160,12 +160,7 @@ fn verify_loop(mut rx: mpsc::Receiver<Job>, out: std_mpsc::SyncSender<Verified>,
             replies.push((job.envelopes.len(), job.reply));
             envelopes.extend(job.envelopes);
         }
-        let checks = dsse::verify_all(&envelopes);
-        let items = envelopes
-            .into_iter()
-            .zip(checks)
-            .map(|(e, c)| c.map(|()| e).map_err(LedgerError::from))
-            .collect();
+        let items = crate::ledger::verified(envelopes.into_iter().map(Ok).collect());
         if out.send(Verified { items, replies }).is_err() {
             return;
         }

@@ -611,76 +611,74 @@ impl<'a> Group<'a> {
 
     /// Turns the group into one sled batch, applies it and flushes: durable on return. The
     /// writer's cache comes back either way (on failure it holds only what was committed before).
-    pub fn commit(self) -> (Result<(), StoreError>, WriterCache) {
+    pub fn commit(mut self) -> (Result<(), StoreError>, WriterCache) {
         let mut cache = self.cache.take();
-        let accounts: Vec<(String, Account)> = self
-            .accounts
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let merchants: Vec<(String, Merchant)> = self
-            .merchants
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
         let result = self.write(&cache);
         if result.is_ok() {
-            for (id, a) in accounts {
+            for (id, a) in self.accounts.drain() {
                 cache.put_account(id, a);
             }
-            cache.merchants.extend(merchants);
+            cache.merchants.extend(self.merchants.drain());
         }
         (result, cache)
     }
 
-    fn write(self, cache: &WriterCache) -> Result<(), StoreError> {
+    fn write(&mut self, cache: &WriterCache) -> Result<(), StoreError> {
+        let store = self.store;
         let mut b = sled::Batch::default();
-        for (i, leaf) in self.leaves {
+        for (i, leaf) in self.leaves.drain(..) {
             b.insert(&num_key(b'L', i), leaf);
         }
-        for (i, h) in self.hashes {
+        for (i, h) in self.hashes.drain() {
             b.insert(&num_key(b'H', i), &h);
         }
-        for (id, mut a) in self.accounts {
+        for (id, a) in self.accounts.iter_mut() {
             // Write only the lots that changed; remove the ones the engine dropped.
-            let committed = match cache.accounts.get(&id) {
-                Some(acc) => acc.lots.clone(),
-                None => self.store.lots(&id)?,
+            let stored;
+            let committed: &[Lot] = match cache.accounts.get(id) {
+                Some(acc) => &acc.lots,
+                None => {
+                    stored = store.lots(id)?;
+                    &stored
+                }
             };
-            let mut before: HashMap<String, Lot> =
-                committed.into_iter().map(|l| (l.id.clone(), l)).collect();
-            for lot in std::mem::take(&mut a.lots) {
-                if before.remove(&lot.id).as_ref() != Some(&lot) {
-                    b.insert(lot_key(&id, &lot), encode(&lot));
+            let mut before: HashMap<&str, &Lot> =
+                committed.iter().map(|l| (l.id.as_str(), l)).collect();
+            for lot in &a.lots {
+                if before.remove(lot.id.as_str()) != Some(lot) {
+                    b.insert(lot_key(id, lot), encode(lot));
                 }
             }
             for gone in before.values() {
-                b.remove(lot_key(&id, gone));
+                b.remove(lot_key(id, gone));
             }
-            b.insert(key(b'A', &[id.as_bytes()]), encode(&a));
+            // The account's own key holds everything but its lots.
+            let lots = std::mem::take(&mut a.lots);
+            b.insert(key(b'A', &[id.as_bytes()]), encode(&*a));
+            a.lots = lots;
         }
-        for (id, m) in self.merchants {
-            b.insert(key(b'M', &[id.as_bytes()]), encode(&m));
+        for (id, m) in &self.merchants {
+            b.insert(key(b'M', &[id.as_bytes()]), encode(m));
         }
-        for ((m, o), order) in self.orders {
+        for ((m, o), order) in self.orders.drain() {
             b.insert(key(b'O', &[m.as_bytes(), o.as_bytes()]), encode(&order));
         }
-        for ((s, n), i) in self.nonces {
+        for ((s, n), i) in self.nonces.drain() {
             b.insert(key(b'N', &[s.as_bytes(), n.as_bytes()]), &i.to_be_bytes());
         }
-        for (addr, owner) in self.evm {
+        for (addr, owner) in self.evm.drain() {
             let k = key(b'X', &[addr.as_bytes()]);
             match owner {
                 Some(c) => b.insert(k, c.as_bytes()),
                 None => b.remove(k),
             }
         }
-        for (a, i) in self.history {
+        for (a, i) in self.history.drain(..) {
             b.insert(history_key(&a, i), &[]);
         }
         b.insert(META_SIZE, &self.size.to_be_bytes());
-        self.store.db.apply_batch(b)?;
-        self.store.db.flush()?;
+        store.db.apply_batch(b)?;
+        store.db.flush()?;
         Ok(())
     }
 }

@@ -2,49 +2,12 @@
 //! real binary: every step's output, and bad input answered with a one-line error, a non-zero
 //! exit and nothing written.
 
+#[path = "common/cli.rs"]
+mod run;
+
+use run::{fails, ok, write};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn pl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pointsledger"))
-        .args(args)
-        .output()
-        .expect("run pointsledger")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = pl(args);
-    assert!(
-        out.status.success(),
-        "pointsledger {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf8")
-}
-
-/// Runs a command that must fail; returns its one-line error.
-fn fails(args: &[&str]) -> String {
-    let out = pl(args);
-    assert!(
-        !out.status.success(),
-        "pointsledger {args:?} should have failed"
-    );
-    let err = String::from_utf8(out.stderr).expect("utf8");
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "error is not one line: {err}"
-    );
-    assert!(err.starts_with("error: "), "{err}");
-    err
-}
-
-fn write(dir: &Path, name: &str, v: &Value) -> String {
-    let p = dir.join(name);
-    std::fs::write(&p, serde_json::to_vec(v).expect("json")).expect("write");
-    p.display().to_string()
-}
 
 fn save(dir: &Path, name: &str, text: &str) -> String {
     let p = dir.join(name);

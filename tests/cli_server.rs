@@ -3,37 +3,14 @@
 //! (`redeem-request` with its QR code, `redeem-accept`) and a short `bench http` run, all
 //! against the real `pointsledger serve` process.
 
+#[path = "common/cli.rs"]
+mod run;
+
+use run::{fails, ok, pl, write};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn pl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pointsledger"))
-        .args(args)
-        .output()
-        .expect("run pointsledger")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = pl(args);
-    assert!(
-        out.status.success(),
-        "pointsledger {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf8")
-}
-
-fn fails(args: &[&str]) -> String {
-    let out = pl(args);
-    assert!(
-        !out.status.success(),
-        "pointsledger {args:?} should have failed"
-    );
-    String::from_utf8(out.stderr).expect("utf8")
-}
 
 fn json_of(text: &str) -> Value {
     serde_json::from_str(text.trim()).expect("json")
@@ -88,12 +65,6 @@ impl Server {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-}
-
-fn write(dir: &Path, name: &str, v: &Value) -> String {
-    let p = dir.join(name);
-    std::fs::write(&p, serde_json::to_vec(v).expect("json")).expect("write");
-    p.display().to_string()
 }
 
 #[test]
@@ -308,7 +279,10 @@ fn command_line_against_a_running_server() {
     ]);
     assert!(err.contains("409 nonce_reused"), "{err}");
     fails(&["balance", "--server", "ftp://nowhere", &alice]);
-    fails(&["balance", "--server", url, "--data", d, &alice]);
+    // --server and --data together: a usage error from the argument parser.
+    assert!(!pl(&["balance", "--server", url, "--data", d, &alice])
+        .status
+        .success());
 
     // The load generator runs against the same server.
     let bench = ok(&[

@@ -136,15 +136,20 @@ impl Anchorer {
             sends: 0,
             from_size: anchored,
         };
+        self.send_fresh(&mut rec).await?;
+        self.store.put_anchor(&rec)?;
+        Ok(Some(rec))
+    }
+
+    /// Sends with the account's next nonce at the node's gas price (within the ceiling).
+    async fn send_fresh(&self, rec: &mut AnchorRecord) -> Result<(), AnchorError> {
         let nonce = self.chain.next_nonce().await?;
         let price = self
             .chain
             .gas_price()
             .await?
             .min(self.policy.gas_price_ceiling);
-        self.send(&mut rec, nonce, price).await?;
-        self.store.put_anchor(&rec)?;
-        Ok(Some(rec))
+        self.send(rec, nonce, price).await
     }
 
     async fn send(
@@ -247,18 +252,12 @@ impl Anchorer {
             rec.status = AnchorStatus::Pending;
             rec.block_number = None;
             rec.block_hash = None;
-            let nonce = self.chain.next_nonce().await?;
-            let price = self
-                .chain
-                .gas_price()
-                .await?
-                .min(self.policy.gas_price_ceiling);
             let (anchored, _) = self.chain.anchored().await?;
             if anchored >= rec.tree_size {
                 return self.superseded_or_pending(rec).await;
             }
             rec.from_size = anchored;
-            self.send(&mut rec, nonce, price).await?;
+            self.send_fresh(&mut rec).await?;
             return Ok(rec);
         }
         if head + 1 >= number + self.policy.confirmations {

@@ -704,28 +704,12 @@ fn append_stream(ledger: &mut Ledger) -> Result<()> {
                 Err(_) => break,
             }
         }
-        let items: Vec<_> = lines
+        let items = lines
             .iter()
             .filter(|l| !l.trim().is_empty())
             .map(|l| dsse::parse(l.as_bytes()).map_err(LedgerError::from))
             .collect();
-        let parsed: Vec<Envelope> = items
-            .iter()
-            .filter_map(|r| r.as_ref().ok().cloned())
-            .collect();
-        let checks = dsse::verify_all(&parsed);
-        let mut checks = checks.into_iter();
-        let verified = items
-            .into_iter()
-            .map(|r| {
-                r.and_then(|env| match checks.next() {
-                    Some(Ok(())) => Ok(env),
-                    Some(Err(e)) => Err(e.into()),
-                    None => Err(LedgerError::NotFound("verification result missing".into())),
-                })
-            })
-            .collect();
-        for result in ledger.sequence(verified) {
+        for result in ledger.sequence(ledger::verified(items)) {
             line_no += 1;
             match result {
                 Ok(r) => print_json(&r)?,

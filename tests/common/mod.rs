@@ -144,18 +144,32 @@ impl Fixture {
         )
     }
 
-    /// Σ of every effect delta recorded for `account` across the whole log.
-    pub fn effects_sum(&self, account: &str) -> i64 {
-        let store = self.ledger.store();
-        store
+    /// The debt the log's effects record for `account`: debts taken minus debts settled.
+    pub fn debt_from_log(&self, account: &str) -> i64 {
+        use pointsledger::engine::Reason;
+        self.changes(account)
+            .filter(|c| c.lot.is_none())
+            .map(|c| match c.reason {
+                Reason::Debt | Reason::DebtSettled => -c.delta,
+                _ => 0,
+            })
+            .sum()
+    }
+
+    fn changes(&self, account: &str) -> impl Iterator<Item = pointsledger::engine::Change> + '_ {
+        let account = account.to_owned();
+        self.ledger
+            .store()
             .leaves(0, self.ledger.size())
             .expect("leaves")
-            .iter()
+            .into_iter()
             .enumerate()
-            .map(|(i, b)| Leaf::decode(i as u64, b).expect("leaf"))
-            .flat_map(|l| l.effects.changes)
-            .filter(|c| c.account == account)
-            .map(|c| c.delta)
-            .sum()
+            .flat_map(|(i, b)| Leaf::decode(i as u64, &b).expect("leaf").effects.changes)
+            .filter(move |c| c.account == account)
+    }
+
+    /// Σ of every effect delta recorded for `account` across the whole log.
+    pub fn effects_sum(&self, account: &str) -> i64 {
+        self.changes(account).map(|c| c.delta).sum()
     }
 }
