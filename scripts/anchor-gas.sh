@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Measures the gas of LedgerAnchor.anchor() as whole transactions on a local anvil chain, at
-# tree sizes 10, 10^3, 10^6 and 10^9, and prints a markdown table (docs/ANCHOR-GAS.md).
+# tree sizes 10, 10^3, 10^6 and 10^9, and prints a markdown table (docs/PERFORMANCE.md). Then,
+# from the same run, a second table: gas per anchor and amortized gas per entry at 1, 100 and
+# 10,000 entries per anchor (tree sizes 10^6 and 10^9), beside the gas of an ERC-20 mint per
+# purchase (test/utils/PointsToken.sol, to a new holder and to an existing one) and the ratio.
 # Starts its own anvil on a free port and stops it at the end.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -84,5 +87,34 @@ for (const r of rows) {
     : "costliest proof for this size";
   const big = (x) => x === (1n << 64n) - 1n ? "2^64 - 1" : x === (1n << 63n) - 1n ? "2^63 - 1" : fmt(x);
   console.log(`| ${big(r.size)} | ${big(r.prev)} | ${what} | ${r.hashes} | ${sha256Calls(r.prev, r.size)} | ${r.bytes} | ${fmt(r.gas)} |`);
+}
+
+// The per-entry design beside it: one PointsToken mint per purchase. The token's first mint
+// (total supply from zero) is left out; then a holder is new the first time it is minted to.
+const holders = new Set();
+const mints = {};
+let firstMint = true;
+for (const tx of run.transactions) {
+  if (tx.function !== "mint(address,uint256)") continue;
+  const r = receipts.get(tx.hash);
+  if (!r || r.status !== "0x1") throw new Error(`mint transaction ${tx.hash} failed`);
+  const to = tx.arguments[0].toLowerCase();
+  const kind = holders.has(to) ? "existing" : "new";
+  holders.add(to);
+  if (firstMint) { firstMint = false; continue; }
+  mints[kind] ??= parseInt(r.gasUsed, 16);
+}
+if (mints.new === undefined || mints.existing === undefined) throw new Error("mint transactions missing");
+const per = (x) => x >= 100 ? fmt(Math.round(x)) : x.toFixed(1);
+const ratio = (x) => (x < 10 ? x.toFixed(2) : x < 100 ? x.toFixed(1) : fmt(Math.round(x))) + "×";
+console.log("");
+console.log("| tree size | entries per anchor | gas per anchor (tx) | anchored gas per entry | ERC-20 mint per purchase, new holder | new-holder mint ÷ anchored | ERC-20 mint per purchase, existing holder | existing-holder mint ÷ anchored |");
+console.log("|---:|---:|---:|---:|---:|---:|---:|---:|");
+for (const r of rows) {
+  const added = r.size - r.prev;
+  if (r.size !== 1000000n && r.size !== 1000000000n) continue;
+  if (added !== 1n && added !== 100n && added !== 10000n) continue;
+  const each = r.gas / Number(added);
+  console.log(`| ${fmt(r.size)} | ${fmt(added)} | ${fmt(r.gas)} | ${per(each)} | ${fmt(mints.new)} | ${ratio(mints.new / each)} | ${fmt(mints.existing)} | ${ratio(mints.existing / each)} |`);
 }
 JS

@@ -20,6 +20,8 @@
 //! | `Y` | account id, leaf index (u64 BE) | empty: the account's history |
 //! | `K` | tree size (u64 BE) | the anchorer's record for that checkpoint (not derived state) |
 //!
+//! The meta key `anchor-target` names the chain id and contract the `K` records belong to.
+//!
 //! Derived state is encoded with postcard (compact, fast, and never read by anything but this
 //! module); a lot is its own key so that a purchase writes one small lot rather than rewriting
 //! every lot of the account. [`Group`] is the write side: an overlay over the store that the engine reads through while a
@@ -134,6 +136,7 @@ fn lots_prefix(account: &str) -> Vec<u8> {
 const META_CONFIG: &[u8] = b"mconfig";
 const META_SIZE: &[u8] = b"msize";
 const META_REBUILDING: &[u8] = b"mrebuilding";
+const META_ANCHOR_TARGET: &[u8] = b"manchor-target";
 
 /// A handle on the database; cheap to clone, safe to read from any thread.
 #[derive(Clone)]
@@ -368,28 +371,91 @@ impl Store {
         Ok(())
     }
 
-    /// Every anchor record, by tree size.
-    pub fn anchors(&self) -> Result<Vec<crate::anchor::AnchorRecord>, StoreError> {
-        self.db
-            .scan_prefix([b'K'])
-            .map(|kv| {
-                let (k, v) = kv?;
-                serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
-                    key: String::from_utf8_lossy(&k).into_owned(),
-                    reason: e.to_string(),
-                })
-            })
-            .collect()
+    /// Forgets the record for `tree_size` (a pending anchor a newer one replaced).
+    pub fn delete_anchor(&self, tree_size: u64) -> Result<(), StoreError> {
+        self.db.remove(num_key(b'K', tree_size))?;
+        Ok(())
     }
 
-    /// The record with a transaction in flight or awaiting its confirmation depth, if any.
+    /// Every anchor record, by tree size.
+    pub fn anchors(&self) -> Result<Vec<crate::anchor::AnchorRecord>, StoreError> {
+        self.anchors_newest_first(None)
+            .collect::<Result<Vec<_>, _>>()
+            .map(|mut v| {
+                v.reverse();
+                v
+            })
+    }
+
+    /// Anchor records newest first, starting below tree size `before` (all if `None`). Lazy, so
+    /// a caller takes only the page it needs.
+    pub fn anchors_newest_first(
+        &self,
+        before: Option<u64>,
+    ) -> impl Iterator<Item = Result<crate::anchor::AnchorRecord, StoreError>> {
+        let end = match before {
+            Some(size) => num_key(b'K', size).to_vec(),
+            None => vec![b'K' + 1],
+        };
+        self.db.range(vec![b'K']..end).rev().map(|kv| {
+            let (k, v) = kv?;
+            serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
+                key: format!("K{:?}", &k[1..]),
+                reason: e.to_string(),
+            })
+        })
+    }
+
+    /// The record with a transaction in flight or awaiting its confirmation depth, if any. Only
+    /// records newer than the newest final one can be in flight, so the scan stops there.
     pub fn anchor_in_flight(&self) -> Result<Option<crate::anchor::AnchorRecord>, StoreError> {
-        use crate::anchor::AnchorStatus::{Confirmed, Sent};
-        Ok(self
-            .anchors()?
-            .into_iter()
-            .rev()
-            .find(|r| matches!(r.status, Sent | Confirmed)))
+        use crate::anchor::AnchorStatus::{Confirmed, Final, Sent};
+        for rec in self.anchors_newest_first(None) {
+            let rec = rec?;
+            match rec.status {
+                Sent | Confirmed => return Ok(Some(rec)),
+                Final => return Ok(None),
+                _ => {}
+            }
+        }
+        Ok(None)
+    }
+
+    /// The newest anchor that is mined (confirmed or final), if any.
+    pub fn latest_mined_anchor(&self) -> Result<Option<crate::anchor::AnchorRecord>, StoreError> {
+        use crate::anchor::AnchorStatus::{Confirmed, Final};
+        for rec in self.anchors_newest_first(None) {
+            let rec = rec?;
+            if matches!(rec.status, Confirmed | Final) {
+                return Ok(Some(rec));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The contract the anchor records belong to, as `(chain id, 0x address)`.
+    pub fn anchor_target(&self) -> Result<Option<(u64, String)>, StoreError> {
+        self.get_json(META_ANCHOR_TARGET)
+    }
+
+    /// Binds the anchor records to a contract. Records kept for another contract describe
+    /// another chain's history, so they are dropped (the chain, not these records, is the
+    /// ground truth for what is anchored); returns how many were dropped.
+    pub fn bind_anchor_target(&self, chain_id: u64, contract: &str) -> Result<usize, StoreError> {
+        let target = (chain_id, contract.to_ascii_lowercase());
+        if self.anchor_target()?.as_ref() == Some(&target) {
+            return Ok(0);
+        }
+        let mut batch = sled::Batch::default();
+        let mut dropped = 0;
+        for kv in self.db.scan_prefix([b'K']) {
+            batch.remove(kv?.0);
+            dropped += 1;
+        }
+        batch.insert(META_ANCHOR_TARGET, to_json(&target));
+        self.db.apply_batch(batch)?;
+        self.db.flush()?;
+        Ok(dropped)
     }
 
     /// Writes raw tree hashes (used only by the benchmark to build a large tree quickly).

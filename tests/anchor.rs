@@ -1,9 +1,17 @@
 //! Anchoring against a real anvil node (installed by `scripts/toolchain.sh`, which the test
-//! command runs first): deploy, anchor end to end with the on-chain root equal to the
-//! checkpoint's, the contract refusing a forked root sent with the operator's own key, a
-//! transaction dropped from the pool, and a reorg after confirmation.
+//! command runs first):
+//!
+//! - the state machine step by step: deploy, anchor end to end with the on-chain root equal to
+//!   the checkpoint's, the contract refusing a forked root sent with the operator's own key, a
+//!   transaction dropped from the pool, and a reorg after confirmation;
+//! - the anchorer inside the real `pointsledger serve` process: `GET /v1/anchors`, receipts
+//!   carrying their anchor and consistency proof, anvil killed (SIGKILL) and restarted with a
+//!   transaction in flight, and the server killed and restarted mid-anchoring, after which the
+//!   contract's events show every checkpoint anchored once.
 
 mod common;
+#[path = "common/server.rs"]
+mod server;
 
 use common::*;
 use pointsledger::anchor::{self, AnchorPolicy, AnchorStatus, Anchorer, Chain, ChainSettings};
@@ -30,6 +38,7 @@ fn anvil_path() -> String {
 struct Anvil {
     child: Child,
     url: String,
+    port: u16,
 }
 
 impl Anvil {
@@ -38,14 +47,26 @@ impl Anvil {
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
-        let child = Command::new(anvil_path())
-            .args([
-                "--port",
-                &port.to_string(),
-                "--host",
-                "127.0.0.1",
-                "--silent",
-            ])
+        Anvil::start_on(port, None)
+    }
+
+    /// anvil on `port`; with `state`, the chain is loaded from that file and dumped to it every
+    /// second, so that it survives a SIGKILL (up to the last second).
+    fn start_on(port: u16, state: Option<&std::path::Path>) -> Anvil {
+        let mut cmd = Command::new(anvil_path());
+        cmd.args([
+            "--port",
+            &port.to_string(),
+            "--host",
+            "127.0.0.1",
+            "--silent",
+        ]);
+        if let Some(state) = state {
+            cmd.arg("--state")
+                .arg(state)
+                .args(["--state-interval", "1"]);
+        }
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -56,7 +77,14 @@ impl Anvil {
             assert!(Instant::now() < deadline, "anvil did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Anvil { child, url }
+        Anvil { child, url, port }
+    }
+
+    /// SIGKILL: no state dump, no goodbye.
+    fn kill(mut self) -> u16 {
+        self.child.kill().expect("SIGKILL anvil");
+        let _ = self.child.wait();
+        self.port
     }
 }
 
@@ -260,4 +288,306 @@ fn anchoring_end_to_end_with_faults() {
 
 fn ethers_address(secret: &[u8; 32]) -> String {
     pointsledger::evm::address_of(secret).expect("address")
+}
+
+/// Funds a fresh EVM key on `anvil`, deploys the contract with it, and returns the key file,
+/// the chain settings and the contract address.
+fn deploy_with_fresh_key(
+    rt: &tokio::runtime::Runtime,
+    anvil: &Anvil,
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, ChainSettings, ethers::types::Address) {
+    let evm = keys::generate();
+    let key_file = dir.join("evm.key");
+    keys::write_key_file(&key_file, &evm).expect("key file");
+    rt.block_on(rpc(
+        &anvil.url,
+        "anvil_setBalance",
+        json!([ethers_address(&evm.to_bytes()), "0x56BC75E2D63100000"]),
+    ));
+    let settings = ChainSettings {
+        rpc_url: anvil.url.clone(),
+        chain_id: 31337,
+        evm_key: key_file.clone(),
+        gas_price_ceiling_gwei: 500,
+    };
+    let contract = rt.block_on(anchor::deploy(&settings)).expect("deploy");
+    (key_file, settings, contract)
+}
+
+/// Polls `GET /v1/anchors` until the newest record is for `size` with `status`, mining a block
+/// on every round if `mine` (anvil mines only when asked, and confirmations need blocks).
+async fn until_anchor(
+    api: &server::Api,
+    rpc_url: &str,
+    size: u64,
+    status: &str,
+    mine: bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (code, page) = api.get("/v1/anchors").await;
+        assert_eq!(code, 200, "{page}");
+        let newest = &page["anchors"][0];
+        if newest["tree_size"] == json!(size) && newest["status"] == json!(status) {
+            return page;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {status} anchor of size {size}: {page}"
+        );
+        if mine {
+            let _ = reqwest::Client::new()
+                .post(rpc_url)
+                .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "evm_mine", "params": []}))
+                .send()
+                .await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every `Anchored(size, root, previousSize)` event of the contract, in chain order.
+async fn anchored_events(url: &str, contract: ethers::types::Address) -> Vec<(u64, String)> {
+    let topic = format!(
+        "{:#x}",
+        ethers::types::H256::from(ethers::utils::keccak256("Anchored(uint64,bytes32,uint64)"))
+    );
+    let logs = rpc(
+        url,
+        "eth_getLogs",
+        json!([{"address": format!("{contract:#x}"), "fromBlock": "0x0", "toBlock": "latest", "topics": [topic]}]),
+    )
+    .await;
+    logs.as_array()
+        .expect("logs")
+        .iter()
+        .map(|l| {
+            let size = u64::from_str_radix(
+                l["topics"][1]
+                    .as_str()
+                    .expect("topic")
+                    .trim_start_matches("0x"),
+                16,
+            )
+            .expect("size");
+            let root = l["data"].as_str().expect("data")[2..66].to_owned();
+            (size, root)
+        })
+        .collect()
+}
+
+#[test]
+fn serve_anchors_through_chain_outage_and_its_own_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("ledger");
+    let data_s = data.to_str().expect("utf-8 path").to_owned();
+    pointsledger::ledger::init(&data, "anchor.pointsledger.local").expect("init");
+    let operator = keys::read_key_file(&pointsledger::ledger::DataDir(data.clone()).operator_key())
+        .expect("operator key");
+    let signer = server::Signer::new(operator);
+    let chain_state = dir.path().join("chain.json");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let anvil = Anvil::start_on(port, Some(&chain_state));
+    let url = anvil.url.clone();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt");
+    let (key_file, settings, contract) = deploy_with_fresh_key(&rt, &anvil, dir.path());
+    let contract_s = format!("{contract:#x}");
+    let args = [
+        "--data",
+        &data_s,
+        "--listen",
+        "127.0.0.1:0",
+        "--checkpoint-interval",
+        "100ms",
+        "--contract",
+        &contract_s,
+        "--rpc-url",
+        &url,
+        "--evm-key",
+        key_file.to_str().expect("utf-8 path"),
+        "--confirmations",
+        "2",
+        "--anchor-interval",
+        "200ms",
+        "--anchor-resend-after",
+        "30s",
+    ];
+    let log = dir.path().join("serve.log");
+    let mut serve = server::Binary::start(&args, &[("RUST_LOG", "info")], &log);
+    let api = serve.api.clone();
+    let (shop, alice) = (Party::new(), Party::new());
+    let purchases = |from: usize, to: usize| {
+        let api = api.clone();
+        let envs: Vec<_> = (from..to)
+            .map(|i| signer.purchase(&shop, &alice, &format!("o{i}"), 1000))
+            .collect();
+        async move {
+            for env in &envs {
+                api.accept(env).await;
+            }
+            api.tree().await
+        }
+    };
+
+    // 1. Anchoring from inside serve: the chain ends up with the checkpoint's root.
+    rt.block_on(api.accept(&signer.register(&shop, &rules())));
+    let (size1, root1) = rt.block_on(purchases(0, 5));
+    let page = rt.block_on(until_anchor(&api, &url, size1, "final", true));
+    assert_eq!(page["enabled"], json!(true));
+    assert_eq!(page["contract"], json!(contract_s));
+    assert_eq!(page["chain_id"], json!(31337));
+    let rec = &page["anchors"][0];
+    assert_eq!(rec["root"], json!(hex::encode(root1)));
+    assert!(rec["tx_hash"].as_str().is_some_and(|t| t.starts_with("0x")));
+    assert!(rec["block_number"].as_u64().is_some());
+    let chain = rt
+        .block_on(Chain::connect(&settings, contract))
+        .expect("connect");
+    assert_eq!(rt.block_on(chain.anchored()).expect("read"), (size1, root1));
+
+    // 2. The tree grows and is anchored again; a receipt against the first checkpoint carries
+    //    the newer anchor with a consistency proof from its checkpoint to the anchored size.
+    let (size2, root2) = rt.block_on(purchases(5, 9));
+    rt.block_on(until_anchor(&api, &url, size2, "final", true));
+    let receipt: serde_json::Value = rt.block_on(async {
+        api.http
+            .get(api.url(&format!("/v1/receipts/1?checkpoint={size1}")))
+            .header("accept", "application/json")
+            .send()
+            .await
+            .expect("receipt")
+            .json()
+            .await
+            .expect("json")
+    });
+    assert_eq!(receipt["checkpoint_size"], json!(size1), "{receipt}");
+    let a = &receipt["anchor"];
+    assert_eq!(
+        (
+            a["tree_size"].clone(),
+            a["status"].clone(),
+            a["contract"].clone()
+        ),
+        (json!(size2), json!("final"), json!(contract_s)),
+        "{receipt}"
+    );
+    let proof: Vec<[u8; 32]> = a["consistency_proof"]
+        .as_array()
+        .expect("proof")
+        .iter()
+        .map(|h| {
+            let mut out = [0u8; 32];
+            hex::decode_to_slice(h.as_str().expect("hex"), &mut out).expect("32 bytes");
+            out
+        })
+        .collect();
+    assert!(!proof.is_empty());
+    merkle::verify_consistency(size1, size2, &root1, &root2, &proof)
+        .expect("the receipt's checkpoint is a prefix of the anchored tree");
+    let mut bad = proof.clone();
+    bad[0][0] ^= 1;
+    assert!(merkle::verify_consistency(size1, size2, &root1, &root2, &bad).is_err());
+    // The text receipt is the plain tlog-proof, against that same checkpoint.
+    let (code, _, text) = rt.block_on(api.get_text(&format!("/v1/receipts/1?checkpoint={size1}")));
+    assert_eq!(code, 200);
+    let tlog = checkpoint::TlogProof::parse(&text).expect("tlog-proof");
+    assert_eq!(
+        checkpoint::open_checkpoint(&tlog.checkpoint, &rt.block_on(api.verifier_key()))
+            .expect("signed")
+            .size,
+        size1
+    );
+    let (code, body) = rt.block_on(api.get("/v1/receipts/1?checkpoint=999999"));
+    assert_eq!((code, body["error"].clone()), (404, json!("not_found")));
+
+    // 3. anvil is killed (SIGKILL) with an anchor transaction in flight, and comes back.
+    std::thread::sleep(Duration::from_millis(1500)); // the chain state is dumped every second
+    rt.block_on(rpc(&url, "evm_setAutomine", json!([false])));
+    let (in_flight, in_flight_root) = rt.block_on(purchases(9, 12));
+    rt.block_on(until_anchor(&api, &url, in_flight, "sent", false));
+    let port = anvil.kill();
+    let outage = rt.block_on(server::eventually(20, "the outage reported", || async {
+        let (_, page) = api.get("/v1/anchors").await;
+        page["last_error"].as_str().map(str::to_owned)
+    }));
+    assert!(outage.contains("RPC"), "{outage}");
+    // Writes and reads go on while the chain is away.
+    let (size3, root3) = rt.block_on(purchases(12, 13));
+    let anvil = Anvil::start_on(port, Some(&chain_state));
+    let page = rt.block_on(until_anchor(&api, &url, size3, "final", true));
+    assert_eq!(page["last_error"], json!(null), "{page}");
+    let metrics = rt.block_on(api.metrics());
+    assert!(
+        metrics.contains(&format!("pointsledger_anchored_size {size3}\n")),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("pointsledger_anchor_failures_total 0\n"));
+    assert_eq!(rt.block_on(chain.anchored()).expect("read"), (size3, root3));
+
+    // 4. The server is killed (SIGKILL) mid-anchoring and restarted: the transaction it had in
+    //    flight is followed, not sent again.
+    rt.block_on(rpc(&url, "evm_setAutomine", json!([false])));
+    let (size4, root4) = rt.block_on(purchases(13, 16));
+    let page = rt.block_on(until_anchor(&api, &url, size4, "sent", false));
+    let tx = page["anchors"][0]["tx_hash"].clone();
+    serve.child.kill().expect("SIGKILL serve");
+    let _ = serve.child.wait();
+    let serve = server::Binary::start(&args, &[("RUST_LOG", "info")], &log);
+    let api = serve.api.clone();
+    let page = rt.block_on(until_anchor(&api, &url, size4, "sent", false));
+    assert_eq!(page["anchors"][0]["tx_hash"], tx, "the same transaction");
+    rt.block_on(rpc(&url, "evm_setAutomine", json!([true])));
+    let page = rt.block_on(until_anchor(&api, &url, size4, "final", true));
+    assert_eq!(page["anchors"][0]["tx_hash"], tx, "{page}");
+    assert_eq!(rt.block_on(chain.anchored()).expect("read"), (size4, root4));
+
+    // The page and an anchored receipt are what the OpenAPI document says.
+    let (_, doc) = rt.block_on(api.get("/v1/openapi.json"));
+    let json_schema = |path: &str| {
+        doc["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+            .clone()
+    };
+    server::conforms(&doc, &json_schema("/v1/anchors"), &page, "anchors").expect("conforms");
+    server::conforms(
+        &doc,
+        &json_schema("/v1/receipts/{index}"),
+        &receipt,
+        "receipt",
+    )
+    .expect("conforms");
+
+    // Every checkpoint the chain holds was anchored once, and the sizes only grow.
+    let events = rt.block_on(anchored_events(&anvil.url, contract));
+    let sizes: Vec<u64> = events.iter().map(|(s, _)| *s).collect();
+    assert!(sizes.windows(2).all(|w| w[0] < w[1]), "{sizes:?}");
+    for (size, root) in [
+        (size1, root1),
+        (size2, root2),
+        (in_flight, in_flight_root),
+        (size3, root3),
+        (size4, root4),
+    ] {
+        assert!(
+            events.contains(&(size, hex::encode(root))),
+            "{size} not anchored: {events:?}"
+        );
+    }
+    let (_, page) = rt.block_on(api.get("/v1/anchors"));
+    let recorded: Vec<u64> = page["anchors"]
+        .as_array()
+        .expect("anchors")
+        .iter()
+        .rev()
+        .map(|r| r["tree_size"].as_u64().expect("size"))
+        .collect();
+    assert_eq!(recorded, sizes, "records and chain agree");
+    serve.stop();
 }

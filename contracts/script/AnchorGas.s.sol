@@ -4,13 +4,15 @@ pragma solidity ^0.8.24;
 import {LedgerAnchor} from "../src/LedgerAnchor.sol";
 import {TestBase} from "../test/utils/Vm.sol";
 import {Tree, MerkleReference} from "../test/utils/MerkleReference.sol";
+import {PointsToken} from "../test/utils/PointsToken.sol";
 
 /// @notice Sends real anchor transactions for the gas figures (run by scripts/anchor-gas.sh
 /// against a local anvil). For each tree size 10, 10^3, 10^6, 10^9 and each previous size
 /// (1, 100 and 10,000 entries before it, and the previous size with the costliest proof) it deploys
 /// a LedgerAnchor, anchors the previous size (first anchor, no proof), then anchors the size
-/// with a valid consistency proof computed from a compact tree (see MerkleReference). Last, the
-/// costliest proof of all, to size 2^64 - 1.
+/// with a valid consistency proof computed from a compact tree (see MerkleReference). Then the
+/// costliest proof of all, to size 2^64 - 1. Last, the per-entry on-chain design beside it: an
+/// ERC-20 mint per purchase (PointsToken), to a new holder and to an existing one.
 contract AnchorGas is TestBase {
     using MerkleReference for Tree;
 
@@ -26,6 +28,7 @@ contract AnchorGas is TestBase {
         }
         // The most expensive consistency proof there is: 65 hashes, 126 SHA-256 calls.
         measure(key, worst(type(uint64).max), type(uint64).max);
+        measureMints(key);
     }
 
     /// @dev The previous size whose proof to n is the longest and needs the most hashing:
@@ -45,6 +48,22 @@ contract AnchorGas is TestBase {
         LedgerAnchor a = new LedgerAnchor(vm.addr(key));
         a.anchor(m, r1, new bytes32[](0));
         a.anchor(n, r2, proof);
+        vm.stopBroadcast();
+    }
+
+    /// @dev Deploys a PointsToken and sends three mints of one purchase's points: the token's
+    /// first (total supply from zero; not a figure), one to a consumer with no balance (a first
+    /// purchase: the balance slot goes from zero), then another to that consumer (a repeat
+    /// purchase: the balance slot is already non-zero).
+    function measureMints(uint256 key) internal {
+        address earlier = address(uint160(uint256(keccak256("pointsledger earlier consumer"))));
+        address consumer = address(uint160(uint256(keccak256("pointsledger consumer"))));
+        uint256 points = 120;
+        vm.startBroadcast(key);
+        PointsToken token = new PointsToken(vm.addr(key));
+        token.mint(earlier, points);
+        token.mint(consumer, points);
+        token.mint(consumer, points);
         vm.stopBroadcast();
     }
 }

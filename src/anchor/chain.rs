@@ -46,18 +46,25 @@ pub enum ChainError {
     Artifact(String),
 }
 
+/// The RPC URL of a local anvil.
+pub const DEFAULT_RPC_URL: &str = "http://127.0.0.1:8545";
+/// anvil's chain id.
+pub const DEFAULT_CHAIN_ID: u64 = 31337;
+/// Most gas price paid for an anchor unless configured, in gwei.
+pub const DEFAULT_GAS_PRICE_CEILING_GWEI: u64 = 200;
+
 /// Where and how to anchor.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct ChainSettings {
     /// The chain's JSON-RPC URL.
     #[arg(
         long,
         env = "POINTSLEDGER_RPC_URL",
-        default_value = "http://127.0.0.1:8545"
+        default_value = DEFAULT_RPC_URL
     )]
     pub rpc_url: String,
     /// The chain id the node must report (31337 for a local anvil).
-    #[arg(long, env = "POINTSLEDGER_CHAIN_ID", default_value_t = 31337)]
+    #[arg(long, env = "POINTSLEDGER_CHAIN_ID", default_value_t = DEFAULT_CHAIN_ID)]
     pub chain_id: u64,
     /// The file holding the EVM account's secret key (64 hex digits, mode 0600), which pays for
     /// anchors and is the contract's operator.
@@ -67,15 +74,42 @@ pub struct ChainSettings {
     #[arg(
         long,
         env = "POINTSLEDGER_GAS_PRICE_CEILING_GWEI",
-        default_value_t = 200
+        default_value_t = DEFAULT_GAS_PRICE_CEILING_GWEI
     )]
     pub gas_price_ceiling_gwei: u64,
 }
 
+/// The endpoint as it may be shown in errors and logs: scheme, host and port only. Hosted RPC
+/// URLs often carry an API key in their path, query or user info, and that is a secret.
+pub fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => {
+            let host = u.host_str().unwrap_or("?");
+            let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+            let rest = if u.path().len() > 1 || u.query().is_some() || !u.username().is_empty() {
+                "/…"
+            } else {
+                ""
+            };
+            format!("{}://{host}{port}{rest}", u.scheme())
+        }
+        Err(_) => "(unparsable RPC URL)".into(),
+    }
+}
+
+/// Removes `url` (as given and as the URL parser prints it) from an error text.
+fn scrub(url: &str, text: String) -> String {
+    let mut text = text.replace(url, &redact_url(url));
+    if let Ok(u) = reqwest::Url::parse(url) {
+        text = text.replace(u.as_str(), &redact_url(url));
+    }
+    text
+}
+
 fn rpc(url: &str) -> impl Fn(String) -> ChainError + '_ {
     move |reason| ChainError::Rpc {
-        url: url.to_owned(),
-        reason,
+        url: redact_url(url),
+        reason: scrub(url, reason),
     }
 }
 
@@ -128,11 +162,11 @@ pub async fn deploy(settings: &ChainSettings) -> Result<Address, ChainError> {
     let factory = ContractFactory::new(abi, code, client);
     let contract = factory
         .deploy(operator)
-        .map_err(|e| ChainError::Contract(e.to_string()))?
+        .map_err(|e| ChainError::Contract(scrub(&settings.rpc_url, e.to_string())))?
         .confirmations(1usize)
         .send()
         .await
-        .map_err(|e| ChainError::Contract(e.to_string()))?;
+        .map_err(|e| ChainError::Contract(scrub(&settings.rpc_url, e.to_string())))?;
     Ok(contract.address())
 }
 
@@ -168,10 +202,43 @@ impl Chain {
     }
 
     fn rpc_err(&self, e: impl std::fmt::Display) -> ChainError {
-        ChainError::Rpc {
-            url: self.url.clone(),
-            reason: e.to_string(),
+        rpc(&self.url)(e.to_string())
+    }
+
+    fn contract_err(&self, e: impl std::fmt::Display) -> ChainError {
+        ChainError::Contract(scrub(&self.url, e.to_string()))
+    }
+
+    /// Checks that a `LedgerAnchor` is deployed at the address and that this account is its
+    /// operator, so that a wrong address or key is named at once rather than as a revert on
+    /// every anchor.
+    pub async fn check(&self) -> Result<(), ChainError> {
+        let code = self
+            .client
+            .get_code(self.address(), None)
+            .await
+            .map_err(|e| self.rpc_err(e))?;
+        if code.is_empty() {
+            return Err(ChainError::Contract(format!(
+                "no contract at {:#x} on this chain (deployed on another chain, or the chain \
+                 was reset?)",
+                self.address()
+            )));
         }
+        let operator: Address = self
+            .contract
+            .method::<_, Address>("operator", ())
+            .map_err(|e| self.contract_err(e))?
+            .call()
+            .await
+            .map_err(|e| self.contract_err(e))?;
+        if operator != self.operator() {
+            return Err(ChainError::Key(format!(
+                "the contract's operator is {operator:#x}, not this key's address {:#x}",
+                self.operator()
+            )));
+        }
+        Ok(())
     }
 
     /// The contract's address.
@@ -189,17 +256,17 @@ impl Chain {
         let size: u64 = self
             .contract
             .method::<_, u64>("treeSize", ())
-            .map_err(|e| ChainError::Contract(e.to_string()))?
+            .map_err(|e| self.contract_err(e))?
             .call()
             .await
-            .map_err(|e| ChainError::Contract(e.to_string()))?;
+            .map_err(|e| self.contract_err(e))?;
         let root: [u8; 32] = self
             .contract
             .method::<_, [u8; 32]>("root", ())
-            .map_err(|e| ChainError::Contract(e.to_string()))?
+            .map_err(|e| self.contract_err(e))?
             .call()
             .await
-            .map_err(|e| ChainError::Contract(e.to_string()))?;
+            .map_err(|e| self.contract_err(e))?;
         Ok((size, root))
     }
 
@@ -207,10 +274,10 @@ impl Chain {
     pub async fn root_at(&self, size: u64) -> Result<[u8; 32], ChainError> {
         self.contract
             .method::<_, [u8; 32]>("rootAt", size)
-            .map_err(|e| ChainError::Contract(e.to_string()))?
+            .map_err(|e| self.contract_err(e))?
             .call()
             .await
-            .map_err(|e| ChainError::Contract(e.to_string()))
+            .map_err(|e| self.contract_err(e))
     }
 
     /// The account's next nonce, counting pending transactions.
@@ -244,15 +311,10 @@ impl Chain {
         let call = self
             .contract
             .method::<_, ()>("anchor", (size, root, proof))
-            .map_err(|e| ChainError::Contract(e.to_string()))?;
-        call.call()
-            .await
-            .map_err(|e| ChainError::Contract(e.to_string()))?;
+            .map_err(|e| self.contract_err(e))?;
+        call.call().await.map_err(|e| self.contract_err(e))?;
         let call = call.nonce(nonce).gas_price(gas_price).gas(2_000_000u64);
-        let pending = call
-            .send()
-            .await
-            .map_err(|e| ChainError::Contract(e.to_string()))?;
+        let pending = call.send().await.map_err(|e| self.contract_err(e))?;
         Ok(pending.tx_hash())
     }
 
@@ -266,10 +328,10 @@ impl Chain {
     ) -> Result<(), ChainError> {
         self.contract
             .method::<_, ()>("anchor", (size, root, proof))
-            .map_err(|e| ChainError::Contract(e.to_string()))?
+            .map_err(|e| self.contract_err(e))?
             .call()
             .await
-            .map_err(|e| ChainError::Contract(e.to_string()))
+            .map_err(|e| self.contract_err(e))
     }
 
     /// The receipt of `tx`, if mined.
@@ -340,5 +402,26 @@ impl Chain {
             .await
             .map_err(|e| self.rpc_err(e))?
             .tx_hash())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rpc_urls_lose_their_secrets_in_errors() {
+        assert_eq!(redact_url("http://127.0.0.1:8545"), "http://127.0.0.1:8545");
+        assert_eq!(
+            redact_url("https://eth-sepolia.example.com/v2/SECRETKEY"),
+            "https://eth-sepolia.example.com/…"
+        );
+        assert_eq!(
+            redact_url("https://user:SECRET@node.example.com/?key=SECRET"),
+            "https://node.example.com/…"
+        );
+        let url = "https://node.example.com/v3/SECRET";
+        let err = rpc(url)(format!("error sending request for url ({url}): refused"));
+        assert!(!err.to_string().contains("SECRET"), "{err}");
     }
 }

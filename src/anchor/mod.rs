@@ -14,12 +14,17 @@
 //!    └──── reorged: the receipt's block is gone ◄──────────────────┴──► final
 //! ```
 //!
+//! `serve` runs it as a background task ([`service`]): the newest checkpoint each interval,
+//! backoff while the chain is unreachable, and `GET /v1/anchors` showing where it stands.
+//!
 //! The chain's `treeSize()` is the ground truth for what is anchored: a checkpoint the chain
 //! already covers is never sent, and a second transaction for the same size would be refused
 //! by the contract (`SizeNotGrowing`), so nothing is anchored twice.
 
 pub mod chain;
+pub mod service;
 pub mod state;
 
-pub use chain::{deploy, Chain, ChainError, ChainSettings};
+pub use chain::{deploy, redact_url, Chain, ChainError, ChainSettings};
+pub use service::{AnchorBoard, AnchorHealth, AnchorSettings};
 pub use state::{AnchorError, AnchorPolicy, AnchorRecord, AnchorStatus, Anchorer};

@@ -137,6 +137,14 @@ impl Anchorer {
             from_size: anchored,
         };
         self.send_fresh(&mut rec).await?;
+        // Pending records left by a refusal or a reorg are replaced by this newer anchor.
+        for old in self.store.anchors_newest_first(None) {
+            let old = old?;
+            if old.status != AnchorStatus::Pending {
+                break;
+            }
+            self.store.delete_anchor(old.tree_size)?;
+        }
         self.store.put_anchor(&rec)?;
         Ok(Some(rec))
     }

@@ -250,7 +250,7 @@ enum Command {
         timeout: u64,
     },
     /// Run the HTTP service on a data directory.
-    Serve(crate::server::ServeArgs),
+    Serve(Box<crate::server::ServeArgs>),
     /// Measure ingest, signature verification and proof generation in process; ends with
     /// `NAME VALUE UNIT` lines. `bench http` measures a running server instead.
     #[command(args_conflicts_with_subcommands = true)]
@@ -516,7 +516,7 @@ fn run(cli: Cli) -> Result<()> {
             confirmations,
             timeout,
         } => anchor_once(&data, &contract, &chain, confirmations, timeout)?,
-        Command::Serve(args) => crate::server::run(args)?,
+        Command::Serve(args) => crate::server::run(*args)?,
         Command::Bench {
             http: Some(BenchHttp::Http(args)),
             ..
@@ -543,23 +543,33 @@ fn anchor_once(
     confirmations: u64,
     timeout: u64,
 ) -> Result<()> {
-    use crate::anchor::{AnchorPolicy, AnchorStatus, Anchorer, Chain};
+    use crate::anchor::{AnchorSettings, AnchorStatus, Anchorer, Chain};
     let address = contract
         .parse()
         .map_err(|_| anyhow!("--contract must be a 0x address, got {contract:?}"))?;
     let ledger = open(data)?;
     let rt = backend::runtime()?;
     let chain = rt.block_on(Chain::connect(settings, address))?;
+    rt.block_on(chain.check())?;
+    let dropped = ledger
+        .store()
+        .bind_anchor_target(settings.chain_id, &format!("{address:#x}"))?;
+    if dropped > 0 {
+        eprintln!("dropped {dropped} anchor records of another contract");
+    }
+    let policy = AnchorSettings {
+        chain: settings.clone(),
+        contract: address,
+        confirmations,
+        interval: std::time::Duration::from_secs(1),
+        resend_after: std::time::Duration::from_secs(30),
+    }
+    .policy();
     let anchorer = Anchorer {
         chain,
         store: ledger.store().clone(),
         verifier_key: ledger.verifier_key(),
-        policy: AnchorPolicy {
-            confirmations: confirmations.max(1),
-            resend_after: std::time::Duration::from_secs(30),
-            gas_price_ceiling: ethers::types::U256::from(settings.gas_price_ceiling_gwei)
-                * ethers::types::U256::exp10(9),
-        },
+        policy,
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout);
     let mut last = None;

@@ -8,6 +8,8 @@
 //! unknown keys are refused so that a misspelt setting is not silently ignored.
 
 use super::error::ServerError;
+use crate::anchor::chain::{DEFAULT_CHAIN_ID, DEFAULT_GAS_PRICE_CEILING_GWEI, DEFAULT_RPC_URL};
+use crate::anchor::{AnchorSettings, ChainSettings};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -64,6 +66,73 @@ pub struct ServeArgs {
     /// [default: 512].
     #[arg(long, env = "POINTSLEDGER_MAX_CONCURRENCY", value_name = "N")]
     pub max_concurrency: Option<usize>,
+    /// The LedgerAnchor contract (`0x` address) to anchor checkpoints to; anchoring is on when
+    /// this is set, and needs `--evm-key` too.
+    #[arg(
+        long,
+        env = "POINTSLEDGER_CONTRACT",
+        value_name = "ADDRESS",
+        help_heading = "Anchoring"
+    )]
+    pub contract: Option<String>,
+    /// The chain's JSON-RPC URL [default: http://127.0.0.1:8545].
+    #[arg(
+        long,
+        env = "POINTSLEDGER_RPC_URL",
+        value_name = "URL",
+        help_heading = "Anchoring"
+    )]
+    pub rpc_url: Option<String>,
+    /// The chain id the node must report [default: 31337, a local anvil].
+    #[arg(
+        long,
+        env = "POINTSLEDGER_CHAIN_ID",
+        value_name = "ID",
+        help_heading = "Anchoring"
+    )]
+    pub chain_id: Option<u64>,
+    /// The file holding the EVM secret key (64 hex digits, mode 0600) of the contract's
+    /// operator, which pays for anchors.
+    #[arg(
+        long,
+        env = "POINTSLEDGER_EVM_KEY",
+        value_name = "FILE",
+        help_heading = "Anchoring"
+    )]
+    pub evm_key: Option<PathBuf>,
+    /// Blocks on top of an anchor's block before it is final (1 = its own block) [default: 2].
+    #[arg(
+        long,
+        env = "POINTSLEDGER_CONFIRMATIONS",
+        value_name = "N",
+        help_heading = "Anchoring"
+    )]
+    pub confirmations: Option<u64>,
+    /// How often the newest checkpoint is anchored if the chain is behind it [default: 30s].
+    #[arg(
+        long,
+        env = "POINTSLEDGER_ANCHOR_INTERVAL",
+        value_name = "DURATION",
+        help_heading = "Anchoring"
+    )]
+    pub anchor_interval: Option<DurationSetting>,
+    /// How long an anchor transaction may wait unmined before it is sent again, same nonce,
+    /// with a higher gas price [default: 60s].
+    #[arg(
+        long,
+        env = "POINTSLEDGER_ANCHOR_RESEND_AFTER",
+        value_name = "DURATION",
+        help_heading = "Anchoring"
+    )]
+    pub anchor_resend_after: Option<DurationSetting>,
+    /// Most gas price paid for an anchor, in gwei [default: 200].
+    #[arg(
+        long,
+        env = "POINTSLEDGER_GAS_PRICE_CEILING_GWEI",
+        value_name = "GWEI",
+        help_heading = "Anchoring"
+    )]
+    pub gas_price_ceiling_gwei: Option<u64>,
 }
 
 /// A duration written as `<n>ms`, `<n>s` or `<n>m` (flags, environment and TOML alike).
@@ -109,6 +178,14 @@ struct FileConfig {
     checkpoint_interval: Option<DurationSetting>,
     max_group: Option<usize>,
     max_concurrency: Option<usize>,
+    contract: Option<String>,
+    rpc_url: Option<String>,
+    chain_id: Option<u64>,
+    evm_key: Option<PathBuf>,
+    confirmations: Option<u64>,
+    anchor_interval: Option<DurationSetting>,
+    anchor_resend_after: Option<DurationSetting>,
+    gas_price_ceiling_gwei: Option<u64>,
 }
 
 /// How the service behaves once running; everything but where the data is and where to listen.
@@ -128,6 +205,8 @@ pub struct Settings {
     pub max_group: usize,
     /// Most requests handled at once.
     pub max_concurrency: usize,
+    /// Anchoring to an EVM chain, if on.
+    pub anchor: Option<AnchorSettings>,
 }
 
 impl Default for Settings {
@@ -140,6 +219,7 @@ impl Default for Settings {
             checkpoint_interval: Duration::from_secs(1),
             max_group: 4096,
             max_concurrency: 512,
+            anchor: None,
         }
     }
 }
@@ -163,6 +243,18 @@ impl Settings {
         ];
         if let Some((name, _)) = durations.iter().find(|(_, d)| d.is_zero()) {
             return Err(ServerError::Config(format!("{name} must be longer than 0")));
+        }
+        if let Some(a) = &self.anchor {
+            if a.interval.is_zero() || a.resend_after.is_zero() {
+                return Err(ServerError::Config(
+                    "anchor_interval and anchor_resend_after must be longer than 0".into(),
+                ));
+            }
+            if a.confirmations == 0 {
+                return Err(ServerError::Config(
+                    "confirmations must be at least 1".into(),
+                ));
+            }
         }
         Ok(())
     }
@@ -220,6 +312,7 @@ impl ServeConfig {
                 .max_concurrency
                 .or(file.max_concurrency)
                 .unwrap_or(d.max_concurrency),
+            anchor: anchor_settings(args, &file)?,
         };
         settings.validate()?;
         let data = args.data.clone().or(file.data).ok_or_else(|| {
@@ -240,6 +333,54 @@ impl ServeConfig {
             settings,
         })
     }
+}
+
+/// Anchoring is on when a contract is named; it then needs the EVM key file.
+fn anchor_settings(
+    args: &ServeArgs,
+    file: &FileConfig,
+) -> Result<Option<AnchorSettings>, ServerError> {
+    let Some(contract) = args.contract.clone().or(file.contract.clone()) else {
+        return Ok(None);
+    };
+    let contract = contract.trim().parse().map_err(|_| {
+        ServerError::Config(format!(
+            "contract must be a 0x address of 40 hex digits, got {contract:?}"
+        ))
+    })?;
+    let evm_key = args
+        .evm_key
+        .clone()
+        .or(file.evm_key.clone())
+        .ok_or_else(|| {
+            ServerError::Config(
+                "anchoring to a contract needs the operator's EVM key: pass --evm-key FILE, set \
+             POINTSLEDGER_EVM_KEY or put `evm_key` in the config file"
+                    .into(),
+            )
+        })?;
+    let dur = |a: Option<DurationSetting>, f: Option<DurationSetting>, default: u64| {
+        a.or(f).map_or(Duration::from_secs(default), |s| s.0)
+    };
+    Ok(Some(AnchorSettings {
+        chain: ChainSettings {
+            rpc_url: args
+                .rpc_url
+                .clone()
+                .or(file.rpc_url.clone())
+                .unwrap_or_else(|| DEFAULT_RPC_URL.to_owned()),
+            chain_id: args.chain_id.or(file.chain_id).unwrap_or(DEFAULT_CHAIN_ID),
+            evm_key,
+            gas_price_ceiling_gwei: args
+                .gas_price_ceiling_gwei
+                .or(file.gas_price_ceiling_gwei)
+                .unwrap_or(DEFAULT_GAS_PRICE_CEILING_GWEI),
+        },
+        contract,
+        confirmations: args.confirmations.or(file.confirmations).unwrap_or(2),
+        interval: dur(args.anchor_interval, file.anchor_interval, 30),
+        resend_after: dur(args.anchor_resend_after, file.anchor_resend_after, 60),
+    }))
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ServerError> {

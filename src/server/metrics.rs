@@ -12,6 +12,9 @@
 //!
 //! - `pointsledger_groups_committed_total` and `pointsledger_group_commit_seconds_total`: from
 //!   the sequencer's own counters (one batch and one flush per group).
+//! - `pointsledger_anchored_size` (the newest mined anchor's tree size; how far the chain lags
+//!   is `pointsledger_checkpoint_size` minus it) and `pointsledger_anchor_failures_total`
+//!   (failed anchorer steps: RPC outages, refusals), when anchoring is on.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -23,6 +26,15 @@ use std::time::Duration;
 const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
+
+/// What the anchorer contributes to a scrape.
+#[derive(Debug, Clone, Copy)]
+pub struct AnchorGauges {
+    /// The newest mined anchor's tree size.
+    pub anchored_size: u64,
+    /// Failed anchorer steps since start.
+    pub failures: u64,
+}
 
 /// A fixed-bucket histogram of durations.
 #[derive(Debug, Default)]
@@ -118,6 +130,7 @@ impl Metrics {
         log_size: u64,
         checkpoint_size: u64,
         sequencer: &crate::sequencer::SequencerStats,
+        anchoring: Option<AnchorGauges>,
     ) -> String {
         let mut out = String::with_capacity(4096);
         let gauge = |out: &mut String, name: &str, help: &str, kind: &str, v: u64| {
@@ -168,6 +181,22 @@ impl Metrics {
              pointsledger_group_commit_seconds_total {}",
             sequencer.commit_micros.load(Ordering::Relaxed) as f64 / 1e6
         );
+        if let Some(a) = anchoring {
+            gauge(
+                &mut out,
+                "pointsledger_anchored_size",
+                "Tree size of the newest mined anchor (0 before the first).",
+                "gauge",
+                a.anchored_size,
+            );
+            gauge(
+                &mut out,
+                "pointsledger_anchor_failures_total",
+                "Failed anchorer steps (RPC outages, refusals).",
+                "counter",
+                a.failures,
+            );
+        }
         let name = "pointsledger_commit_latency_seconds";
         let _ = writeln!(
             out,
@@ -219,7 +248,7 @@ mod tests {
         m.record_request("/v1/entries", "BREW", 405);
         let stats = crate::sequencer::SequencerStats::default();
         stats.groups.store(4, Ordering::Relaxed);
-        let text = m.render(15, 12, &stats);
+        let text = m.render(15, 12, &stats, None);
         assert!(text.contains("pointsledger_groups_committed_total 4\n"));
         assert!(text.contains("pointsledger_entries_appended_total 5\n"));
         assert!(text.contains("pointsledger_commit_latency_seconds_bucket{le=\"0.0005\"} 1\n"));

@@ -2,7 +2,8 @@
 //!
 //! [`serve`] runs the API on a bound listener around a [`Ledger`]: writes go through one
 //! [`Sequencer`] (verify, sequence, group commit, periodic checkpoints), reads go to a clone of
-//! the store and never wait for the writer. When the shutdown future completes the listener
+//! the store and never wait for the writer. With a contract configured, the anchorer runs
+//! beside them as a task ([`crate::anchor::service`]). When the shutdown future completes the listener
 //! stops accepting, in-flight requests finish (bounded by the request timeout), the sequencer
 //! drains its open group, a final checkpoint is signed and the store is flushed; the ledger is
 //! handed back. [`run`] is the command: settings, logging, signals (SIGTERM, Ctrl-C) and the
@@ -74,6 +75,21 @@ where
             checkpoint_interval: settings.checkpoint_interval,
         },
     );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let anchoring = settings.anchor.clone().map(|a| {
+        let board = Arc::new(crate::anchor::AnchorBoard::default());
+        let task = tokio::spawn(crate::anchor::service::run(
+            a,
+            store.clone(),
+            log.verifier_key.clone(),
+            board.clone(),
+            stop_rx.clone(),
+        ));
+        (board, task)
+    });
+    if anchoring.is_none() {
+        tracing::info!("anchoring is off (no contract configured)");
+    }
     let state = routes::AppState::new(
         store,
         writer,
@@ -81,7 +97,7 @@ where
         settings,
         log,
         start_size,
-        openapi::document(),
+        anchoring.as_ref().map(|(board, _)| board.clone()),
     );
     let app = routes::router(state.clone());
     match listener.local_addr() {
@@ -89,7 +105,6 @@ where
         Err(e) => tracing::warn!(error = %e, "the listener has no local address"),
     }
 
-    let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
@@ -116,6 +131,15 @@ where
 
     state.close_writer();
     drop(state);
+    if let Some((_, task)) = anchoring {
+        // The anchorer stops between steps; a step cut short is no worse than a crash, which
+        // its persisted state machine is built to survive.
+        let abort = task.abort_handle();
+        if tokio::time::timeout(SHUTDOWN_SLACK, task).await.is_err() {
+            abort.abort();
+            tracing::warn!("the anchorer did not stop within {SHUTDOWN_SLACK:?}; cut short");
+        }
+    }
     let ledger = tokio::task::spawn_blocking(move || sequencer.join())
         .await
         .map_err(|e| ServerError::Unavailable(format!("the sequencer did not stop: {e}")))??;

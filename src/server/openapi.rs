@@ -33,6 +33,7 @@ pub use crate::views::{AccountView, HistoryRow};
         routes::inclusion_proof,
         routes::consistency_proof,
         routes::receipt,
+        routes::anchors,
         routes::account,
         routes::account_history,
         routes::merchant,
@@ -104,7 +105,7 @@ mod tests {
     fn every_path_has_its_schemas() {
         let doc: serde_json::Value = serde_json::from_str(&document()).unwrap();
         assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
-        assert_eq!(doc["paths"].as_object().unwrap().len(), 16);
+        assert_eq!(doc["paths"].as_object().unwrap().len(), 17);
         let schemas = doc["components"]["schemas"].as_object().unwrap();
         for name in [
             "Receipt",
@@ -113,6 +114,8 @@ mod tests {
             "HistoryPage",
             "ErrorBody",
             "Quote",
+            "AnchorsPage",
+            "ReceiptAnchor",
         ] {
             assert!(schemas.contains_key(name), "{name} missing");
         }

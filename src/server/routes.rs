@@ -11,12 +11,14 @@
 
 use super::config::Settings;
 use super::error::{json_errors, ledger_status, ErrorCode, ServerError};
-use super::metrics::Metrics;
+use super::metrics::{AnchorGauges, Metrics};
 use super::openapi as doc;
 use super::wire::{
-    BatchItem, BatchResponse, ConsistencyProof, ErrorBody, Health, HistoryPage, InclusionProof,
-    LeavesPage, LogInfo, MerchantInfo, QuoteRequest, ReceiptDocument,
+    AnchorsPage, BatchItem, BatchResponse, ConsistencyProof, ErrorBody, Health, HistoryPage,
+    InclusionProof, LeavesPage, LogInfo, MerchantInfo, QuoteRequest, ReceiptAnchor,
+    ReceiptDocument,
 };
+use crate::anchor::AnchorBoard;
 use crate::checkpoint::TlogProof;
 use crate::clock::Clock;
 use crate::dsse::{self, Envelope};
@@ -52,6 +54,10 @@ use utoipa::IntoParams;
 pub const MAX_LEAVES_PAGE: u64 = 1000;
 /// Most rows in one page of an account's history.
 pub const MAX_HISTORY_PAGE: usize = 1000;
+/// Most anchors in one page of `GET /v1/anchors`.
+pub const MAX_ANCHORS_PAGE: usize = 1000;
+/// Anchors per page when `limit` is not given.
+pub const DEFAULT_ANCHORS_PAGE: usize = 100;
 /// History rows per page when `limit` is not given.
 pub const DEFAULT_HISTORY_PAGE: usize = 100;
 /// The most of an oversized body read and discarded before answering 413 (see
@@ -82,6 +88,8 @@ pub(crate) struct Inner {
     /// The sequencer's own counters (groups committed, time spent committing).
     sequencer: Arc<crate::sequencer::SequencerStats>,
     openapi: String,
+    /// What the running anchorer last saw, if anchoring is on.
+    anchor_board: Option<Arc<AnchorBoard>>,
 }
 
 /// Cheap-to-clone handle on [`Inner`].
@@ -103,7 +111,7 @@ impl AppState {
         settings: Settings,
         log: LogIdentity,
         start_size: u64,
-        openapi: String,
+        anchor_board: Option<Arc<AnchorBoard>>,
     ) -> AppState {
         AppState(Arc::new(Inner {
             store,
@@ -113,7 +121,8 @@ impl AppState {
             settings,
             log,
             metrics: Metrics::new(start_size),
-            openapi,
+            openapi: doc::document(),
+            anchor_board,
         }))
     }
 
@@ -195,6 +204,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/proofs/inclusion", get(inclusion_proof))
         .route("/v1/proofs/consistency", get(consistency_proof))
         .route("/v1/receipts/{index}", get(receipt))
+        .route("/v1/anchors", get(anchors))
         .route("/v1/accounts/{id}", get(account))
         .route("/v1/accounts/{id}/history", get(account_history))
         .route("/v1/merchants/{id}", get(merchant))
@@ -604,37 +614,59 @@ pub(crate) async fn consistency_proof(
     .map(Json)
 }
 
+/// Query of `GET /v1/receipts/{index}`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ReceiptQuery {
+    /// The size of a stored checkpoint to prove against (default: the latest), e.g. the one a
+    /// client saved earlier; the anchor then links it to the chain.
+    checkpoint: Option<u64>,
+}
+
 /// An offline-verifiable receipt for one entry.
 ///
-/// A c2sp.org/tlog-proof against the latest checkpoint, with the leaf bytes on its `extra`
-/// line; with `Accept: application/json`, the same text wrapped in JSON.
+/// A c2sp.org/tlog-proof against the latest checkpoint (or the one named), with the leaf bytes
+/// on its `extra` line; with `Accept: application/json`, the same text wrapped in JSON with the
+/// on-chain anchor that covers the checkpoint.
 #[utoipa::path(
     get, path = "/v1/receipts/{index}", tag = "proofs",
-    params(("index" = u64, Path, description = "Leaf index")),
+    params(("index" = u64, Path, description = "Leaf index"), ReceiptQuery),
     responses(
         (status = 200, description = "The receipt", content(
             (String = "text/plain"),
             (ReceiptDocument = "application/json"),
         )),
-        (status = 404, description = "No such entry, or not yet covered by a checkpoint", body = ErrorBody),
+        (status = 404, description = "No such entry or checkpoint, or the entry is not covered by it", body = ErrorBody),
     )
 )]
 pub(crate) async fn receipt(
     State(st): State<AppState>,
     index: Result<Path<u64>, PathRejection>,
+    query: Result<Query<ReceiptQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ServerError> {
     let Path(index) = index?;
-    let (proof, checkpoint_size) = st
+    let Query(q) = query?;
+    let (proof, checkpoint_size, anchor) = st
         .read(move |s| {
-            let (size, note) = s
-                .latest_checkpoint()?
-                .ok_or_else(|| ServerError::NotFound("no checkpoint yet".into()))?;
+            let (size, note) = match q.checkpoint {
+                None => s
+                    .latest_checkpoint()?
+                    .ok_or_else(|| ServerError::NotFound("no checkpoint yet".into()))?,
+                Some(size) => {
+                    let note = s.checkpoint(size)?.ok_or_else(|| {
+                        ServerError::NotFound(format!("no checkpoint of size {size}"))
+                    })?;
+                    (size, note)
+                }
+            };
             if index >= size {
                 let what = if index >= s.size()? {
-                    "no such entry"
+                    "no such entry".to_owned()
+                } else if q.checkpoint.is_some() {
+                    format!("not covered by the checkpoint of size {size}")
                 } else {
-                    "not yet covered by a checkpoint; retry after the next one"
+                    "not yet covered by a checkpoint; retry after the next one".to_owned()
                 };
                 return Err(ServerError::NotFound(format!("entry {index}: {what}")));
             }
@@ -647,7 +679,7 @@ pub(crate) async fn receipt(
                 proof: merkle::prove_inclusion(size, index, s)?,
                 checkpoint: note,
             };
-            Ok((proof.to_text(), size))
+            Ok((proof.to_text(), size, covering_anchor(s, size)?))
         })
         .await?;
     let wants_json = headers
@@ -659,11 +691,100 @@ pub(crate) async fn receipt(
             tlog_proof: proof,
             index,
             checkpoint_size,
-            anchor: None,
+            anchor,
         })
         .into_response());
     }
     Ok(text(proof))
+}
+
+/// The newest mined anchor at or above `size`, with the consistency proof from `size` to it.
+fn covering_anchor(s: &Store, size: u64) -> Result<Option<ReceiptAnchor>, ServerError> {
+    let (Some(rec), Some((chain_id, contract))) = (s.latest_mined_anchor()?, s.anchor_target()?)
+    else {
+        return Ok(None);
+    };
+    if rec.tree_size < size {
+        return Ok(None);
+    }
+    let proof = merkle::prove_consistency(size, rec.tree_size, s)?;
+    Ok(Some(ReceiptAnchor {
+        chain_id,
+        contract,
+        tree_size: rec.tree_size,
+        root: rec.root,
+        status: rec.status,
+        tx_hash: rec.tx_hash,
+        block_number: rec.block_number,
+        consistency_proof: proof.into_iter().map(hex::encode).collect(),
+    }))
+}
+
+/// Query of `GET /v1/anchors`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct AnchorsQuery {
+    /// Only anchors of tree sizes below this (the `next` of the previous page).
+    before: Option<u64>,
+    /// Most anchors in the page (default 100, at most 1000).
+    limit: Option<usize>,
+}
+
+/// Anchors of checkpoints to the chain, newest first.
+///
+/// Each record follows one checkpoint: `pending`, `sent` (a transaction in flight), `confirmed`
+/// (mined) and `final` (as deep as the confirmation depth, its block hash re-checked).
+#[utoipa::path(
+    get, path = "/v1/anchors", tag = "proofs",
+    params(AnchorsQuery),
+    responses(
+        (status = 200, description = "Anchoring status and a page of anchors", body = AnchorsPage),
+        (status = 400, description = "Malformed query (`bad_query`)", body = ErrorBody),
+    )
+)]
+pub(crate) async fn anchors(
+    State(st): State<AppState>,
+    query: Result<Query<AnchorsQuery>, QueryRejection>,
+) -> Result<Json<AnchorsPage>, ServerError> {
+    let Query(q) = query?;
+    let limit = q
+        .limit
+        .unwrap_or(DEFAULT_ANCHORS_PAGE)
+        .clamp(1, MAX_ANCHORS_PAGE);
+    let configured = st.settings.anchor.clone();
+    let health = st
+        .anchor_board
+        .as_ref()
+        .map(|b| b.get())
+        .unwrap_or_default();
+    st.read(move |s| {
+        let mut anchors = Vec::with_capacity(limit);
+        let mut more = s.anchors_newest_first(q.before);
+        for rec in more.by_ref().take(limit) {
+            anchors.push(rec?);
+        }
+        let next = match more.next() {
+            Some(_) => anchors.last().map(|r| r.tree_size),
+            None => None,
+        };
+        let (chain_id, contract) = match (s.anchor_target()?, &configured) {
+            (Some((id, c)), _) => (Some(id), Some(c)),
+            (None, Some(a)) => (Some(a.chain.chain_id), Some(format!("{:#x}", a.contract))),
+            (None, None) => (None, None),
+        };
+        Ok(AnchorsPage {
+            enabled: configured.is_some(),
+            chain_id,
+            contract,
+            confirmations: configured.map(|a| a.confirmations),
+            head: health.head,
+            last_error: health.last_error,
+            anchors,
+            next,
+        })
+    })
+    .await
+    .map(Json)
 }
 
 /// An account at the current time.
@@ -855,10 +976,17 @@ pub(crate) async fn healthz(State(st): State<AppState>) -> Result<Json<Health>, 
     )
 )]
 pub(crate) async fn metrics(State(st): State<AppState>) -> Result<Response, ServerError> {
-    let (size, cp) = st
-        .read(|s| Ok((s.size()?, latest_checkpoint_size(s)?.unwrap_or(0))))
+    let (size, cp, anchored) = st
+        .read(|s| {
+            let anchored = s.latest_mined_anchor()?.map_or(0, |r| r.tree_size);
+            Ok((s.size()?, latest_checkpoint_size(s)?.unwrap_or(0), anchored))
+        })
         .await?;
-    let body = st.metrics.render(size, cp, &st.sequencer);
+    let anchoring = st.anchor_board.as_ref().map(|b| AnchorGauges {
+        anchored_size: anchored,
+        failures: b.get().failures,
+    });
+    let body = st.metrics.render(size, cp, &st.sequencer, anchoring);
     Ok((
         [(
             header::CONTENT_TYPE,

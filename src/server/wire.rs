@@ -5,6 +5,7 @@
 //! [`super::openapi`], referenced here with `value_type`.
 
 use super::openapi as doc;
+use crate::anchor::{AnchorRecord, AnchorStatus};
 use crate::ledger::Receipt;
 use crate::payload::ProgramRules;
 use crate::views::HistoryRow;
@@ -92,9 +93,53 @@ pub struct ReceiptDocument {
     pub index: u64,
     /// The size of the checkpoint the proof is against.
     pub checkpoint_size: u64,
-    /// The on-chain anchor of that checkpoint; always `null` until anchoring is available.
-    #[schema(value_type = Option<Object>)]
-    pub anchor: Option<serde_json::Value>,
+    /// The newest mined anchor that covers the checkpoint, or `null` if none does yet.
+    pub anchor: Option<ReceiptAnchor>,
+}
+
+/// The on-chain anchor that covers a receipt's checkpoint, with what links the two.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReceiptAnchor {
+    /// The chain id.
+    pub chain_id: u64,
+    /// The `LedgerAnchor` contract, `0x` hex.
+    pub contract: String,
+    /// The anchored tree size (at least the checkpoint's).
+    pub tree_size: u64,
+    /// The anchored root, hex.
+    pub root: String,
+    /// `confirmed` (mined) or `final` (mined and as deep as the confirmation depth).
+    pub status: AnchorStatus,
+    /// The anchoring transaction, `0x` hex.
+    pub tx_hash: Option<String>,
+    /// The block that holds it.
+    pub block_number: Option<u64>,
+    /// The RFC 6962 consistency proof from the checkpoint's size to `tree_size`, as hex
+    /// hashes (bytes32, as the contract's `verifyConsistency` takes them); empty when the
+    /// sizes are equal.
+    pub consistency_proof: Vec<String>,
+}
+
+/// `GET /v1/anchors`: where anchoring stands, and a page of anchor records, newest first.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AnchorsPage {
+    /// Whether this server runs the anchorer.
+    pub enabled: bool,
+    /// The chain id anchored to, once known.
+    pub chain_id: Option<u64>,
+    /// The `LedgerAnchor` contract, `0x` hex, once known.
+    pub contract: Option<String>,
+    /// Blocks on top of an anchor's block before it is final.
+    pub confirmations: Option<u64>,
+    /// The chain's latest block as the anchorer last saw it (confirmations of an anchor are
+    /// `head - block_number + 1`).
+    pub head: Option<u64>,
+    /// The anchorer's last failure (RPC outage, refusal), cleared by its next success.
+    pub last_error: Option<String>,
+    /// Anchor records, newest first.
+    pub anchors: Vec<AnchorRecord>,
+    /// The `before` of the next page, or `null` if this is the last.
+    pub next: Option<u64>,
 }
 
 /// A page of an account's history.

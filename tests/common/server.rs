@@ -413,3 +413,80 @@ impl Drop for Binary {
         }
     }
 }
+
+/// Checks `v` against an OpenAPI schema: `$ref`, `oneOf`, types (with `null`), enums, object
+/// properties (no unknown ones, every required one) and array items.
+pub fn conforms(doc: &Value, schema: &Value, v: &Value, at: &str) -> Result<(), String> {
+    if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
+        let name = r.trim_start_matches("#/components/schemas/");
+        let target = &doc["components"]["schemas"][name];
+        if target.is_null() {
+            return Err(format!("{at}: dangling {r}"));
+        }
+        return conforms(doc, target, v, at);
+    }
+    if let Some(alts) = schema.get("oneOf").and_then(Value::as_array) {
+        let errors: Vec<String> = alts
+            .iter()
+            .filter_map(|s| conforms(doc, s, v, at).err())
+            .collect();
+        return if errors.len() < alts.len() {
+            Ok(())
+        } else {
+            Err(format!("{at}: no alternative matches: {errors:?}"))
+        };
+    }
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    let actual = match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    if !types.is_empty()
+        && !types
+            .iter()
+            .any(|t| *t == actual || (*t == "number" && actual == "integer"))
+    {
+        return Err(format!("{at}: {actual} where the schema says {types:?}"));
+    }
+    if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
+        if !allowed.contains(v) {
+            return Err(format!("{at}: {v} not in {allowed:?}"));
+        }
+    }
+    match v {
+        Value::Object(map) => {
+            if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+                for (k, val) in map {
+                    let s = props
+                        .get(k)
+                        .ok_or_else(|| format!("{at}: property {k} is not in the schema"))?;
+                    conforms(doc, s, val, &format!("{at}.{k}"))?;
+                }
+            }
+            for r in schema["required"].as_array().into_iter().flatten() {
+                let r = r.as_str().unwrap_or_default();
+                if !map.contains_key(r) {
+                    return Err(format!("{at}: required property {r} is missing"));
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item) = schema.get("items") {
+                for (i, x) in items.iter().enumerate() {
+                    conforms(doc, item, x, &format!("{at}[{i}]"))?;
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
