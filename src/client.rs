@@ -254,23 +254,33 @@ impl Client {
         let mut out = Vec::new();
         let mut next = start;
         while next < end {
-            let url = format!("/v1/entries?start={next}&end={end}");
-            let page: LeavesPage = self.get_json(&url).await?;
-            if page.leaves.is_empty() {
+            let page = self.leaves_page(next, end).await?;
+            if page.is_empty() {
                 return Err(ClientError::Decode {
-                    url,
+                    url: format!("/v1/entries?start={next}&end={end}"),
                     reason: "empty page before the end".into(),
                 });
             }
-            for l in page.leaves {
-                out.push(B64.decode(l).map_err(|e| ClientError::Decode {
-                    url: url.clone(),
-                    reason: e.to_string(),
-                })?);
-            }
+            out.extend(page);
             next = start + out.len() as u64;
         }
         Ok(out)
+    }
+
+    /// One page of leaves from `start` (at most `end - start`, as many as the server sends),
+    /// as served: callers that check the log look at what each leaf says its index is.
+    pub async fn leaves_page(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, ClientError> {
+        let url = format!("/v1/entries?start={start}&end={end}");
+        let page: LeavesPage = self.get_json(&url).await?;
+        page.leaves
+            .into_iter()
+            .map(|l| {
+                B64.decode(l).map_err(|e| ClientError::Decode {
+                    url: url.clone(),
+                    reason: e.to_string(),
+                })
+            })
+            .collect()
     }
 
     /// The signed checkpoint note cut at tree size `size`.
@@ -314,6 +324,48 @@ impl Client {
     /// The tlog-proof receipt of entry `index` against the latest checkpoint.
     pub async fn receipt(&self, index: u64) -> Result<String, ClientError> {
         self.get_text(&format!("/v1/receipts/{index}")).await
+    }
+
+    /// The receipt of entry `index` as JSON (the tlog-proof and the anchor covering it),
+    /// against the checkpoint of size `checkpoint` or the latest.
+    pub async fn receipt_document(
+        &self,
+        index: u64,
+        checkpoint: Option<u64>,
+    ) -> Result<serde_json::Value, ClientError> {
+        let query = checkpoint.map_or_else(String::new, |c| format!("?checkpoint={c}"));
+        let url = format!("{}/v1/receipts/{index}{query}", self.base);
+        let req = self.http.get(&url).header("accept", "application/json");
+        let resp = self.send(req, &url).await?;
+        decode_json(resp, &url).await
+    }
+
+    /// Every anchor record the server keeps, oldest first (at most `limit`).
+    pub async fn anchors(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<crate::anchor::AnchorRecord>, ClientError> {
+        #[derive(Deserialize)]
+        struct Page {
+            anchors: Vec<crate::anchor::AnchorRecord>,
+            next: Option<u64>,
+        }
+        let mut out = Vec::new();
+        let mut before: Option<u64> = None;
+        while out.len() < limit {
+            let query = before.map_or_else(String::new, |b| format!("&before={b}"));
+            let page: Page = self
+                .get_json(&format!("/v1/anchors?limit=1000{query}"))
+                .await?;
+            out.extend(page.anchors);
+            match page.next {
+                Some(n) if Some(n) != before => before = Some(n),
+                _ => break,
+            }
+        }
+        out.truncate(limit);
+        out.reverse();
+        Ok(out)
     }
 
     /// A consistency proof from `from` to `to`, as base64 hashes.

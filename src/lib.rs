@@ -23,10 +23,13 @@
 //! - [`server`]: the HTTP API over the sequencer and the store.
 //! - [`views`]: what reads return (account, history rows), shared by the CLI and the API.
 //! - [`client`]: an HTTP client for the service, used by `--server` commands and the load benchmark.
+//! - [`audit`]: the monitor: mirrors the log and checks signatures, replay, tree, checkpoints,
+//!   anchors and reported balances.
 //! - [`clock`]: where leaf timestamps come from (injectable for tests).
 //! - [`demo`], [`bench`](mod@bench), [`cli`]: the seeded demo program, the benchmark and the command line.
 
 pub mod anchor;
+pub mod audit;
 pub mod bench;
 pub mod checkpoint;
 pub mod cli;

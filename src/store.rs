@@ -158,7 +158,8 @@ impl Store {
     ///
     /// sled releases a closed database's file lock from a background thread, so a reopen right
     /// after a close (or a close by a process that just exited) can find it still held: that
-    /// case is retried for up to two seconds before it is reported.
+    /// case is retried for up to ten seconds (a loaded machine can take that long to release it)
+    /// before it is reported.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         let mut attempt = 0;
         let db = loop {
@@ -168,8 +169,11 @@ impl Store {
                 .flush_every_ms(None)
                 .open();
             match opened {
+                // sled wraps the lock failure in an `Other` error naming it.
                 Err(sled::Error::Io(e))
-                    if e.kind() == std::io::ErrorKind::WouldBlock && attempt < 100 =>
+                    if attempt < 500
+                        && (e.kind() == std::io::ErrorKind::WouldBlock
+                            || e.to_string().contains("could not acquire lock")) =>
                 {
                     attempt += 1;
                     std::thread::sleep(std::time::Duration::from_millis(20));

@@ -9,106 +9,19 @@
 //!   transaction in flight, and the server killed and restarted mid-anchoring, after which the
 //!   contract's events show every checkpoint anchored once.
 
+#[path = "common/chain.rs"]
+mod chain;
 mod common;
 #[path = "common/server.rs"]
 mod server;
 
+use chain::{deploy_with_fresh_key, ethers_address, rpc, Anvil};
 use common::*;
 use pointsledger::anchor::{self, AnchorPolicy, AnchorStatus, Anchorer, Chain, ChainSettings};
 use pointsledger::{checkpoint, keys, merkle};
 use serde_json::json;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn anvil_path() -> String {
-    if let Ok(p) = std::env::var("ANVIL") {
-        return p;
-    }
-    let out = Command::new("scripts/toolchain.sh")
-        .arg("--env")
-        .output()
-        .expect("scripts/toolchain.sh installs anvil");
-    let env = String::from_utf8_lossy(&out.stdout);
-    env.split_whitespace()
-        .find_map(|w| w.strip_prefix("ANVIL="))
-        .map(str::to_owned)
-        .unwrap_or_else(|| panic!("no anvil: {env}"))
-}
-
-struct Anvil {
-    child: Child,
-    url: String,
-    port: u16,
-}
-
-impl Anvil {
-    fn start() -> Anvil {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        Anvil::start_on(port, None)
-    }
-
-    /// anvil on `port`; with `state`, the chain is loaded from that file and dumped to it every
-    /// second, so that it survives a SIGKILL (up to the last second).
-    fn start_on(port: u16, state: Option<&std::path::Path>) -> Anvil {
-        let mut cmd = Command::new(anvil_path());
-        cmd.args([
-            "--port",
-            &port.to_string(),
-            "--host",
-            "127.0.0.1",
-            "--silent",
-        ]);
-        if let Some(state) = state {
-            cmd.arg("--state")
-                .arg(state)
-                .args(["--state-interval", "1"]);
-        }
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn anvil");
-        let url = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "anvil did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Anvil { child, url, port }
-    }
-
-    /// SIGKILL: no state dump, no goodbye.
-    fn kill(mut self) -> u16 {
-        self.child.kill().expect("SIGKILL anvil");
-        let _ = self.child.wait();
-        self.port
-    }
-}
-
-impl Drop for Anvil {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn rpc(url: &str, method: &str, params: serde_json::Value) -> serde_json::Value {
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-    let v: serde_json::Value = reqwest::Client::new()
-        .post(url)
-        .json(&body)
-        .send()
-        .await
-        .expect("rpc")
-        .json()
-        .await
-        .expect("json");
-    assert!(v.get("error").is_none(), "{method}: {v}");
-    v["result"].clone()
-}
 
 fn checkpoint_root(f: &Fixture) -> (u64, [u8; 32]) {
     let (size, note) = f
@@ -284,35 +197,6 @@ fn anchoring_end_to_end_with_faults() {
     let sizes: Vec<u64> = records.iter().map(|r| r.tree_size).collect();
     assert_eq!(sizes, vec![size, size2, size3, size4]);
     assert!(records.iter().all(|r| r.status == AnchorStatus::Final));
-}
-
-fn ethers_address(secret: &[u8; 32]) -> String {
-    pointsledger::evm::address_of(secret).expect("address")
-}
-
-/// Funds a fresh EVM key on `anvil`, deploys the contract with it, and returns the key file,
-/// the chain settings and the contract address.
-fn deploy_with_fresh_key(
-    rt: &tokio::runtime::Runtime,
-    anvil: &Anvil,
-    dir: &std::path::Path,
-) -> (std::path::PathBuf, ChainSettings, ethers::types::Address) {
-    let evm = keys::generate();
-    let key_file = dir.join("evm.key");
-    keys::write_key_file(&key_file, &evm).expect("key file");
-    rt.block_on(rpc(
-        &anvil.url,
-        "anvil_setBalance",
-        json!([ethers_address(&evm.to_bytes()), "0x56BC75E2D63100000"]),
-    ));
-    let settings = ChainSettings {
-        rpc_url: anvil.url.clone(),
-        chain_id: 31337,
-        evm_key: key_file.clone(),
-        gas_price_ceiling_gwei: 500,
-    };
-    let contract = rt.block_on(anchor::deploy(&settings)).expect("deploy");
-    (key_file, settings, contract)
 }
 
 /// Polls `GET /v1/anchors` until the newest record is for `size` with `status`, mining a block
@@ -504,6 +388,65 @@ fn serve_anchors_through_chain_outage_and_its_own_restart() {
             .expect("signed")
             .size,
         size1
+    );
+    // `receipt --anchored` saves that JSON; `verify --rpc` checks it against the contract.
+    let saved = dir.path().join("receipt-1.json");
+    let saved_s = saved.to_str().expect("utf-8 path");
+    let pl = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_pointsledger"))
+            .args(args)
+            .output()
+            .expect("run pointsledger")
+    };
+    let size1_s = size1.to_string();
+    let out = pl(&[
+        "receipt",
+        "--server",
+        &api.base,
+        "--index",
+        "1",
+        "--anchored",
+        "--checkpoint",
+        &size1_s,
+        "--out",
+        saved_s,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log_key = rt.block_on(api.verifier_key());
+    let verify = || {
+        pl(&[
+            "verify",
+            "--log-key",
+            &log_key,
+            saved_s,
+            "--rpc",
+            &url,
+            "--contract",
+            &contract_s,
+        ])
+    };
+    let out = verify();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["anchored"]["tree_size"], json!(size2), "{v}");
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&saved).expect("read")).expect("json");
+    doc["anchor"]["consistency_proof"][0] = json!(hex::encode([7u8; 32]));
+    std::fs::write(&saved, doc.to_string()).expect("write");
+    let out = verify();
+    assert!(!out.status.success(), "a tampered consistency proof passed");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a prefix of the anchored tree"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
     let (code, body) = rt.block_on(api.get("/v1/receipts/1?checkpoint=999999"));
     assert_eq!((code, body["error"].clone()), (404, json!("not_found")));

@@ -154,6 +154,28 @@ async fn client(settings: &ChainSettings) -> Result<Arc<Client>, ChainError> {
     Ok(Arc::new(SignerMiddleware::new(provider, wallet)))
 }
 
+/// Connects to the chain at `rpc_url` for reading only: the wallet is a throwaway that never
+/// signs, so auditors need no key.
+async fn read_only_client(rpc_url: &str, chain_id: u64) -> Result<Arc<Client>, ChainError> {
+    let err = rpc(rpc_url);
+    let provider = Provider::<Http>::try_from(rpc_url)
+        .map_err(|e| err(e.to_string()))?
+        .interval(Duration::from_millis(100));
+    let actual = provider
+        .get_chainid()
+        .await
+        .map_err(|e| err(e.to_string()))?
+        .as_u64();
+    if actual != chain_id {
+        return Err(ChainError::WrongChain {
+            expected: chain_id,
+            actual,
+        });
+    }
+    let wallet = LocalWallet::new(&mut rand::thread_rng()).with_chain_id(chain_id);
+    Ok(Arc::new(SignerMiddleware::new(provider, wallet)))
+}
+
 /// Deploys `LedgerAnchor` with the EVM key's address as operator; returns the contract address.
 pub async fn deploy(settings: &ChainSettings) -> Result<Address, ChainError> {
     let client = client(settings).await?;
@@ -199,6 +221,56 @@ impl Chain {
             contract,
             url: settings.rpc_url.clone(),
         })
+    }
+
+    /// Connects to the contract at `address` to read it (no key needed).
+    pub async fn read_only(
+        rpc_url: &str,
+        chain_id: u64,
+        address: Address,
+    ) -> Result<Chain, ChainError> {
+        let client = read_only_client(rpc_url, chain_id).await?;
+        let (abi, _) = artifact()?;
+        let contract = Contract::new(address, abi, client.clone());
+        Ok(Chain {
+            client,
+            contract,
+            url: rpc_url.to_owned(),
+        })
+    }
+
+    /// Every `Anchored(size, root, previousSize)` event of the contract, in chain order: the
+    /// whole anchoring history, which the contract keeps append-only.
+    pub async fn anchored_events(&self) -> Result<Vec<(u64, [u8; 32])>, ChainError> {
+        let filter = ethers::types::Filter::new()
+            .address(self.address())
+            .event("Anchored(uint64,bytes32,uint64)")
+            .from_block(0u64);
+        let logs = self
+            .client
+            .get_logs(&filter)
+            .await
+            .map_err(|e| self.rpc_err(e))?;
+        logs.iter()
+            .map(|log| {
+                let size = log
+                    .topics
+                    .get(1)
+                    .map(|t| U256::from_big_endian(t.as_bytes()))
+                    .filter(|s| *s <= U256::from(u64::MAX))
+                    .ok_or_else(|| {
+                        ChainError::Contract("an Anchored event without a size".into())
+                    })?;
+                let root: [u8; 32] = log
+                    .data
+                    .get(..32)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| {
+                        ChainError::Contract("an Anchored event without a root".into())
+                    })?;
+                Ok((size.as_u64(), root))
+            })
+            .collect()
     }
 
     fn rpc_err(&self, e: impl std::fmt::Display) -> ChainError {

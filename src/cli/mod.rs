@@ -157,17 +157,35 @@ enum Command {
         /// The entry's index.
         #[arg(long)]
         index: u64,
-        /// Where to save it (default: receipt-INDEX.tlog-proof).
+        /// Where to save it (default: receipt-INDEX.tlog-proof, or .json with --anchored).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Save the JSON receipt with the on-chain anchor that covers its checkpoint and the
+        /// consistency proof to it (with --server), for `verify --rpc`.
+        #[arg(long)]
+        anchored: bool,
+        /// Prove against the stored checkpoint of this size instead of the latest (with
+        /// --server).
+        #[arg(long)]
+        checkpoint: Option<u64>,
     },
-    /// Verify a tlog-proof receipt offline: checkpoint signature, inclusion, envelope signatures.
+    /// Verify a receipt offline: checkpoint signature, inclusion, envelope signatures; with
+    /// --rpc also that the root anchored on chain covers it.
     Verify {
         /// The log's verifier key, or a file holding it.
         #[arg(long)]
         log_key: String,
-        /// The .tlog-proof file.
+        /// The receipt: a .tlog-proof file, or the JSON of `receipt --anchored`.
         proof: PathBuf,
+        /// A chain RPC URL: check the anchor the receipt carries against the contract.
+        #[arg(long, requires = "contract")]
+        rpc: Option<String>,
+        /// The LedgerAnchor contract the anchor must be in (with --rpc).
+        #[arg(long, requires = "rpc")]
+        contract: Option<String>,
+        /// The chain id the RPC endpoint must report.
+        #[arg(long, default_value_t = crate::anchor::chain::DEFAULT_CHAIN_ID)]
+        chain_id: u64,
     },
     /// At the till, the consumer's side: sign a redemption, save it and show it as a QR code
     /// for the merchant to scan.
@@ -248,6 +266,34 @@ enum Command {
         /// Seconds to wait for finality before giving up (the state is kept; run again).
         #[arg(long, default_value_t = 120)]
         timeout: u64,
+    },
+    /// Audit a server's log as a monitor: mirror it into a state directory (resuming where the
+    /// last run stopped) and check every signature, the replayed effects, the tree, the latest
+    /// checkpoint against the last one seen, every anchor and the balances the server reports.
+    /// Exits 0 only if all holds; otherwise names the first discrepancy.
+    Audit {
+        /// The server's URL.
+        #[arg(long, env = "POINTSLEDGER_SERVER")]
+        server: String,
+        /// The mirror's directory; keep it between runs to audit incrementally.
+        #[arg(long, default_value = "pointsledger-audit")]
+        state: PathBuf,
+        /// The log's verifier key (`name+keyid+base64`), or a file holding it. Pinned on the
+        /// first run (taken from the server if not given, and printed) and checked afterwards.
+        #[arg(long)]
+        log_key: Option<String>,
+        /// A chain RPC URL, to check the contract's anchors (with --contract).
+        #[arg(long, requires = "contract")]
+        rpc: Option<String>,
+        /// The LedgerAnchor contract's address (with --rpc).
+        #[arg(long, requires = "rpc")]
+        contract: Option<String>,
+        /// The chain id the RPC endpoint must report.
+        #[arg(long, default_value_t = crate::anchor::chain::DEFAULT_CHAIN_ID)]
+        chain_id: u64,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Run the HTTP service on a data directory.
     Serve(Box<crate::server::ServeArgs>),
@@ -450,14 +496,55 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{h}");
             }
         }
-        Command::Receipt { target, index, out } => {
-            let proof = Backend::open(&target)?.inclusion(index, None)?;
-            let path = out.unwrap_or_else(|| PathBuf::from(format!("receipt-{index}.tlog-proof")));
-            std::fs::write(&path, proof.to_text())
-                .with_context(|| format!("writing {}", path.display()))?;
+        Command::Receipt {
+            target,
+            index,
+            out,
+            anchored,
+            checkpoint,
+        } => {
+            let (text, ext) = if anchored || checkpoint.is_some() {
+                let server = target.server.as_deref().ok_or_else(|| {
+                    anyhow!(
+                        "--anchored and --checkpoint need --server (the anchor is the server's)"
+                    )
+                })?;
+                let client = crate::client::Client::new(server)?;
+                let doc =
+                    backend::runtime()?.block_on(client.receipt_document(index, checkpoint))?;
+                match anchored {
+                    true => (format!("{doc:#}\n"), "json"),
+                    false => (
+                        doc["tlog_proof"]
+                            .as_str()
+                            .ok_or_else(|| anyhow!("the server's receipt has no tlog_proof"))?
+                            .to_owned(),
+                        "tlog-proof",
+                    ),
+                }
+            } else {
+                (
+                    Backend::open(&target)?.inclusion(index, None)?.to_text(),
+                    "tlog-proof",
+                )
+            };
+            let path = out.unwrap_or_else(|| PathBuf::from(format!("receipt-{index}.{ext}")));
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
             println!("{}", path.display());
         }
-        Command::Verify { log_key, proof } => verify(&log_key, &proof)?,
+        Command::Verify {
+            log_key,
+            proof,
+            rpc,
+            contract,
+            chain_id,
+        } => {
+            let chain = match (rpc, contract) {
+                (Some(rpc), Some(c)) => Some((rpc, chain_id, parse_contract(&c)?)),
+                _ => None,
+            };
+            verify(&log_key, &proof, chain)?
+        }
         Command::RedeemRequest {
             key,
             merchant,
@@ -517,6 +604,15 @@ fn run(cli: Cli) -> Result<()> {
             timeout,
         } => anchor_once(&data, &contract, &chain, confirmations, timeout)?,
         Command::Serve(args) => crate::server::run(*args)?,
+        Command::Audit {
+            server,
+            state,
+            log_key,
+            rpc,
+            contract,
+            chain_id,
+            json,
+        } => audit(server, state, log_key, rpc, contract, chain_id, json)?,
         Command::Bench {
             http: Some(BenchHttp::Http(args)),
             ..
@@ -533,6 +629,60 @@ fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Runs `pointsledger audit` and prints its report; a discrepancy is an error (exit 1).
+fn audit(
+    server: String,
+    state: PathBuf,
+    log_key: Option<String>,
+    rpc: Option<String>,
+    contract: Option<String>,
+    chain_id: u64,
+    json: bool,
+) -> Result<()> {
+    let log_key = log_key.map(|k| key_or_file(&k)).transpose()?;
+    let chain = match (rpc, contract) {
+        (Some(rpc), Some(c)) => Some((rpc, chain_id, parse_contract(&c)?)),
+        _ => None,
+    };
+    let opts = crate::audit::AuditOptions {
+        server,
+        state,
+        log_key,
+        chain,
+        progress: !json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let report = rt.block_on(crate::audit::run(&opts))?;
+    if let Some(key) = &report.pinned_from_server {
+        eprintln!(
+            "pinned the log key the server gave: {key} (check it out of band, or start over \
+             with --log-key)"
+        );
+    }
+    if json {
+        print_json(&report)?;
+    } else if report.ok {
+        println!(
+            "audit passed: {} entries ({} new, {:.0}/s), checkpoint {} root {}, {} anchors, {} \
+             accounts checked",
+            report.entries,
+            report.new_entries,
+            report.entries_per_second,
+            report.checkpoint_size.map_or("-".into(), |s| s.to_string()),
+            report.root.as_deref().unwrap_or("-"),
+            report.anchors_checked,
+            report.accounts_checked,
+        );
+    }
+    match &report.discrepancy {
+        None => Ok(()),
+        Some(d) => bail!("audit failed at {d}"),
+    }
 }
 
 /// Steps the anchorer until the newest checkpoint's anchor is final or `timeout` seconds pass.
@@ -740,12 +890,57 @@ fn append_stream(ledger: &mut Ledger) -> Result<()> {
     Ok(())
 }
 
-fn verify(log_key: &str, proof_file: &Path) -> Result<()> {
-    let key = match std::fs::read_to_string(log_key) {
+/// A key given inline or as a file holding it.
+fn key_or_file(key: &str) -> Result<String> {
+    Ok(match std::fs::read_to_string(key) {
         Ok(s) => s.trim().to_owned(),
-        Err(_) => log_key.trim().to_owned(),
-    };
+        Err(_) => key.trim().to_owned(),
+    })
+}
+
+fn parse_contract(contract: &str) -> Result<ethers::types::Address> {
+    contract
+        .parse()
+        .map_err(|_| anyhow!("--contract must be a 0x address, got {contract:?}"))
+}
+
+/// The anchor part of a JSON receipt, as `GET /v1/receipts/{index}` serves it.
+#[derive(serde::Deserialize)]
+struct ReceiptAnchorDoc {
+    contract: String,
+    tree_size: u64,
+    root: String,
+    consistency_proof: Vec<String>,
+}
+
+fn hex32(what: &str, h: &str) -> Result<[u8; 32]> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(h.trim_start_matches("0x"), &mut out)
+        .map_err(|_| anyhow!("{what} is not 32 bytes of hex: {h:?}"))?;
+    Ok(out)
+}
+
+fn verify(
+    log_key: &str,
+    proof_file: &Path,
+    chain: Option<(String, u64, ethers::types::Address)>,
+) -> Result<()> {
+    let key = key_or_file(log_key)?;
     let text = String::from_utf8(read_input(proof_file)?).context("the proof is not UTF-8")?;
+    // A JSON receipt wraps the tlog-proof and adds the anchor; a .tlog-proof is the text alone.
+    let (text, anchor) = if text.trim_start().starts_with('{') {
+        let doc: serde_json::Value =
+            serde_json::from_str(&text).context("the receipt is not valid JSON")?;
+        let tlog = doc["tlog_proof"]
+            .as_str()
+            .ok_or_else(|| anyhow!("the JSON receipt has no tlog_proof"))?
+            .to_owned();
+        let anchor: Option<ReceiptAnchorDoc> = serde_json::from_value(doc["anchor"].clone())
+            .context("the receipt's anchor is malformed")?;
+        (tlog, anchor)
+    } else {
+        (text, None)
+    };
     let proof = TlogProof::parse(&text)?;
     let leaf_bytes = proof
         .extra
@@ -773,8 +968,19 @@ fn verify(log_key: &str, proof_file: &Path) -> Result<()> {
             env.kind()
         );
     }
+    let anchored = match chain {
+        None => None,
+        Some((rpc, chain_id, contract)) => Some(verify_anchor(
+            &cp,
+            anchor.as_ref(),
+            &rpc,
+            chain_id,
+            contract,
+        )?),
+    };
     print_json(&serde_json::json!({
         "valid": true,
+        "anchored": anchored,
         "origin": cp.origin,
         "tree_size": cp.size,
         "root": B64.encode(cp.root),
@@ -784,5 +990,57 @@ fn verify(log_key: &str, proof_file: &Path) -> Result<()> {
         "signers": signers,
         "timestamp_ms": leaf.timestamp_ms,
         "effects": leaf.effects,
+    }))
+}
+
+/// Checks that the chain covers checkpoint `cp`: the receipt's anchor is in `contract` at its
+/// size with its root, and the consistency proof links `cp` to it (without an anchor in the
+/// receipt, the chain must hold `cp`'s own root at its size). Returns what was checked.
+fn verify_anchor(
+    cp: &checkpoint::Checkpoint,
+    anchor: Option<&ReceiptAnchorDoc>,
+    rpc: &str,
+    chain_id: u64,
+    contract: ethers::types::Address,
+) -> Result<serde_json::Value> {
+    let (size, root, proof) = match anchor {
+        Some(a) => {
+            if parse_contract(&a.contract)? != contract {
+                bail!(
+                    "the receipt's anchor is in contract {}, not {contract:#x}",
+                    a.contract
+                );
+            }
+            let proof = a
+                .consistency_proof
+                .iter()
+                .map(|h| hex32("a consistency proof hash", h))
+                .collect::<Result<Vec<_>>>()?;
+            (a.tree_size, hex32("the anchored root", &a.root)?, proof)
+        }
+        None => (cp.size, cp.root, Vec::new()),
+    };
+    merkle::verify_consistency(cp.size, size, &cp.root, &root, &proof).map_err(|e| {
+        anyhow!(
+            "the checkpoint of size {} is not a prefix of the anchored tree of size {size}: {e}",
+            cp.size
+        )
+    })?;
+    let on_chain = backend::runtime()?.block_on(async {
+        let chain = crate::anchor::Chain::read_only(rpc, chain_id, contract).await?;
+        chain.root_at(size).await
+    })?;
+    if on_chain != root {
+        bail!(
+            "the chain holds root {} at size {size}, not the receipt's anchored root {}",
+            hex::encode(on_chain),
+            hex::encode(root)
+        );
+    }
+    Ok(serde_json::json!({
+        "chain_id": chain_id,
+        "contract": format!("{contract:#x}"),
+        "tree_size": size,
+        "root": hex::encode(root),
     }))
 }

@@ -1,0 +1,634 @@
+//! `pointsledger audit`: a monitor in the manner of Certificate Transparency monitors.
+//!
+//! It mirrors the log into a state directory of its own and checks everything the operator
+//! could get wrong or lie about, trusting nothing but the log's verifier key (given, or pinned
+//! on the first run):
+//!
+//! - every leaf: its index, its envelope's signatures (strict, as the writer checks them), and
+//!   a replay through the points engine on the mirror's own state, which refuses a kind signed
+//!   by the wrong roles and must reproduce the leaf's recorded effects exactly;
+//! - the tree: the mirror computes every hash itself; the latest checkpoint's signature, its
+//!   root against the mirror's, and its consistency with the checkpoint seen on the last run
+//!   (a forked view is caught even before the leaves are fetched);
+//! - anchors: every anchor the server lists, and with `--rpc` every `Anchored` event of the
+//!   contract, against the mirror's root at that size;
+//! - balances: every account the new entries touched, as the server reports it, against the
+//!   mirror's replayed state.
+//!
+//! Leaves are committed to the mirror a page at a time, after the page passed, so a run that
+//! stops (or finds a discrepancy) resumes from the last good page. The first discrepancy ends
+//! the run and is named: where (entry index, checkpoint or anchor size, account), what was
+//! expected and what was found.
+
+use crate::anchor::{AnchorStatus, Chain, ChainError};
+use crate::checkpoint::{self, Checkpoint};
+use crate::client::{Client, ClientError};
+use crate::dsse::Envelope;
+use crate::engine::{self, EngineError, LogConfig, StateView};
+use crate::keys;
+use crate::ledger::{self, Leaf, LedgerError};
+use crate::merkle::{self, Hash, MerkleError};
+use crate::payload::Payload;
+use crate::store::{Group, Store, StoreError, StoredConfig, WriterCache};
+use crate::views::AccountView;
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Leaves fetched and committed to the mirror at a time.
+const PAGE: u64 = 1000;
+/// Most anchor records read from the server in one run.
+const MAX_ANCHORS: usize = 100_000;
+
+/// Why an audit could not run to a verdict (as opposed to a [`Discrepancy`], which is one).
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The server could not be asked.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The chain could not be read.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    /// The mirror's store failed.
+    #[error("the audit state: {0}")]
+    Store(#[from] StoreError),
+    /// The audit state does not fit this log or these options.
+    #[error("{0}")]
+    State(String),
+}
+
+impl From<MerkleError> for AuditError {
+    fn from(e: MerkleError) -> Self {
+        AuditError::State(format!("the mirror's tree: {e}"))
+    }
+}
+
+/// The first thing found wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Discrepancy {
+    /// Where: `entry 17`, `checkpoint 40`, `anchor 40`, `account <id>`.
+    pub at: String,
+    /// What was checked.
+    pub what: String,
+    /// What the mirror computed or the signature requires.
+    pub expected: String,
+    /// What the server (or chain) says.
+    pub found: String,
+}
+
+impl std::fmt::Display for Discrepancy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {}: expected {}, found {}",
+            self.at, self.what, self.expected, self.found
+        )
+    }
+}
+
+fn discrepancy(
+    at: String,
+    what: &str,
+    expected: impl ToString,
+    found: impl ToString,
+) -> Discrepancy {
+    Discrepancy {
+        at,
+        what: what.to_owned(),
+        expected: expected.to_string(),
+        found: found.to_string(),
+    }
+}
+
+/// What to audit and where to keep the mirror.
+#[derive(Debug, Clone)]
+pub struct AuditOptions {
+    /// The server's base URL.
+    pub server: String,
+    /// The mirror's directory (created on the first run).
+    pub state: PathBuf,
+    /// The log's verifier key; pinned on the first run (from the server if not given) and
+    /// required to match on later runs.
+    pub log_key: Option<String>,
+    /// Chain RPC URL, chain id and contract, to check the on-chain anchors.
+    pub chain: Option<(String, u64, ethers::types::Address)>,
+    /// Draw a progress bar on stderr.
+    pub progress: bool,
+}
+
+/// The verdict of one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditReport {
+    /// True only if every check held.
+    pub ok: bool,
+    /// Entries verified in the mirror after this run.
+    pub entries: u64,
+    /// Entries verified by this run.
+    pub new_entries: u64,
+    /// The checkpoint audited (size), if the log has one.
+    pub checkpoint_size: Option<u64>,
+    /// Its root, hex.
+    pub root: Option<String>,
+    /// Anchors checked against the log (server records and chain events).
+    pub anchors_checked: u64,
+    /// Accounts whose reported state was compared with the replay.
+    pub accounts_checked: u64,
+    /// Entries per second this run (signatures, replay, tree).
+    pub entries_per_second: f64,
+    /// The first discrepancy, if any.
+    pub discrepancy: Option<Discrepancy>,
+    /// The log key this run pinned, on a first run that took it from the server rather than
+    /// from `--log-key` (check it out of band).
+    pub pinned_from_server: Option<String>,
+}
+
+/// The mirror: a store of the audited log's leaves, tree and replayed state.
+struct Mirror {
+    /// Set when this run pinned the server's own key.
+    pinned_from_server: Option<String>,
+    store: Store,
+    log: LogConfig,
+    verifier_key: String,
+    size: u64,
+    cache: WriterCache,
+    last_ts: u64,
+}
+
+impl Mirror {
+    /// Opens the mirror in `state`, creating it from the server's log description on the
+    /// first run; the verifier key is pinned then and must match afterwards.
+    async fn open(opts: &AuditOptions, client: &Client) -> Result<Mirror, AuditError> {
+        let info = client.log_info().await?;
+        let text = |k: &str| {
+            info[k]
+                .as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| AuditError::State(format!("GET /v1/log has no {k}")))
+        };
+        let key_file = opts.state.join("log-verifier-key");
+        let pinned = std::fs::read_to_string(&key_file).ok();
+        let verifier_key = match (&pinned, &opts.log_key) {
+            (Some(p), Some(given)) if p.trim() != given.trim() => {
+                return Err(AuditError::State(format!(
+                    "{} pins the log key {}, not {given}; audit another log in another state \
+                     directory",
+                    opts.state.display(),
+                    p.trim()
+                )))
+            }
+            (Some(p), _) => p.trim().to_owned(),
+            (None, Some(given)) => given.trim().to_owned(),
+            (None, None) => text("verifier_key")?,
+        };
+        let (origin, public) = checkpoint::parse_verifier_key(&verifier_key)
+            .map_err(|e| AuditError::State(format!("the log key: {e}")))?;
+        let store = Store::open(&opts.state.join("db"))?;
+        let config = match store.config()? {
+            Some(c) => c,
+            None => {
+                let c = StoredConfig {
+                    log: LogConfig {
+                        origin: origin.clone(),
+                        operator: text("operator_key")?,
+                    },
+                    log_key: keys::public_id(&public),
+                };
+                keys::parse_public_id(&c.log.operator)
+                    .map_err(|e| AuditError::State(format!("the operator key: {e}")))?;
+                store.put_config(&c)?;
+                c
+            }
+        };
+        if pinned.is_none() {
+            std::fs::write(&key_file, format!("{verifier_key}\n"))
+                .map_err(|e| AuditError::State(format!("writing {}: {e}", key_file.display())))?;
+        }
+        if config.log.origin != origin || config.log_key != keys::public_id(&public) {
+            return Err(AuditError::State(format!(
+                "{} mirrors another log ({})",
+                opts.state.display(),
+                config.log.origin
+            )));
+        }
+        let size = store.size()?;
+        let last_ts = match size {
+            0 => 0,
+            n => {
+                let bytes = store.leaf(n - 1)?.ok_or_else(|| {
+                    AuditError::State(format!("mirror leaf {} is missing", n - 1))
+                })?;
+                Leaf::decode(n - 1, &bytes)
+                    .map_err(|e| AuditError::State(e.to_string()))?
+                    .timestamp_ms
+            }
+        };
+        Ok(Mirror {
+            pinned_from_server: (pinned.is_none() && opts.log_key.is_none())
+                .then(|| verifier_key.clone()),
+            store,
+            log: config.log,
+            verifier_key,
+            size,
+            cache: WriterCache::default(),
+            last_ts,
+        })
+    }
+
+    /// Checks one page of leaves starting at the mirror's size and commits it; returns the
+    /// accounts the page touched, or the first discrepancy (nothing of the page committed).
+    fn append_page(
+        &mut self,
+        leaves: Vec<Vec<u8>>,
+        touched: &mut BTreeSet<String>,
+    ) -> Result<Option<Discrepancy>, AuditError> {
+        let start = self.size;
+        let at = |i: u64| format!("entry {i}");
+        // Decode and check signatures first, in parallel; the replay is sequential.
+        let mut decoded = Vec::with_capacity(leaves.len());
+        let mut envelopes = Vec::with_capacity(leaves.len());
+        for (offset, bytes) in leaves.iter().enumerate() {
+            let index = start + offset as u64;
+            let leaf = match Leaf::decode(index, bytes) {
+                Ok(l) => l,
+                Err(e) => return Ok(Some(discrepancy(at(index), "leaf bytes", "a leaf", e))),
+            };
+            if leaf.index != index {
+                return Ok(Some(discrepancy(
+                    at(index),
+                    "leaf index (an entry missing or out of place)",
+                    index,
+                    leaf.index,
+                )));
+            }
+            envelopes.push(leaf.envelope());
+            decoded.push(leaf);
+        }
+        let verified = ledger::verified(envelopes);
+        let store = self.store.clone();
+        let mut group = Group::new(&store, start, std::mem::take(&mut self.cache));
+        let mut last_ts = self.last_ts;
+        for ((leaf, env), bytes) in decoded.into_iter().zip(verified).zip(leaves) {
+            let index = leaf.index;
+            let env: Envelope = match env {
+                Ok(e) => e,
+                Err(e) => {
+                    self.cache = group.into_cache();
+                    return Ok(Some(discrepancy(
+                        at(index),
+                        "envelope signatures",
+                        "valid",
+                        e,
+                    )));
+                }
+            };
+            if leaf.timestamp_ms < last_ts {
+                self.cache = group.into_cache();
+                return Ok(Some(discrepancy(
+                    at(index),
+                    "timestamps never go backwards",
+                    format!("at least {last_ts}"),
+                    leaf.timestamp_ms,
+                )));
+            }
+            let replayed = Payload::parse(env.kind(), env.payload())
+                .map_err(EngineError::from)
+                .and_then(|payload| {
+                    let signers: Vec<String> = env.signers().map(str::to_owned).collect();
+                    engine::apply(
+                        &group,
+                        &self.log,
+                        &payload,
+                        &signers,
+                        leaf.timestamp_ms,
+                        index,
+                    )
+                });
+            let (effects, writes) = match replayed {
+                Ok(x) => x,
+                Err(e) => {
+                    self.cache = group.into_cache();
+                    return Ok(Some(discrepancy(
+                        at(index),
+                        "the rules accept the entry",
+                        "accepted",
+                        format!("refused: {e}"),
+                    )));
+                }
+            };
+            if effects != leaf.effects {
+                self.cache = group.into_cache();
+                return Ok(Some(discrepancy(
+                    at(index),
+                    "effects (replayed by the points engine)",
+                    serde_json::to_string(&effects).unwrap_or_default(),
+                    serde_json::to_string(&leaf.effects).unwrap_or_default(),
+                )));
+            }
+            touched.extend(effects.changes.iter().map(|c| c.account.clone()));
+            let hash = merkle::leaf_hash(&bytes);
+            let hashes = merkle::hashes_to_store(index, &hash, &group)?;
+            group.push(bytes, hashes, writes);
+            last_ts = leaf.timestamp_ms;
+        }
+        let size = group.size();
+        let (result, cache) = group.commit();
+        self.cache = cache;
+        result?;
+        self.size = size;
+        self.last_ts = last_ts;
+        Ok(None)
+    }
+
+    fn root(&self, size: u64) -> Result<Hash, AuditError> {
+        Ok(merkle::root(size, &self.store)?)
+    }
+}
+
+/// Runs one audit; `Ok` carries the verdict (see [`AuditReport::ok`]).
+pub async fn run(opts: &AuditOptions) -> Result<AuditReport, AuditError> {
+    std::fs::create_dir_all(&opts.state)
+        .map_err(|e| AuditError::State(format!("creating {}: {e}", opts.state.display())))?;
+    let client = Client::new(&opts.server)?;
+    let mut mirror = Mirror::open(opts, &client).await?;
+    let started = Instant::now();
+    let first = mirror.size;
+    let mut report = AuditReport {
+        ok: false,
+        entries: mirror.size,
+        new_entries: 0,
+        checkpoint_size: None,
+        root: None,
+        anchors_checked: 0,
+        accounts_checked: 0,
+        entries_per_second: 0.0,
+        discrepancy: None,
+        pinned_from_server: mirror.pinned_from_server.clone(),
+    };
+    let verdict = audit(opts, &client, &mut mirror, &mut report).await?;
+    report.entries = mirror.size;
+    report.new_entries = mirror.size - first;
+    let secs = started.elapsed().as_secs_f64();
+    report.entries_per_second = if secs > 0.0 {
+        report.new_entries as f64 / secs
+    } else {
+        0.0
+    };
+    report.ok = verdict.is_none();
+    report.discrepancy = verdict;
+    Ok(report)
+}
+
+async fn audit(
+    opts: &AuditOptions,
+    client: &Client,
+    mirror: &mut Mirror,
+    report: &mut AuditReport,
+) -> Result<Option<Discrepancy>, AuditError> {
+    // 1. The latest checkpoint: signed by the pinned key, never smaller than the last one seen,
+    //    and consistent with it.
+    let note = match client.checkpoint().await {
+        Ok(n) => n,
+        Err(ClientError::Api { status: 404, .. }) if mirror.size == 0 => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let cp: Checkpoint = match checkpoint::open_checkpoint(&note, &mirror.verifier_key) {
+        Ok(cp) => cp,
+        Err(e) => {
+            return Ok(Some(discrepancy(
+                "checkpoint (latest)".into(),
+                "signature by the log key",
+                &mirror.verifier_key,
+                e,
+            )))
+        }
+    };
+    let at_cp = format!("checkpoint {}", cp.size);
+    report.checkpoint_size = Some(cp.size);
+    report.root = Some(hex::encode(cp.root));
+    if let Some((seen, seen_note)) = mirror.store.latest_checkpoint()? {
+        let seen_cp = checkpoint::open_checkpoint(&seen_note, &mirror.verifier_key)
+            .map_err(|e| AuditError::State(format!("the mirror's checkpoint {seen}: {e}")))?;
+        if cp.size < seen {
+            return Ok(Some(discrepancy(
+                at_cp,
+                "the log only grows",
+                format!("at least {seen} entries (seen before)"),
+                cp.size,
+            )));
+        }
+        if cp.size > seen {
+            let proof = client.consistency(seen, cp.size).await.ok();
+            let ok = proof.and_then(|p| decode_b64_hashes(&p)).is_some_and(|p| {
+                merkle::verify_consistency(seen, cp.size, &seen_cp.root, &cp.root, &p).is_ok()
+            });
+            if !ok {
+                return Ok(Some(discrepancy(
+                    at_cp,
+                    &format!("consistency with checkpoint {seen} seen before (a fork)"),
+                    format!("a tree extending root {}", hex::encode(seen_cp.root)),
+                    format!("root {} and no valid proof", hex::encode(cp.root)),
+                )));
+            }
+        } else if cp.root != seen_cp.root {
+            return Ok(Some(discrepancy(
+                at_cp,
+                "the same size signs the same root",
+                hex::encode(seen_cp.root),
+                hex::encode(cp.root),
+            )));
+        }
+    }
+    if cp.size < mirror.size {
+        return Ok(Some(discrepancy(
+            at_cp,
+            "the checkpoint covers the entries already verified",
+            format!("at least {}", mirror.size),
+            cp.size,
+        )));
+    }
+
+    // 2. Leaves up to the checkpoint, page by page, the next page fetched while one is checked.
+    let bar = opts.progress.then(|| {
+        let bar = crate::demo::progress_bar(cp.size, "auditing");
+        bar.set_position(mirror.size);
+        bar.reset_eta();
+        bar
+    });
+    let mut touched = BTreeSet::new();
+    let fetch = |start: u64| {
+        let client = client.clone();
+        let end = (start + PAGE).min(cp.size);
+        tokio::spawn(async move { client.leaves_page(start, end).await })
+    };
+    let mut next = (mirror.size < cp.size).then(|| fetch(mirror.size));
+    while let Some(pending) = next.take() {
+        let mut leaves = pending
+            .await
+            .map_err(|e| AuditError::State(format!("fetching leaves: {e}")))??;
+        leaves.truncate((cp.size - mirror.size) as usize);
+        if leaves.is_empty() {
+            return Ok(Some(discrepancy(
+                format!("entry {}", mirror.size),
+                &format!("the leaves checkpoint {} covers are served", cp.size),
+                "a leaf",
+                "none",
+            )));
+        }
+        let after = mirror.size + leaves.len() as u64;
+        if after < cp.size {
+            next = Some(fetch(after));
+        }
+        let found = tokio::task::block_in_place(|| mirror.append_page(leaves, &mut touched))?;
+        if let Some(d) = found {
+            if let Some(bar) = &bar {
+                bar.abandon();
+            }
+            return Ok(Some(d));
+        }
+        if let Some(bar) = &bar {
+            bar.set_position(mirror.size);
+        }
+    }
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+
+    // 3. The tree: the mirror's root at the checkpoint's size is the signed root.
+    let root = mirror.root(cp.size)?;
+    if root != cp.root {
+        return Ok(Some(first_bad_entry(client, mirror, &cp).await?));
+    }
+    mirror.store.put_checkpoint(cp.size, &note)?;
+
+    // 4. Anchors: the server's records, and the chain's events, against the mirror's tree.
+    for rec in client.anchors(MAX_ANCHORS).await? {
+        if !matches!(rec.status, AnchorStatus::Confirmed | AnchorStatus::Final)
+            || rec.tree_size > mirror.size
+        {
+            continue;
+        }
+        let expected = hex::encode(mirror.root(rec.tree_size)?);
+        if rec.root != expected {
+            return Ok(Some(discrepancy(
+                format!("anchor {}", rec.tree_size),
+                "the server's anchor record holds the log's root",
+                expected,
+                rec.root,
+            )));
+        }
+        report.anchors_checked += 1;
+    }
+    if let Some((rpc_url, chain_id, contract)) = &opts.chain {
+        let chain = Chain::read_only(rpc_url, *chain_id, *contract).await?;
+        for (size, root) in chain.anchored_events().await? {
+            if size > mirror.size {
+                // Anchored beyond the checkpoint this run audited: checked on a later run.
+                continue;
+            }
+            let expected = mirror.root(size)?;
+            if root != expected {
+                return Ok(Some(discrepancy(
+                    format!("anchor {size}"),
+                    &format!("the root anchored on chain {chain_id} at {contract:#x}"),
+                    hex::encode(expected),
+                    hex::encode(root),
+                )));
+            }
+            report.anchors_checked += 1;
+        }
+    }
+
+    // 5. Balances: each account the new entries touched, as the server reports it.
+    for id in touched {
+        let before = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
+        let reported = client.account(&id).await?;
+        let after = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
+        let mine = StateView::account(&mirror.store, &id)
+            .map_err(|e| AuditError::State(format!("the mirror's account {id}: {e}")))?
+            .unwrap_or_default();
+        // The server's view is of some moment between the two readings of the clock.
+        let matches = [before, after]
+            .into_iter()
+            .any(|t| AccountView::new(&id, mine.clone(), t) == reported);
+        if !matches {
+            let expected = AccountView::new(&id, mine, after);
+            return Ok(Some(discrepancy(
+                format!("account {id}"),
+                "the account as the server reports it (balance, lots, links)",
+                serde_json::to_string(&expected).unwrap_or_default(),
+                serde_json::to_string(&reported).unwrap_or_default(),
+            )));
+        }
+        report.accounts_checked += 1;
+    }
+    Ok(None)
+}
+
+/// The checkpoint's root differs from the mirror's: finds the first entry whose bytes are not
+/// what the checkpoint commits to. The mirror's prefix of size k is consistent with the
+/// checkpoint for every k up to that entry and for none after, so a binary search over the
+/// server's consistency proofs names it in O(log n) requests.
+async fn first_bad_entry(
+    client: &Client,
+    mirror: &Mirror,
+    cp: &Checkpoint,
+) -> Result<Discrepancy, AuditError> {
+    let consistent = |k: u64| async move {
+        if k == 0 {
+            return Ok::<_, AuditError>(true);
+        }
+        let Ok(proof) = client.consistency(k, cp.size).await else {
+            return Ok(false);
+        };
+        let mine = mirror.root(k)?;
+        Ok(decode_b64_hashes(&proof)
+            .is_some_and(|p| merkle::verify_consistency(k, cp.size, &mine, &cp.root, &p).is_ok()))
+    };
+    // Invariant: prefix `lo` is consistent, prefix `hi` is not.
+    let (mut lo, mut hi) = (0u64, cp.size);
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if consistent(mid).await? {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    let index = hi - 1;
+    let bytes = mirror
+        .store
+        .leaf(index)?
+        .ok_or_else(|| AuditError::State(format!("mirror leaf {index} is missing")))?;
+    Ok(discrepancy(
+        format!("entry {index}"),
+        &format!(
+            "the leaf is the one checkpoint {} signs (its root {})",
+            cp.size,
+            hex::encode(cp.root)
+        ),
+        "a leaf hash the checkpoint's tree holds",
+        format!(
+            "the served leaf, hash {}",
+            hex::encode(merkle::leaf_hash(&bytes))
+        ),
+    ))
+}
+
+fn decode_b64_hashes(proof: &[String]) -> Option<Vec<Hash>> {
+    use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
+    proof
+        .iter()
+        .map(|h| {
+            B64.decode(h)
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+        })
+        .collect()
+}
+
+impl From<LedgerError> for AuditError {
+    fn from(e: LedgerError) -> Self {
+        AuditError::State(e.to_string())
+    }
+}

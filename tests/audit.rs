@@ -1,0 +1,470 @@
+//! `pointsledger audit` and `pointsledger verify --rpc` against the real `serve` process and a
+//! real anvil: a clean log passes and is then audited incrementally; each kind of tampering is
+//! caught and named at the right place:
+//!
+//! (a) a leaf's bytes changed in the store, (b) an entry removed, (c) a checkpoint signed over
+//! a forked tree, (d) effects miscomputed in a leaf (tree and checkpoints re-signed to match),
+//! (e) an on-chain root that disagrees, (f) a balance the server misreports.
+
+#[path = "common/chain.rs"]
+mod chain;
+mod common;
+#[path = "common/server.rs"]
+mod server;
+
+use chain::{deploy_with_fresh_key, Anvil};
+use common::*;
+use pointsledger::anchor::Chain;
+use pointsledger::checkpoint::{self, Checkpoint};
+use pointsledger::clock::DAY_MS;
+use pointsledger::keys;
+use pointsledger::ledger::DataDir;
+use pointsledger::merkle::{self, MemoryHashes};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A ledger with a story in it (two merchants, purchases, a referral, a redemption, a refund),
+/// checkpointed, its writer closed; returns the directory and the parties.
+fn seeded() -> (tempfile::TempDir, Vec<Party>) {
+    let mut f = Fixture::new();
+    let (shop, cafe, alice, bob, carol) = (
+        Party::new(),
+        Party::new(),
+        Party::new(),
+        Party::new(),
+        Party::new(),
+    );
+    f.register(&shop, &rules());
+    f.register(&cafe, &rules());
+    f.purchase(&shop, &alice, "first", 1_000).expect("purchase");
+    f.refer(&bob, &alice).expect("referral");
+    for i in 0..6 {
+        f.purchase(&shop, &alice, &format!("a{i}"), 2_000)
+            .expect("purchase");
+        f.purchase(&cafe, &bob, &format!("b{i}"), 1_500)
+            .expect("purchase");
+    }
+    f.purchase(&shop, &carol, "c0", 900).expect("purchase");
+    f.clock.advance(15 * DAY_MS);
+    f.redeem(&alice, &shop, "r1", 3_000, 500).expect("redeem");
+    f.purchase(&shop, &alice, "r1", 3_000).expect("purchase");
+    f.refund(&cafe, "b0", 1_500).expect("refund");
+    f.ledger.checkpoint().expect("checkpoint");
+    let Fixture { dir, .. } = f;
+    (dir, vec![shop, cafe, alice, bob, carol])
+}
+
+fn serve(data: &Path, log: &Path) -> server::Binary {
+    let data = data.to_str().expect("utf-8 path");
+    server::Binary::start(
+        &[
+            "--data",
+            data,
+            "--listen",
+            "127.0.0.1:0",
+            "--checkpoint-interval",
+            "100ms",
+        ],
+        &[],
+        log,
+    )
+}
+
+/// Runs `pointsledger audit ... --json`; returns whether it exited 0, its report and stderr.
+fn audit(url: &str, state: &Path, extra: &[&str]) -> (bool, Value, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_pointsledger"))
+        .args(["audit", "--server", url, "--json", "--state"])
+        .arg(state)
+        .args(extra)
+        .output()
+        .expect("run audit");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report = serde_json::from_str(stdout.trim()).unwrap_or(Value::Null);
+    (
+        out.status.success(),
+        report,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The place the audit names, asserting that it failed.
+fn failed_at(url: &str, state: &Path) -> (String, Value) {
+    let (ok, report, stderr) = audit(url, state, &[]);
+    assert!(!ok, "the audit passed: {report}");
+    assert_eq!(report["ok"], Value::Bool(false), "{report} {stderr}");
+    assert!(stderr.contains("audit failed at"), "{stderr}");
+    let d = report["discrepancy"].clone();
+    (d["at"].as_str().expect("at").to_owned(), d)
+}
+
+fn key(prefix: u8, n: u64) -> Vec<u8> {
+    let mut k = vec![prefix];
+    k.extend_from_slice(&n.to_be_bytes());
+    k
+}
+
+/// The store of a stopped ledger, opened raw, as someone with disk access would.
+fn raw(data: &Path) -> sled::Db {
+    sled::open(DataDir(data.to_owned()).db()).expect("open sled")
+}
+
+/// Rewrites leaf `index` with `change`, then recomputes the whole tree and re-signs every
+/// checkpoint with the log key: a history the operator forged consistently.
+fn forge(data: &Path, index: u64, change: impl FnOnce(&mut Value)) {
+    let db = raw(data);
+    let mut leaf: Value =
+        serde_json::from_slice(&db.get(key(b'L', index)).expect("get").expect("leaf"))
+            .expect("json");
+    change(&mut leaf);
+    db.insert(key(b'L', index), serde_json::to_vec(&leaf).expect("json"))
+        .expect("insert");
+    let mut tree = MemoryHashes::new();
+    for kv in db.scan_prefix([b'L']) {
+        let (_, bytes) = kv.expect("leaf");
+        tree.append(&merkle::leaf_hash(&bytes)).expect("append");
+    }
+    for (i, h) in tree.stored().iter().enumerate() {
+        db.insert(key(b'H', i as u64), h.to_vec()).expect("insert");
+    }
+    let log_key = keys::read_key_file(&DataDir(data.to_owned()).log_key()).expect("log key");
+    let config: Value =
+        serde_json::from_slice(&db.get(b"mconfig").expect("get").expect("config")).expect("json");
+    let origin = config["origin"].as_str().expect("origin").to_owned();
+    let sizes: Vec<u64> = db
+        .scan_prefix([b'C'])
+        .map(|kv| u64::from_be_bytes(kv.expect("cp").0[1..9].try_into().expect("8 bytes")))
+        .collect();
+    for size in sizes {
+        let cp = Checkpoint {
+            origin: origin.clone(),
+            size,
+            root: merkle::root(size, &tree).expect("root"),
+        };
+        let note = checkpoint::sign_checkpoint(&cp, &log_key).expect("sign");
+        db.insert(key(b'C', size), note.as_bytes()).expect("insert");
+    }
+    db.flush().expect("flush");
+}
+
+struct Case {
+    dir: tempfile::TempDir,
+    parties: Vec<Party>,
+    log: PathBuf,
+}
+
+impl Case {
+    fn new() -> Case {
+        let (dir, parties) = seeded();
+        let log = dir.path().join("serve.log");
+        Case { dir, parties, log }
+    }
+
+    fn data(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn state(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("audit-{name}"))
+    }
+
+    /// Serves the ledger, runs `f` against the URL, stops the server.
+    fn with_server<T>(&self, f: impl FnOnce(&server::Api) -> T) -> T {
+        let server = serve(self.data(), &self.log);
+        let out = f(&server.api);
+        server.stop();
+        out
+    }
+}
+
+#[test]
+fn a_clean_log_passes_and_is_audited_incrementally() {
+    let case = Case::new();
+    let state = case.state("clean");
+    let size = raw(case.data()).scan_prefix([b'L']).count() as u64;
+    let (ok, report, stderr) = case.with_server(|api| audit(&api.base, &state, &[]));
+    assert!(ok, "{report} {stderr}");
+    assert_eq!(report["ok"], Value::Bool(true));
+    assert_eq!(report["entries"], serde_json::json!(size));
+    assert_eq!(report["new_entries"], serde_json::json!(size));
+    assert_eq!(report["checkpoint_size"], serde_json::json!(size));
+    // alice, bob and carol: the accounts whose points moved (merchants hold none).
+    assert_eq!(report["accounts_checked"], serde_json::json!(3), "{report}");
+    assert!(stderr.contains("pinned the log key"), "{stderr}");
+
+    // More entries through the server: the next run verifies only those, against the pinned
+    // key and the checkpoint it saw before.
+    let operator =
+        keys::read_key_file(&DataDir(case.data().to_owned()).operator_key()).expect("op key");
+    let signer = server::Signer::new(operator);
+    let (shop, alice) = (&case.parties[0], &case.parties[2]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    let (ok, report, stderr) = case.with_server(|api| {
+        rt.block_on(async {
+            for i in 0..3 {
+                api.accept(&signer.purchase(shop, alice, &format!("late{i}"), 700))
+                    .await;
+            }
+            api.tree().await
+        });
+        audit(&api.base, &state, &[])
+    });
+    assert!(ok, "{report} {stderr}");
+    assert_eq!(report["new_entries"], serde_json::json!(3));
+    assert_eq!(report["entries"], serde_json::json!(size + 3));
+
+    // Another log key than the pinned one is refused.
+    let other = checkpoint::verifier_key("other.log", &keys::generate().verifying_key());
+    let (ok, _, stderr) = case.with_server(|api| audit(&api.base, &state, &["--log-key", &other]));
+    assert!(!ok && stderr.contains("pins the log key"), "{stderr}");
+}
+
+#[test]
+fn a_changed_leaf_is_named() {
+    // (a) One byte more in leaf 5: it still decodes, verifies and replays, but it is not the
+    // leaf the tree holds.
+    let case = Case::new();
+    let db = raw(case.data());
+    let mut bytes = db.get(key(b'L', 5)).expect("get").expect("leaf").to_vec();
+    bytes.insert(1, b' ');
+    db.insert(key(b'L', 5), bytes).expect("insert");
+    db.flush().expect("flush");
+    drop(db);
+    let (at, d) = case.with_server(|api| failed_at(&api.base, &case.state("a")));
+    assert_eq!(at, "entry 5", "{d}");
+}
+
+#[test]
+fn a_removed_entry_is_named() {
+    // (b) Entry 7 is gone from the store: the server serves 8 where 7 should be.
+    let case = Case::new();
+    let db = raw(case.data());
+    db.remove(key(b'L', 7)).expect("remove");
+    db.flush().expect("flush");
+    drop(db);
+    let (at, d) = case.with_server(|api| failed_at(&api.base, &case.state("b")));
+    assert_eq!(at, "entry 7", "{d}");
+    assert_eq!(
+        (d["expected"].as_str(), d["found"].as_str()),
+        (Some("7"), Some("8"))
+    );
+}
+
+#[test]
+fn a_forked_checkpoint_is_caught_by_a_returning_auditor() {
+    // (c) The auditor saw the honest checkpoint. The operator then rewrites entry 3, re-signs
+    // a tree over the rewritten history, and grows it: the new checkpoint is validly signed
+    // but not an extension of the one the auditor holds.
+    let case = Case::new();
+    let state = case.state("c");
+    let (ok, report, stderr) = case.with_server(|api| audit(&api.base, &state, &[]));
+    assert!(ok, "{report} {stderr}");
+    let seen = report["checkpoint_size"].as_u64().expect("size");
+    forge(case.data(), 3, |leaf| {
+        leaf["timestamp_ms"] = serde_json::json!(leaf["timestamp_ms"].as_u64().expect("ts") + 1);
+    });
+    let operator =
+        keys::read_key_file(&DataDir(case.data().to_owned()).operator_key()).expect("op key");
+    let signer = server::Signer::new(operator);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    let (at, d) = case.with_server(|api| {
+        rt.block_on(async {
+            api.accept(&signer.purchase(&case.parties[0], &case.parties[4], "fork", 100))
+                .await;
+            api.tree().await
+        });
+        failed_at(&api.base, &state)
+    });
+    assert_eq!(at, format!("checkpoint {}", seen + 1), "{d}");
+    assert!(
+        d["what"].as_str().is_some_and(|w| w.contains("fork")),
+        "{d}"
+    );
+}
+
+#[test]
+fn miscomputed_effects_are_named_even_with_a_consistent_tree() {
+    // (d) Entry 4's effects credit one point more; tree and checkpoints are recomputed and
+    // re-signed to match, so only the replay can tell.
+    let case = Case::new();
+    forge(case.data(), 4, |leaf| {
+        let delta = &mut leaf["effects"]["changes"][0]["delta"];
+        *delta = serde_json::json!(delta.as_i64().expect("delta") + 1);
+    });
+    let (at, d) = case.with_server(|api| failed_at(&api.base, &case.state("d")));
+    assert_eq!(at, "entry 4", "{d}");
+    assert!(
+        d["what"].as_str().is_some_and(|w| w.contains("effects")),
+        "{d}"
+    );
+}
+
+#[test]
+fn a_misreported_balance_is_named() {
+    // (f) One of alice's lots disappears from the server's derived state: the log is intact,
+    // but the account the server reports is not the one the log adds up to.
+    let case = Case::new();
+    let alice = &case.parties[2];
+    let db = raw(case.data());
+    let mut prefix = vec![b'T'];
+    prefix.extend_from_slice(alice.id.as_bytes());
+    prefix.push(b'/');
+    let (lot, _) = db
+        .scan_prefix(&prefix)
+        .next()
+        .expect("a lot")
+        .expect("read");
+    db.remove(lot).expect("remove");
+    db.flush().expect("flush");
+    drop(db);
+    let (at, d) = case.with_server(|api| failed_at(&api.base, &case.state("f")));
+    assert_eq!(at, format!("account {}", alice.id), "{d}");
+}
+
+#[test]
+fn on_chain_anchors_are_checked_and_receipts_verified_against_the_chain() {
+    let case = Case::new();
+    let anvil = Anvil::start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    let (_, settings, contract) = deploy_with_fresh_key(&rt, &anvil, case.data());
+    let contract_s = format!("{contract:#x}");
+    let chain = rt
+        .block_on(Chain::connect(&settings, contract))
+        .expect("connect");
+    let send = |size: u64, root: [u8; 32], proof: Vec<[u8; 32]>| {
+        rt.block_on(async {
+            let nonce = chain.next_nonce().await.expect("nonce");
+            let price = chain.gas_price().await.expect("price");
+            chain
+                .send_anchor(size, root, proof, nonce, price)
+                .await
+                .expect("send");
+        });
+    };
+    let chain_args = ["--rpc", &anvil.url, "--contract", &contract_s];
+
+    // The honest root at a size inside the log passes, and a receipt verifies against it.
+    let db = raw(case.data());
+    let size = db.scan_prefix([b'L']).count() as u64;
+    drop(db);
+    let (honest_size, honest_root) = {
+        let (store, _) = pointsledger::ledger::open_store(case.data()).expect("store");
+        let root = merkle::root(size - 2, &store).expect("root");
+        (size - 2, root)
+    };
+    send(honest_size, honest_root, Vec::new());
+    let log_key = {
+        let (store, config) = pointsledger::ledger::open_store(case.data()).expect("store");
+        drop(store);
+        let key = keys::read_key_file(&DataDir(case.data().to_owned()).log_key()).expect("key");
+        checkpoint::verifier_key(&config.log.origin, &key.verifying_key())
+    };
+    let (ok, report, stderr) =
+        case.with_server(|api| audit(&api.base, &case.state("e-good"), &chain_args));
+    assert!(ok, "{report} {stderr}");
+    assert!(
+        report["anchors_checked"].as_u64().expect("n") >= 1,
+        "{report}"
+    );
+
+    // `verify --rpc`: a receipt against the checkpoint of size `size` is covered by an anchor
+    // of `honest_size` only if the chain holds the checkpoint's own root; it does not yet.
+    let receipt = case.dir.path().join("receipt.tlog-proof");
+    let pl = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_pointsledger"))
+            .args(args)
+            .output()
+            .expect("run")
+    };
+    let receipt_s = receipt.to_str().expect("utf-8").to_owned();
+    let out = case.with_server(|api| {
+        pl(&[
+            "receipt", "--server", &api.base, "--index", "2", "--out", &receipt_s,
+        ])
+    });
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let verify = |extra: &[&str]| {
+        let mut args = vec!["verify", "--log-key", &log_key, &receipt_s];
+        args.extend_from_slice(extra);
+        pl(&args)
+    };
+    let out = verify(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = verify(&chain_args);
+    assert!(!out.status.success(), "not anchored at its size yet");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the chain holds root"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // (e) The chain gets a root at `size` that is not the log's (the contract checks the
+    // proof from the last anchor, so the operator forges one that passes: the contract only
+    // sees roots). A fresh contract takes it as its first anchor.
+    let forged = merkle::leaf_hash(b"not this log");
+    std::fs::create_dir_all(case.state("evm2")).expect("mkdir");
+    let (_, settings2, contract2) = deploy_with_fresh_key(&rt, &anvil, &case.state("evm2"));
+    let chain2 = rt
+        .block_on(Chain::connect(&settings2, contract2))
+        .expect("connect");
+    rt.block_on(async {
+        let nonce = chain2.next_nonce().await.expect("nonce");
+        let price = chain2.gas_price().await.expect("price");
+        chain2
+            .send_anchor(size - 1, forged, Vec::new(), nonce, price)
+            .await
+            .expect("send");
+    });
+    let contract2_s = format!("{contract2:#x}");
+    let bad_args = [
+        "--rpc",
+        anvil.url.as_str(),
+        "--contract",
+        contract2_s.as_str(),
+    ];
+    let (ok, report, stderr) =
+        case.with_server(|api| audit(&api.base, &case.state("e-bad"), &bad_args));
+    assert!(!ok, "{report}");
+    assert_eq!(
+        report["discrepancy"]["at"],
+        serde_json::json!(format!("anchor {}", size - 1)),
+        "{report} {stderr}"
+    );
+    assert_eq!(
+        report["discrepancy"]["found"],
+        serde_json::json!(hex::encode(forged))
+    );
+
+    // Once the honest contract holds the receipt's own size, `verify --rpc` passes: a
+    // .tlog-proof carries no anchor, so the chain must hold the checkpoint's root itself.
+    let (store, _) = pointsledger::ledger::open_store(case.data()).expect("store");
+    let full_root = merkle::root(size, &store).expect("root");
+    let proof = merkle::prove_consistency(honest_size, size, &store).expect("proof");
+    drop(store);
+    send(size, full_root, proof);
+    let out = verify(&chain_args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["anchored"]["tree_size"], serde_json::json!(size));
+}
