@@ -3,8 +3,9 @@
 //! Throughput only means something beside a ceiling measured on the same cores in the same run,
 //! so the benchmark first measures raw Ed25519 verification (one core, all cores, batched on all
 //! cores), then durable ingest of purchase entries (one signature each) and redeem entries (two)
-//! through the real sequencer pipeline with signature checks on, then inclusion proof generation
-//! from a sled-backed tree. It ends with one `NAME VALUE UNIT` line per figure.
+//! through the real sequencer pipeline with signature checks on, then a full audit of that
+//! ledger over loopback HTTP (`pointsledger audit` with a fresh mirror), then inclusion proof
+//! generation from a sled-backed tree. It ends with one `NAME VALUE UNIT` line per figure.
 //!
 //! `pointsledger bench http` is the same idea over the network: a load generator that keeps
 //! many keep-alive connections busy against a running server.
@@ -58,6 +59,16 @@ pub fn run(dir: &Path, entries: u64, tree_size: u64) -> Result<()> {
         "ingest_redeem_vs_batch_ceiling".into(),
         100.0 * 2.0 * redeems / batched,
         "% (2 sigs/entry)",
+    ));
+
+    // Purchases carry one signature and redeems two: 1.5 per entry on average (plus one
+    // registration), which the ratio accounts for.
+    let audit = audit_rate(&dir.join("ingest"), &dir.join("audit"))?;
+    figures.push(("audit".into(), audit, "entries/s"));
+    figures.push((
+        "audit_vs_batch_ceiling".into(),
+        100.0 * 1.5 * audit / batched,
+        "% (1.5 sigs/entry)",
     ));
 
     let (p50, p99) = inclusion_latency(&dir.join("tree"), tree_size)?;
@@ -219,8 +230,50 @@ fn ingest(dir: &Path, n: u64) -> Result<(f64, f64)> {
             )
         })
         .collect::<Result<_>>()?;
-    let (_, redeem_rate) = pump(ledger, redeems, "ingest redeems")?;
+    let (mut ledger, redeem_rate) = pump(ledger, redeems, "ingest redeems")?;
+    ledger.checkpoint()?;
     Ok((purchase_rate, redeem_rate))
+}
+
+/// Serves the ledger in `dir` on a loopback port and audits it from scratch with a fresh
+/// mirror, as `pointsledger audit` does; returns the audit's entries per second.
+fn audit_rate(dir: &Path, state: &Path) -> Result<f64> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let clock: Arc<dyn crate::clock::Clock> = Arc::new(SystemClock);
+        let ledger = Ledger::open(dir, clock.clone())?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(crate::server::serve(
+            ledger,
+            clock,
+            crate::server::Settings::default(),
+            listener,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        eprintln!("bench: auditing the ingest ledger over HTTP");
+        let report = crate::audit::run(&crate::audit::AuditOptions {
+            server: url,
+            state: state.to_owned(),
+            log_key: None,
+            chain: None,
+            progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        })
+        .await;
+        let _ = stop.send(());
+        server.await??;
+        let report = report?;
+        if let Some(d) = report.discrepancy {
+            bail!("the audit of the benchmark's own ledger failed: {d}");
+        }
+        Ok(report.entries_per_second)
+    })
 }
 
 /// Builds a tree of `size` leaves in sled, then times 10,000 inclusion proofs at random indexes
