@@ -23,13 +23,7 @@ RPC="http://127.0.0.1:$PORT"
 "$ANVIL" --port "$PORT" --silent --config-out "$WORK/anvil.json" >"$WORK/anvil.log" 2>&1 &
 ANVIL_PID=$!
 
-rpc() { # method, params (JSON) -> result (JSON)
-  node -e '
-    fetch(process.argv[1], {method: "POST", headers: {"content-type": "application/json"},
-      body: JSON.stringify({jsonrpc: "2.0", id: 1, method: process.argv[2], params: JSON.parse(process.argv[3])})})
-      .then(r => r.json()).then(j => { if (j.error) { console.error(JSON.stringify(j.error)); process.exit(1) }
-        console.log(JSON.stringify(j.result)) }).catch(() => process.exit(1))' "$RPC" "$1" "$2"
-}
+. "$ROOT/scripts/lib/rpc.sh"
 for _ in $(seq 1 100); do
   rpc eth_chainId '[]' >/dev/null 2>&1 && break
   sleep 0.1

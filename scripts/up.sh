@@ -56,13 +56,7 @@ stop_all() {
 }
 trap stop_all EXIT INT TERM
 
-rpc() { # method, params (JSON) -> result (JSON)
-  node -e '
-    fetch(process.argv[1], {method: "POST", headers: {"content-type": "application/json"},
-      body: JSON.stringify({jsonrpc: "2.0", id: 1, method: process.argv[2], params: JSON.parse(process.argv[3])})})
-      .then(r => r.json()).then(j => { if (j.error) { console.error(JSON.stringify(j.error)); process.exit(1) }
-        console.log(JSON.stringify(j.result)) }).catch(() => process.exit(1))' "$RPC" "$1" "$2"
-}
+. scripts/lib/rpc.sh
 
 say "starting anvil on $RPC (state in $CHAIN_DIR)"
 rpc eth_chainId '[]' >/dev/null 2>&1 && die "something already answers on $RPC; stop it or set ANVIL_PORT"

@@ -128,35 +128,8 @@ fn artifact() -> Result<(Abi, Bytes), ChainError> {
     Ok((abi, code))
 }
 
-async fn client(settings: &ChainSettings) -> Result<Arc<Client>, ChainError> {
-    let err = rpc(&settings.rpc_url);
-    let provider = Provider::<Http>::try_from(settings.rpc_url.as_str())
-        .map_err(|e| err(e.to_string()))?
-        .interval(Duration::from_millis(100));
-    let actual = provider
-        .get_chainid()
-        .await
-        .map_err(|e| err(e.to_string()))?
-        .as_u64();
-    if actual != settings.chain_id {
-        return Err(ChainError::WrongChain {
-            expected: settings.chain_id,
-            actual,
-        });
-    }
-    // The secret is read with the same permission checks as every key of the ledger.
-    let secret = keys::read_key_file(&settings.evm_key)
-        .map_err(|e| ChainError::Key(e.to_string()))?
-        .to_bytes();
-    let wallet = LocalWallet::from_bytes(&secret)
-        .map_err(|_| ChainError::Key("not a valid secp256k1 secret key".into()))?
-        .with_chain_id(settings.chain_id);
-    Ok(Arc::new(SignerMiddleware::new(provider, wallet)))
-}
-
-/// Connects to the chain at `rpc_url` for reading only: the wallet is a throwaway that never
-/// signs, so auditors need no key.
-async fn read_only_client(rpc_url: &str, chain_id: u64) -> Result<Arc<Client>, ChainError> {
+/// A provider for `rpc_url` whose node must report `chain_id`.
+async fn provider(rpc_url: &str, chain_id: u64) -> Result<Provider<Http>, ChainError> {
     let err = rpc(rpc_url);
     let provider = Provider::<Http>::try_from(rpc_url)
         .map_err(|e| err(e.to_string()))?
@@ -172,6 +145,25 @@ async fn read_only_client(rpc_url: &str, chain_id: u64) -> Result<Arc<Client>, C
             actual,
         });
     }
+    Ok(provider)
+}
+
+async fn client(settings: &ChainSettings) -> Result<Arc<Client>, ChainError> {
+    let provider = provider(&settings.rpc_url, settings.chain_id).await?;
+    // The secret is read with the same permission checks as every key of the ledger.
+    let secret = keys::read_key_file(&settings.evm_key)
+        .map_err(|e| ChainError::Key(e.to_string()))?
+        .to_bytes();
+    let wallet = LocalWallet::from_bytes(&secret)
+        .map_err(|_| ChainError::Key("not a valid secp256k1 secret key".into()))?
+        .with_chain_id(settings.chain_id);
+    Ok(Arc::new(SignerMiddleware::new(provider, wallet)))
+}
+
+/// Connects to the chain at `rpc_url` for reading only: the wallet is a throwaway that never
+/// signs, so auditors need no key.
+async fn read_only_client(rpc_url: &str, chain_id: u64) -> Result<Arc<Client>, ChainError> {
+    let provider = provider(rpc_url, chain_id).await?;
     let wallet = LocalWallet::new(&mut rand::thread_rng()).with_chain_id(chain_id);
     Ok(Arc::new(SignerMiddleware::new(provider, wallet)))
 }

@@ -33,6 +33,30 @@ pub struct Cli {
     command: Command,
 }
 
+/// A chain to read anchors from (`audit`, `verify`); no key needed.
+#[derive(clap::Args, Debug)]
+struct ChainRead {
+    /// A chain RPC URL: check anchors against the contract (with --contract).
+    #[arg(long, requires = "contract")]
+    rpc: Option<String>,
+    /// The LedgerAnchor contract's address (with --rpc).
+    #[arg(long, requires = "rpc")]
+    contract: Option<String>,
+    /// The chain id the RPC endpoint must report.
+    #[arg(long, default_value_t = crate::anchor::chain::DEFAULT_CHAIN_ID)]
+    chain_id: u64,
+}
+
+impl ChainRead {
+    /// `(rpc, chain id, contract)` when both --rpc and --contract are given.
+    fn resolve(self) -> Result<Option<(String, u64, ethers::types::Address)>> {
+        match (self.rpc, self.contract) {
+            (Some(rpc), Some(c)) => Ok(Some((rpc, self.chain_id, parse_contract(&c)?))),
+            _ => Ok(None),
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Generate a key into a new 0600 file and print its public id (with --evm, the EVM
@@ -177,15 +201,8 @@ enum Command {
         log_key: String,
         /// The receipt: a .tlog-proof file, or the JSON of `receipt --anchored`.
         proof: PathBuf,
-        /// A chain RPC URL: check the anchor the receipt carries against the contract.
-        #[arg(long, requires = "contract")]
-        rpc: Option<String>,
-        /// The LedgerAnchor contract the anchor must be in (with --rpc).
-        #[arg(long, requires = "rpc")]
-        contract: Option<String>,
-        /// The chain id the RPC endpoint must report.
-        #[arg(long, default_value_t = crate::anchor::chain::DEFAULT_CHAIN_ID)]
-        chain_id: u64,
+        #[command(flatten)]
+        chain: ChainRead,
     },
     /// At the till, the consumer's side: sign a redemption, save it and show it as a QR code
     /// for the merchant to scan.
@@ -282,15 +299,8 @@ enum Command {
         /// first run (taken from the server if not given, and printed) and checked afterwards.
         #[arg(long)]
         log_key: Option<String>,
-        /// A chain RPC URL, to check the contract's anchors (with --contract).
-        #[arg(long, requires = "contract")]
-        rpc: Option<String>,
-        /// The LedgerAnchor contract's address (with --rpc).
-        #[arg(long, requires = "rpc")]
-        contract: Option<String>,
-        /// The chain id the RPC endpoint must report.
-        #[arg(long, default_value_t = crate::anchor::chain::DEFAULT_CHAIN_ID)]
-        chain_id: u64,
+        #[command(flatten)]
+        chain: ChainRead,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -535,16 +545,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Verify {
             log_key,
             proof,
-            rpc,
-            contract,
-            chain_id,
-        } => {
-            let chain = match (rpc, contract) {
-                (Some(rpc), Some(c)) => Some((rpc, chain_id, parse_contract(&c)?)),
-                _ => None,
-            };
-            verify(&log_key, &proof, chain)?
-        }
+            chain,
+        } => verify(&log_key, &proof, chain.resolve()?)?,
         Command::RedeemRequest {
             key,
             merchant,
@@ -608,11 +610,9 @@ fn run(cli: Cli) -> Result<()> {
             server,
             state,
             log_key,
-            rpc,
-            contract,
-            chain_id,
+            chain,
             json,
-        } => audit(server, state, log_key, rpc, contract, chain_id, json)?,
+        } => audit(server, state, log_key, chain.resolve()?, json)?,
         Command::Bench {
             http: Some(BenchHttp::Http(args)),
             ..
@@ -636,16 +636,10 @@ fn audit(
     server: String,
     state: PathBuf,
     log_key: Option<String>,
-    rpc: Option<String>,
-    contract: Option<String>,
-    chain_id: u64,
+    chain: Option<(String, u64, ethers::types::Address)>,
     json: bool,
 ) -> Result<()> {
     let log_key = log_key.map(|k| key_or_file(&k)).transpose()?;
-    let chain = match (rpc, contract) {
-        (Some(rpc), Some(c)) => Some((rpc, chain_id, parse_contract(&c)?)),
-        _ => None,
-    };
     let opts = crate::audit::AuditOptions {
         server,
         state,
