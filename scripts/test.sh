@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and test of the project: the contracts (toolchain install, Forge tests,
 # artifact freshness), then formatting, lints and every Rust test (unit, vector, property,
-# engine, CLI, HTTP, crash, and anchoring against a real anvil). This is the README's test
+# engine, CLI, HTTP, crash, anchoring against a real anvil, and the web explorer in headless
+# Chromium, whose dependencies scripts/browser-deps.sh installs first). This is the README's test
 # command and what CI runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,9 @@ cargo fmt --all --check
 
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --locked --all-targets -- -D warnings
+
+step "browser test dependencies (chromium, playwright-core)"
+scripts/browser-deps.sh
 
 step "cargo test (all targets)"
 cargo test --locked --all-targets

@@ -15,12 +15,14 @@
 //! - [`config`]: flags, environment variables and the TOML file.
 //! - `routes`: the handlers, their shared state and the layers (limits, timeouts, metrics).
 //! - [`error`]: [`ServerError`] and the status and code of every refusal.
+//! - `explorer`: the web explorer at `/`, its files embedded in the binary.
 //! - [`wire`]: the JSON shapes the service defines.
 //! - [`metrics`]: the Prometheus counters.
 //! - [`openapi`]: the generated OpenAPI document and descriptions of core types.
 
 pub mod config;
 pub mod error;
+mod explorer;
 pub mod metrics;
 pub mod openapi;
 mod routes;

@@ -213,6 +213,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/openapi.json", get(openapi_json))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .merge(super::explorer::routes())
         .fallback(fallback)
         .layer(DefaultBodyLimit::disable())
         .layer(layers)

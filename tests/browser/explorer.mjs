@@ -1,0 +1,213 @@
+// Drives headless Chromium through the web explorer, as tests/browser.rs asks:
+//
+//   node tests/browser/explorer.mjs CONFIG.json
+//
+// CONFIG names the server (`base_url`), the browser (`chromium`, `playwright_core`), what the
+// seeded ledger must show (`checkpoint_size`, `consumer`, `balance_total`, `merchant`,
+// `merchant_name`, `entry`), the log key (`verifier_key`, and `other_key` of another log),
+// receipts (`good_receipt`, `tampered`: [{name, text}]) and receipts of other logs that must
+// verify (`known_answers`: [{name, receipt, key}]); `screenshot`, if set, is where to write a
+// PNG of the overview. Prints one `ok - ...` or `not ok - ...` line per check and exits
+// non-zero if any failed.
+
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+const STEP_TIMEOUT_MS = 15_000;
+const TOTAL_TIMEOUT_MS = 120_000;
+// As the test brief fixes them: no sandbox (root in a container), no GPU, no network beyond
+// the page's own requests, a profile of its own.
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+const cfg = JSON.parse(readFileSync(process.argv[2], 'utf8'));
+const { chromium } = createRequire(import.meta.url)(cfg.playwright_core);
+
+setTimeout(() => {
+  console.log(`not ok - the whole run took more than ${TOTAL_TIMEOUT_MS / 1000} s`);
+  process.exit(2);
+}, TOTAL_TIMEOUT_MS).unref();
+
+let passed = 0;
+let failed = 0;
+async function check(name, fn) {
+  try {
+    const note = await fn();
+    passed += 1;
+    console.log(`ok - ${name}${note ? `: ${note}` : ''}`);
+  } catch (e) {
+    failed += 1;
+    const msg = String((e && e.message) || e).split('\n').slice(0, 4).join(' | ');
+    console.log(`not ok - ${name}: ${msg}`);
+  }
+}
+
+function assertEq(actual, expected, what) {
+  if (actual !== expected) throw new Error(`${what}: got ${JSON.stringify(actual)}, want ${JSON.stringify(expected)}`);
+}
+
+const fmt = (n) => new Intl.NumberFormat('en-US').format(n);
+
+const profile = mkdtempSync(path.join(tmpdir(), 'explorer-chromium-'));
+let context;
+try {
+  // A persistent context is how playwright takes a --user-data-dir of our choosing: a new,
+  // empty one for this run.
+  context = await chromium.launchPersistentContext(profile, {
+    executablePath: cfg.chromium,
+    headless: true,
+    args: CHROMIUM_ARGS,
+    viewport: { width: 1280, height: 800 },
+    timeout: 30_000,
+  });
+} catch (e) {
+  console.log(`not ok - start ${cfg.chromium}: ${String(e.message).split('\n')[0]}`);
+  rmSync(profile, { recursive: true, force: true });
+  process.exit(1);
+}
+
+const page = context.pages()[0] || (await context.newPage());
+page.setDefaultTimeout(STEP_TIMEOUT_MS);
+// Anything the page logs as an error, except the 404 the error check below provokes on
+// purpose, fails the run: a CSP violation or a script error shows up here.
+const consoleErrors = [];
+page.on('console', (m) => {
+  if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) consoleErrors.push(m.text());
+});
+page.on('pageerror', (e) => consoleErrors.push(`page error: ${e.message}`));
+
+const base = cfg.base_url.replace(/\/$/, '');
+const go = async (hash) => {
+  await page.goto(`${base}/${hash}`);
+};
+
+await check('overview shows the checkpoint size', async () => {
+  await go('#/');
+  const el = page.locator('#checkpoint-size');
+  await el.waitFor();
+  assertEq(await el.getAttribute('data-value'), String(cfg.checkpoint_size), 'checkpoint size');
+  assertEq((await el.textContent()).trim(), fmt(cfg.checkpoint_size), 'shown size');
+  await page.locator('#recent-entries tbody tr').first().waitFor();
+  await page.locator('#anchor-status').waitFor();
+  return `${cfg.checkpoint_size} entries`;
+});
+
+if (cfg.screenshot) {
+  await check('screenshot of the overview', async () => {
+    // Merchant names arrive after the table; wait for them so the picture shows them.
+    await page.waitForFunction(() =>
+      [...document.querySelectorAll('#recent-entries a[href^="#/merchant/"]')].every((a) => !a.classList.contains('mono')),
+    );
+    await page.evaluate(() => document.fonts.ready);
+    await page.screenshot({ path: cfg.screenshot, fullPage: false });
+    return cfg.screenshot;
+  });
+}
+
+await check("account page shows the consumer's balance and history", async () => {
+  await go(`#/account/${cfg.consumer}`);
+  const total = page.locator('#balance-total');
+  await total.waitFor();
+  assertEq(await total.getAttribute('data-value'), String(cfg.balance_total), 'balance');
+  assertEq((await total.textContent()).trim(), fmt(cfg.balance_total), 'shown balance');
+  const history = await page.locator('#history').textContent();
+  for (const reason of ['earn', 'redeem', 'referral reward']) {
+    if (!history.includes(reason)) throw new Error(`the history does not mention ${reason}`);
+  }
+  await page.locator('#lots tbody tr').first().waitFor();
+  return `balance ${cfg.balance_total}`;
+});
+
+await check('merchant page shows the program', async () => {
+  await go(`#/merchant/${cfg.merchant}`);
+  await page.locator('#rules').waitFor();
+  assertEq((await page.locator('#merchant-name').textContent()).trim(), cfg.merchant_name, 'name');
+});
+
+await check('entry page decodes the payload and checks its signature', async () => {
+  await go(`#/entry/${cfg.entry}`);
+  await page.locator('#payload').waitFor();
+  const payload = await page.locator('#payload').textContent();
+  if (!payload.includes('order_id')) throw new Error(`no decoded payload: ${payload}`);
+  await page.locator('.ok-text', { hasText: 'verif' }).waitFor();
+});
+
+await check('a missing entry shows a visible error', async () => {
+  await go('#/entry/987654');
+  const box = page.locator('.error-box');
+  await box.waitFor();
+  const text = await box.textContent();
+  if (!/not found/i.test(text)) throw new Error(`unexpected message: ${text}`);
+});
+
+async function verify(receipt, key, want) {
+  await page.fill('#verifier-key', key);
+  await page.fill('#receipt', receipt);
+  await page.click('#verify-button');
+  const verdict = page.locator('#verdict');
+  await verdict.waitFor();
+  const got = await verdict.getAttribute('data-verdict');
+  const word = (await page.locator('#verdict .verdict-word').textContent()).trim();
+  const reason = (await page.locator('#verdict-reason').textContent()).trim();
+  assertEq(got, want, `verdict (${reason})`);
+  assertEq(word, want.toUpperCase(), 'shown verdict');
+  return reason;
+}
+
+await check('the verify page fills the key only when asked, and says so', async () => {
+  await go('#/verify');
+  await page.locator('#verify-button').waitFor();
+  assertEq(await page.inputValue('#verifier-key'), '', 'key before asking');
+  await page.click('#fill-key');
+  await page.waitForFunction((k) => {
+    const input = document.getElementById('verifier-key');
+    return input !== null && input.value === k;
+  }, cfg.verifier_key);
+  await page.locator('#key-help', { hasText: 'proves nothing' }).waitFor();
+  await page.locator('.verify-form', { hasText: 'Filled in from' }).waitFor();
+  await page.fill('#verifier-key', '');
+});
+
+await check('good receipt is VALID', () => verify(cfg.good_receipt, cfg.verifier_key, 'valid'));
+
+for (const t of cfg.tampered) {
+  await check(`${t.name} is INVALID`, () => verify(t.text, cfg.verifier_key, 'invalid'));
+}
+
+for (const k of cfg.known_answers || []) {
+  await check(`${k.name} is VALID`, () => verify(k.receipt, k.key, 'valid'));
+}
+
+if (cfg.other_key) {
+  await check("good receipt under another log's key is INVALID", () =>
+    verify(cfg.good_receipt, cfg.other_key, 'invalid'),
+  );
+}
+
+await check('deep link #/verify/N loads the receipt', async () => {
+  await go(`#/verify/${cfg.entry}`);
+  await page.waitForFunction(() => {
+    const r = document.getElementById('receipt');
+    return r !== null && r.value.startsWith('c2sp.org/tlog-proof@v1');
+  });
+  return verify(await page.inputValue('#receipt'), cfg.verifier_key, 'valid');
+});
+
+await check('no console errors (CSP violations, script errors)', async () => {
+  if (consoleErrors.length) throw new Error(consoleErrors.join(' | '));
+});
+
+await context.close();
+rmSync(profile, { recursive: true, force: true });
+console.log(`explorer.mjs: ${passed} passed, ${failed} failed`);
+process.exit(failed === 0 ? 0 : 1);
