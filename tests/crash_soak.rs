@@ -5,9 +5,16 @@
 //! the last checkpoint), and an incremental `pointsledger audit` passes: signatures, replayed
 //! effects, the tree, consistency with the checkpoint it saw before the crash, balances.
 //!
-//! The test command runs the short soak (5 cycles); the long one is
-//! `cargo test --release --test crash_soak -- --ignored` (50 cycles).
+//! The same with the chain: the anvil node under an anchoring server is SIGKILLed and
+//! restarted (from its state file) while clients write; writes never stop, and after each
+//! restart the anchorer catches up, the chain holds the latest checkpoint's root and an audit
+//! with `--rpc` passes.
+//!
+//! The test command runs the short soaks (5 cycles each); the long ones are
+//! `cargo test --release --test crash_soak -- --ignored` (50 cycles each).
 
+#[path = "common/chain.rs"]
+mod chain;
 mod common;
 #[path = "common/server.rs"]
 mod server;
@@ -138,6 +145,173 @@ fn soak(cycles: usize) {
     server.stop();
 }
 
+/// Purchases from four clients until `stop` is set; returns how many were acknowledged.
+fn load(
+    rt: &tokio::runtime::Runtime,
+    api: &server::Api,
+    signer: &Arc<server::Signer>,
+    shop: &Arc<Party>,
+    consumers: &Arc<Vec<Party>>,
+    tag: &str,
+    stop: &Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<u64>> {
+    (0..4)
+        .map(|c| {
+            let (api, signer, shop, consumers, stop) = (
+                api.clone(),
+                signer.clone(),
+                shop.clone(),
+                consumers.clone(),
+                stop.clone(),
+            );
+            let tag = tag.to_owned();
+            rt.spawn(async move {
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let who = &consumers[(c + n as usize) % consumers.len()];
+                    let env = signer.purchase(&shop, who, &format!("{tag}-{c}-{n}"), 500);
+                    api.accept(&env).await;
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect()
+}
+
+fn chain_soak(cycles: usize) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("ledger");
+    ledger::init(&data, "soak.pointsledger.local").expect("init");
+    let operator = keys::read_key_file(&DataDir(data.clone()).operator_key()).expect("op key");
+    let signer = Arc::new(server::Signer::new(operator));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt");
+    let state_file = dir.path().join("chain.json");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let mut anvil = chain::Anvil::start_on(port, Some(&state_file));
+    // One block a second from here on, so that anchors reach their depth without help.
+    rt.block_on(chain::rpc(
+        &anvil.url,
+        "evm_setIntervalMining",
+        serde_json::json!([1]),
+    ));
+    let (key_file, settings, contract) = chain::deploy_with_fresh_key(&rt, &anvil, dir.path());
+    let contract_s = format!("{contract:#x}");
+    let url = anvil.url.clone();
+    let server = server::Binary::start(
+        &[
+            "--data",
+            data.to_str().expect("utf-8 path"),
+            "--listen",
+            "127.0.0.1:0",
+            "--checkpoint-interval",
+            "100ms",
+            "--contract",
+            &contract_s,
+            "--rpc-url",
+            &url,
+            "--evm-key",
+            key_file.to_str().expect("utf-8 path"),
+            "--confirmations",
+            "1",
+            "--anchor-interval",
+            "200ms",
+        ],
+        &[],
+        &dir.path().join("serve.log"),
+    );
+    let api = server.api.clone();
+    let shop = Arc::new(Party::new());
+    let consumers: Arc<Vec<Party>> = Arc::new((0..20).map(|_| Party::new()).collect());
+    rt.block_on(api.accept(&signer.register(&shop, &rules())));
+    let on_chain = rt
+        .block_on(pointsledger::anchor::Chain::connect(&settings, contract))
+        .expect("connect");
+    let mut rng = rand::thread_rng();
+    let state = dir.path().join("audit");
+    // anvil dumps its state every second: let the deployment reach the file first (a chain
+    // reset to before the contract existed is another failure, not this soak's).
+    std::thread::sleep(Duration::from_millis(1500));
+    for cycle in 0..cycles {
+        let stop = Arc::new(AtomicBool::new(false));
+        let clients = load(
+            &rt,
+            &api,
+            &signer,
+            &shop,
+            &consumers,
+            &format!("k{cycle}"),
+            &stop,
+        );
+        // The chain goes away at a random moment and comes back a moment later; the clients
+        // keep writing all along (every `accept` asserts a 200).
+        std::thread::sleep(Duration::from_millis(rng.gen_range(100..800)));
+        let port = anvil.kill();
+        std::thread::sleep(Duration::from_millis(rng.gen_range(100..1500)));
+        anvil = chain::Anvil::start_on(port, Some(&state_file));
+        rt.block_on(chain::rpc(
+            &anvil.url,
+            "evm_setIntervalMining",
+            serde_json::json!([1]),
+        ));
+        stop.store(true, Ordering::Relaxed);
+        let written: u64 = rt.block_on(async {
+            let mut n = 0;
+            for c in clients {
+                n += c.await.expect("client");
+            }
+            n
+        });
+        assert!(
+            written > 0,
+            "cycle {cycle}: no writes while the chain was away"
+        );
+        // The anchorer catches up: the chain ends up holding the latest checkpoint's root.
+        let (size, root) = rt.block_on(api.tree());
+        rt.block_on(async {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while on_chain.anchored().await.ok() != Some((size, root)) {
+                if std::time::Instant::now() > deadline {
+                    let (_, page) = api.get("/v1/anchors?limit=3").await;
+                    let chain_now = on_chain.anchored().await.ok();
+                    panic!("cycle {cycle}: the chain ({chain_now:?}) did not catch up with {size}: {page}");
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_pointsledger"))
+            .args([
+                "audit",
+                "--server",
+                &api.base,
+                "--json",
+                "--rpc",
+                &url,
+                "--contract",
+            ])
+            .arg(&contract_s)
+            .arg("--state")
+            .arg(&state)
+            .output()
+            .expect("audit");
+        assert!(
+            out.status.success(),
+            "cycle {cycle}: the audit failed: {} {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    server.stop();
+}
+
 #[test]
 fn short_crash_soak() {
     soak(5);
@@ -147,4 +321,15 @@ fn short_crash_soak() {
 #[ignore = "the long soak: cargo test --release --test crash_soak -- --ignored"]
 fn long_crash_soak() {
     soak(50);
+}
+
+#[test]
+fn short_chain_soak() {
+    chain_soak(5);
+}
+
+#[test]
+#[ignore = "the long soak: cargo test --release --test crash_soak -- --ignored"]
+fn long_chain_soak() {
+    chain_soak(50);
 }

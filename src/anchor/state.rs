@@ -213,20 +213,22 @@ impl Anchorer {
             now_ms().saturating_sub(t) >= self.policy.resend_after.as_millis() as u64
         });
         let dropped = !self.chain.knows(tx).await?;
-        if dropped || stale {
-            let nonce = U256::from(rec.nonce.unwrap_or_default());
+        let nonce = U256::from(rec.nonce.unwrap_or_default());
+        let next_nonce = self.chain.next_nonce().await?;
+        // The node forgot nonces before ours (it restarted from older state): ours can never be
+        // mined until they are used again.
+        let gapped = next_nonce < nonce;
+        if dropped || stale || gapped {
             let last = U256::from(rec.gas_price_wei.unwrap_or_default());
             // A replacement must pay at least 10% more; 25% leaves room for rounding.
             let bumped: U256 =
                 (last * U256::from(125u64) / U256::from(100u64)).max(self.chain.gas_price().await?);
             let price = bumped.min(self.policy.gas_price_ceiling);
-            let next_nonce = self.chain.next_nonce().await?;
-            // If the nonce was used by something else, start over with a fresh one.
-            let nonce = if next_nonce > nonce && dropped {
-                next_nonce
-            } else {
-                nonce
-            };
+            // A stuck transaction is replaced under its own nonce; a dropped or gapped one is
+            // sent afresh with the account's next nonce (its own if still free).
+            let nonce = if dropped || gapped { next_nonce } else { nonce };
+            // The proof starts from what the chain holds now, which a rollback can lower.
+            rec.from_size = anchored;
             match self.send(&mut rec, nonce, price).await {
                 Ok(()) => {}
                 Err(AnchorError::Chain(ChainError::Contract(msg)))
