@@ -55,6 +55,25 @@ pub enum LedgerError {
     /// A request names a leaf, size or range that does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// The data directory's volume has less free space than the writer keeps in reserve, so
+    /// the write is refused before it could fail half-way; it goes through once space returns.
+    #[error("the data volume has {free} bytes free, below the {reserve} bytes kept in reserve: writes are refused until space is freed (reads go on)")]
+    StorageFull {
+        /// Bytes free on the volume when the write was refused.
+        free: u64,
+        /// The reserve (`--min-free-bytes`).
+        reserve: u64,
+    },
+    /// An earlier group commit failed in the store; the store cannot be trusted with another
+    /// write until the ledger is reopened (what was acknowledged is on disk; what failed was
+    /// never acknowledged).
+    #[error("the store failed to commit a write ({0}); writes are refused until the ledger is reopened (restart the server); every acknowledged entry is on disk")]
+    WriterFailed(String),
+    /// The free space of the data volume could not be read, so no write is started.
+    #[error(
+        "the free space of the data volume cannot be read ({0}); writes are refused until it can"
+    )]
+    FreeSpaceUnknown(String),
     /// A leaf in the store does not decode.
     #[error("leaf {index} is corrupt: {reason}")]
     CorruptLeaf {
@@ -94,6 +113,7 @@ impl LedgerError {
             LedgerError::Envelope(_) => "malformed_envelope",
             LedgerError::Engine(e) => e.code(),
             LedgerError::NotFound(_) => "not_found",
+            LedgerError::StorageFull { .. } => "storage_full",
             _ => "unavailable",
         }
     }
@@ -157,6 +177,9 @@ impl Receipt {
     }
 }
 
+/// The name of a failed commit's marker, before the size (see [`DataDir::write_failed_marker`]).
+const WRITE_FAILED_PREFIX: &str = "write-failed.";
+
 /// Paths inside a data directory.
 #[derive(Debug, Clone)]
 pub struct DataDir(pub PathBuf);
@@ -173,6 +196,12 @@ impl DataDir {
     /// The sled database.
     pub fn db(&self) -> PathBuf {
         self.0.join("db")
+    }
+    /// An empty file left by a failed group commit, named after the log size before that
+    /// group (see [`Ledger::open`], which repairs the store from it). The size is in the name
+    /// because a full disk may still take a new empty file but not a byte of content.
+    pub fn write_failed_marker(&self, size: u64) -> PathBuf {
+        self.0.join(format!("{WRITE_FAILED_PREFIX}{size}"))
     }
 }
 
@@ -198,6 +227,32 @@ pub fn init(dir: &Path, origin: &str) -> Result<StoredConfig, LedgerError> {
     let store = Store::open(&data.db())?;
     store.put_config(&config)?;
     Ok(config)
+}
+
+/// The markers failed group commits left in `dir`, with the log size each names; the smallest
+/// size is the one to cut back to.
+fn write_failed_markers(dir: &Path) -> Result<Vec<(u64, PathBuf)>, LedgerError> {
+    let unreadable =
+        |e: std::io::Error| LedgerError::SelfCheck(format!("reading {}: {e}", dir.display()));
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(unreadable)? {
+        let entry = entry.map_err(unreadable)?;
+        let name = entry.file_name();
+        let Some(size) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(WRITE_FAILED_PREFIX))
+        else {
+            continue;
+        };
+        let size = size.parse().map_err(|_| {
+            LedgerError::SelfCheck(format!(
+                "{} does not name a log size; restore the data directory from a backup",
+                entry.path().display()
+            ))
+        })?;
+        found.push((size, entry.path()));
+    }
+    Ok(found)
 }
 
 /// Opens the store of an initialised ledger for reading.
@@ -241,7 +296,41 @@ pub struct Ledger {
     size: u64,
     /// Committed state the writer read recently (see [`WriterCache`]).
     cache: WriterCache,
+    /// The database directory, whose volume's free space is checked before every write.
+    db_dir: PathBuf,
+    /// The data directory, where a failed group commit is recorded (see
+    /// [`DataDir::write_failed_marker`]).
+    data: DataDir,
+    /// Free bytes the writer leaves on the volume: a group is refused, not started, below it,
+    /// because sled poisons itself for good on a failed write (see [`LedgerError::WriterFailed`]).
+    min_free_bytes: u64,
+    /// Why the last group commit failed, once one has: sled keeps the failed batch in memory
+    /// and refuses every later write, so the writer stops instead of building on it.
+    failed: Option<String>,
 }
+
+/// Why the writer refuses a whole group before sequencing it; one [`LedgerError`] per envelope
+/// is made from it.
+#[derive(Debug, Clone)]
+enum Blocked {
+    Full { free: u64, reserve: u64 },
+    Failed(String),
+    Unknown(String),
+}
+
+impl From<&Blocked> for LedgerError {
+    fn from(b: &Blocked) -> Self {
+        match b.clone() {
+            Blocked::Full { free, reserve } => LedgerError::StorageFull { free, reserve },
+            Blocked::Failed(why) => LedgerError::WriterFailed(why),
+            Blocked::Unknown(why) => LedgerError::FreeSpaceUnknown(why),
+        }
+    }
+}
+
+/// Free bytes the writer keeps on the data volume unless told otherwise: well above what one
+/// group of ordinary entries writes, so a group that starts also finishes.
+pub const DEFAULT_MIN_FREE_BYTES: u64 = 64 * 1024 * 1024;
 
 impl Ledger {
     /// Opens the ledger in `dir` and runs the start-up self-check.
@@ -252,6 +341,17 @@ impl Ledger {
             return Err(LedgerError::SelfCheck(
                 "keys/log.key is not the key this log was created with".into(),
             ));
+        }
+        let markers = write_failed_markers(dir)?;
+        let repair = markers.iter().map(|(size, _)| *size).min();
+        if let Some(size) = repair {
+            // sled does not keep a batch atomic when the disk fills under it: parts of the
+            // failed group may be on disk. None of it was acknowledged, so it all goes.
+            tracing::warn!(
+                size,
+                "the last group commit failed; cutting the log back to its last committed size and rebuilding derived state"
+            );
+            store.truncate_log(size)?;
         }
         if store.rebuild_pending()? {
             return Err(LedgerError::SelfCheck(
@@ -268,7 +368,7 @@ impl Ledger {
                 Leaf::decode(n - 1, &bytes)?.timestamp_ms
             }
         };
-        let ledger = Ledger {
+        let mut ledger = Ledger {
             store,
             config,
             log_key,
@@ -276,7 +376,19 @@ impl Ledger {
             last_ts,
             size,
             cache: WriterCache::default(),
+            db_dir: DataDir(dir.to_owned()).db(),
+            data: DataDir(dir.to_owned()),
+            min_free_bytes: DEFAULT_MIN_FREE_BYTES,
+            failed: None,
         };
+        if repair.is_some() {
+            ledger.rebuild(&|_| {})?;
+            for (_, path) in markers {
+                std::fs::remove_file(&path).map_err(|e| {
+                    LedgerError::SelfCheck(format!("removing {}: {e}", path.display()))
+                })?;
+            }
+        }
         ledger.self_check()?;
         Ok(ledger)
     }
@@ -328,6 +440,43 @@ impl Ledger {
         checkpoint::verifier_key(&self.config.log.origin, &self.log_key.verifying_key())
     }
 
+    /// Stops the writer after a failed group commit and records the size to cut back to, so
+    /// that the next [`Ledger::open`] drops whatever part of the group reached the disk.
+    fn commit_failed(&mut self, why: String) {
+        tracing::error!(error = %why, "a group commit failed; the writer refuses every later write");
+        // A small file outside sled: sled refuses every write after a failed one.
+        let marker = self.data.write_failed_marker(self.size);
+        if let Err(e) = std::fs::File::create(&marker) {
+            tracing::error!(error = %e, marker = %marker.display(),
+                "cannot record the failed commit; run `pointsledger rebuild` before serving again");
+        }
+        self.failed = Some(why);
+    }
+
+    /// Sets the free space the writer keeps on the data volume (0 turns the check off).
+    pub fn set_min_free_bytes(&mut self, bytes: u64) {
+        self.min_free_bytes = bytes;
+    }
+
+    /// Whether a write may start: the store has not failed, and the volume has more free space
+    /// than the reserve. Checked once per group (one `statvfs`); `Err` holds the refusal.
+    fn writable(&self) -> Result<(), Blocked> {
+        if let Some(why) = &self.failed {
+            return Err(Blocked::Failed(why.clone()));
+        }
+        if self.min_free_bytes == 0 {
+            return Ok(());
+        }
+        match fs2::available_space(&self.db_dir) {
+            Ok(free) if free < self.min_free_bytes => Err(Blocked::Full {
+                free,
+                reserve: self.min_free_bytes,
+            }),
+            Ok(_) => Ok(()),
+            Err(e) => Err(Blocked::Unknown(format!("{}: {e}", self.db_dir.display()))),
+        }
+    }
+
     /// Verifies, sequences and durably appends a batch of envelopes; one result per envelope,
     /// in order. An envelope identical to one already in the log gets the original receipt.
     pub fn submit(&mut self, envelopes: Vec<Envelope>) -> Vec<Result<Receipt, LedgerError>> {
@@ -340,6 +489,7 @@ impl Ledger {
         &mut self,
         envelopes: Vec<Envelope>,
     ) -> Result<Vec<Receipt>, (usize, LedgerError)> {
+        self.writable().map_err(|b| (0, LedgerError::from(&b)))?;
         let envelopes = verified(envelopes.into_iter().map(Ok).collect())
             .into_iter()
             .enumerate()
@@ -364,6 +514,7 @@ impl Ledger {
         self.cache = cache;
         if let Err(e) = result {
             self.last_ts = last_ts;
+            self.commit_failed(e.to_string());
             return Err((0, e.into()));
         }
         self.size = new_size;
@@ -376,6 +527,13 @@ impl Ledger {
         &mut self,
         items: Vec<Result<Envelope, LedgerError>>,
     ) -> Vec<Result<Receipt, LedgerError>> {
+        if let Err(blocked) = self.writable() {
+            // Refusals already made keep their own reason.
+            return items
+                .into_iter()
+                .map(|item| item.and_then(|_| Err(LedgerError::from(&blocked))))
+                .collect();
+        }
         let store = self.store.clone();
         let mut group = Group::new(&store, self.size, std::mem::take(&mut self.cache));
         let mut results: Vec<Result<Receipt, LedgerError>> = items
@@ -386,14 +544,13 @@ impl Ledger {
         let (result, cache) = group.commit();
         self.cache = cache;
         if let Err(e) = result {
-            // Nothing of the group is durable: every receipt of it is withdrawn.
+            // Nothing of the group is durable: every receipt of it is withdrawn, and the
+            // writer stops (see `failed`).
             let msg = e.to_string();
+            self.commit_failed(msg.clone());
             for r in results.iter_mut() {
                 if matches!(r, Ok(rc) if rc.index >= self.size) {
-                    *r = Err(LedgerError::Store(StoreError::Corrupt {
-                        key: "group commit".into(),
-                        reason: msg.clone(),
-                    }));
+                    *r = Err(LedgerError::WriterFailed(msg.clone()));
                 }
             }
             return results;

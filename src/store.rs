@@ -138,6 +138,35 @@ const META_SIZE: &[u8] = b"msize";
 const META_REBUILDING: &[u8] = b"mrebuilding";
 const META_ANCHOR_TARGET: &[u8] = b"manchor-target";
 
+/// Opens (creating if missing) the raw sled database in `dir` with the settings the ledger uses.
+///
+/// sled releases a closed database's file lock from a background thread, so a reopen right
+/// after a close (or a close by a process that just exited) can find it still held: that case
+/// is retried for up to ten seconds (a loaded machine can take that long to release it) before
+/// it is reported. Tools that inspect a stopped ledger's store open it through here too.
+pub fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
+    let mut attempt = 0;
+    loop {
+        let opened = sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::HighThroughput)
+            .flush_every_ms(None)
+            .open();
+        match opened {
+            // sled wraps the lock failure in an `Other` error naming it.
+            Err(sled::Error::Io(e))
+                if attempt < 500
+                    && (e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.to_string().contains("could not acquire lock")) =>
+            {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
 /// A handle on the database; cheap to clone, safe to read from any thread.
 #[derive(Clone)]
 pub struct Store {
@@ -155,34 +184,9 @@ const MAX_CACHED_HASHES: usize = 1 << 20;
 
 impl Store {
     /// Opens (creating if missing) the database in `dir`.
-    ///
-    /// sled releases a closed database's file lock from a background thread, so a reopen right
-    /// after a close (or a close by a process that just exited) can find it still held: that
-    /// case is retried for up to ten seconds (a loaded machine can take that long to release it)
-    /// before it is reported.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let mut attempt = 0;
-        let db = loop {
-            let opened = sled::Config::new()
-                .path(dir)
-                .mode(sled::Mode::HighThroughput)
-                .flush_every_ms(None)
-                .open();
-            match opened {
-                // sled wraps the lock failure in an `Other` error naming it.
-                Err(sled::Error::Io(e))
-                    if attempt < 500
-                        && (e.kind() == std::io::ErrorKind::WouldBlock
-                            || e.to_string().contains("could not acquire lock")) =>
-                {
-                    attempt += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                other => break other?,
-            }
-        };
         Ok(Store {
-            db,
+            db: open_db(dir)?,
             upper_hashes: Default::default(),
         })
     }
@@ -341,6 +345,32 @@ impl Store {
             }
             self.db.apply_batch(batch)?;
         }
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Cuts the log back to its first `size` leaves: removes later leaves, their tree hashes
+    /// and any checkpoint beyond `size`, and records `size`. Only for dropping what a failed
+    /// group commit may have left behind, none of which was acknowledged; derived state must be
+    /// rebuilt afterwards.
+    pub fn truncate_log(&self, size: u64) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        let ranges = [
+            (b'L', size),
+            (b'H', crate::merkle::stored_index_of_leaf(size)),
+            (b'C', size.saturating_add(1)),
+        ];
+        for (prefix, from) in ranges {
+            for k in self
+                .db
+                .range(num_key(prefix, from)..=num_key(prefix, u64::MAX))
+                .keys()
+            {
+                batch.remove(k?);
+            }
+        }
+        batch.insert(META_SIZE, &size.to_be_bytes());
+        self.db.apply_batch(batch)?;
         self.db.flush()?;
         Ok(())
     }

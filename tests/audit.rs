@@ -106,7 +106,7 @@ fn key(prefix: u8, n: u64) -> Vec<u8> {
 
 /// The store of a stopped ledger, opened raw, as someone with disk access would.
 fn raw(data: &Path) -> sled::Db {
-    sled::open(DataDir(data.to_owned()).db()).expect("open sled")
+    pointsledger::store::open_db(&DataDir(data.to_owned()).db()).expect("open sled")
 }
 
 /// Rewrites leaf `index` with `change`, then recomputes the whole tree and re-signs every

@@ -66,6 +66,11 @@ pub struct ServeArgs {
     /// [default: 512].
     #[arg(long, env = "POINTSLEDGER_MAX_CONCURRENCY", value_name = "N")]
     pub max_concurrency: Option<usize>,
+    /// Free bytes kept on the data volume: below this, writes get 503 `storage_full` (reads go
+    /// on) until space is freed; 0 turns the check off. Keep it above what one group can write
+    /// [default: 67108864, 64 MiB].
+    #[arg(long, env = "POINTSLEDGER_MIN_FREE_BYTES", value_name = "BYTES")]
+    pub min_free_bytes: Option<u64>,
     /// The LedgerAnchor contract (`0x` address) to anchor checkpoints to; anchoring is on when
     /// this is set, and needs `--evm-key` too.
     #[arg(
@@ -178,6 +183,7 @@ struct FileConfig {
     checkpoint_interval: Option<DurationSetting>,
     max_group: Option<usize>,
     max_concurrency: Option<usize>,
+    min_free_bytes: Option<u64>,
     contract: Option<String>,
     rpc_url: Option<String>,
     chain_id: Option<u64>,
@@ -205,6 +211,8 @@ pub struct Settings {
     pub max_group: usize,
     /// Most requests handled at once.
     pub max_concurrency: usize,
+    /// Free bytes the writer keeps on the data volume (0: no check).
+    pub min_free_bytes: u64,
     /// Anchoring to an EVM chain, if on.
     pub anchor: Option<AnchorSettings>,
 }
@@ -219,6 +227,7 @@ impl Default for Settings {
             checkpoint_interval: Duration::from_secs(1),
             max_group: 4096,
             max_concurrency: 512,
+            min_free_bytes: crate::ledger::DEFAULT_MIN_FREE_BYTES,
             anchor: None,
         }
     }
@@ -312,6 +321,10 @@ impl ServeConfig {
                 .max_concurrency
                 .or(file.max_concurrency)
                 .unwrap_or(d.max_concurrency),
+            min_free_bytes: args
+                .min_free_bytes
+                .or(file.min_free_bytes)
+                .unwrap_or(d.min_free_bytes),
             anchor: anchor_settings(args, &file)?,
         };
         settings.validate()?;

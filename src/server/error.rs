@@ -15,7 +15,7 @@
 //! | 409 | `nonce_reused`, `order_exists`, `merchant_exists`, `address_linked` |
 //! | 413 | `too_large`, `too_many_entries` |
 //! | 422 | every other engine code (`insufficient_points`, `unknown_merchant`, ...) |
-//! | 503 | `unavailable` (the store or the writer cannot take the request) |
+//! | 503 | `storage_full` (the data volume is below its free-space reserve; reads go on), `unavailable` (the store or the writer cannot take the request) |
 //!
 //! Responses produced outside the handlers (unknown routes, wrong methods, timeouts, bodies over
 //! the limit) are rewritten into the same shape by [`json_errors`].
@@ -136,6 +136,7 @@ pub fn ledger_status(e: &LedgerError) -> (StatusCode, &'static str) {
             ErrorClass::Rule => (StatusCode::UNPROCESSABLE_ENTITY, e.code()),
             ErrorClass::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         },
+        LedgerError::StorageFull { .. } => (StatusCode::SERVICE_UNAVAILABLE, "storage_full"),
         // Store, key, tree and checkpoint failures, corrupt leaves and a missing leaf behind a
         // recorded digest all mean the store cannot serve the request.
         _ => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),

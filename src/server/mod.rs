@@ -61,6 +61,8 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     settings.validate()?;
+    let mut ledger = ledger;
+    ledger.set_min_free_bytes(settings.min_free_bytes);
     let store = ledger.store().clone();
     let config = ledger.config().clone();
     let log = routes::LogIdentity {
