@@ -2,8 +2,8 @@
 # Runs every check and test of the project: the contracts (toolchain install, Forge tests,
 # artifact freshness), then formatting, lints and every Rust test (unit, vector, property,
 # engine, CLI, HTTP, crash, anchoring against a real anvil, and the web explorer in headless
-# Chromium, whose dependencies scripts/browser-deps.sh installs first). This is the README's test
-# command and what CI runs.
+# Chromium, whose dependencies scripts/browser-deps.sh installs first), then a short run of every
+# fuzz target. This is the README's test command and what CI runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,3 +23,6 @@ scripts/browser-deps.sh
 
 step "cargo test (all targets)"
 cargo test --locked --all-targets
+
+step "fuzz smoke run (scripts/fuzz.sh: every target, 10 s each)"
+scripts/fuzz.sh 10
