@@ -112,6 +112,7 @@ consumer=$(sed -n 's/.*"example_consumer":"\([0-9a-f]*\)".*/\1/p' "$DATA/demo-su
 cat <<MSG
 
 == pointsledger is up (Ctrl-C stops the server and the chain)
+  explorer:      http://$LISTEN/
   API:           http://$LISTEN/v1/log   http://$LISTEN/v1/checkpoint   http://$LISTEN/v1/openapi.json
   anchors:       http://$LISTEN/v1/anchors
   an account:    http://$LISTEN/v1/accounts/${consumer:-<consumer id>}

@@ -18,6 +18,7 @@ mod server;
 use chain::{deploy_with_fresh_key, ethers_address, rpc, Anvil};
 use common::*;
 use pointsledger::anchor::{self, AnchorPolicy, AnchorStatus, Anchorer, Chain, ChainSettings};
+use pointsledger::merkle::MemoryHashes;
 use pointsledger::{checkpoint, keys, merkle};
 use serde_json::json;
 use std::process::Command;
@@ -126,15 +127,61 @@ fn anchoring_end_to_end_with_faults() {
         (size2, root2)
     );
 
-    // 3. A forked root, sent with the operator's own key, is refused by the contract.
-    let forked = merkle::leaf_hash(b"a history that never happened");
-    let proof = merkle::prove_consistency(size, size2, f.ledger.store()).expect("proof");
-    let refused = rt.block_on(anchorer.chain.try_anchor(size2 + 1, forked, proof));
-    assert!(refused.is_err(), "the chain accepted a forked root");
-    let fork_proof = vec![forked; 3];
-    assert!(rt
-        .block_on(anchorer.chain.try_anchor(size2 + 3, forked, fork_proof))
-        .is_err());
+    // 3. A forked history, sent with the operator's own key, is refused by the contract. The
+    // fork keeps the first anchored `size` leaves, rewrites the rest and grows past `size2`;
+    // its consistency proof from `size2` is valid within the forked tree, so only the root the
+    // chain already holds at `size2` can refuse it.
+    let mut fork = MemoryHashes::new();
+    for i in 0..size2 + 4 {
+        let leaf = match f.ledger.store().leaf(i).expect("leaf") {
+            Some(bytes) if i < size => bytes,
+            _ => format!("a history that never happened {i}").into_bytes(),
+        };
+        fork.append(&merkle::leaf_hash(&leaf)).expect("append");
+    }
+    let fork_root = merkle::root(size2 + 4, &fork).expect("root");
+    let fork_proof = merkle::prove_consistency(size2, size2 + 4, &fork).expect("proof");
+    merkle::verify_consistency(
+        size2,
+        size2 + 4,
+        &merkle::root(size2, &fork).expect("root"),
+        &fork_root,
+        &fork_proof,
+    )
+    .expect("the fork is consistent in itself");
+    let refused = rt.block_on(
+        anchorer
+            .chain
+            .try_anchor(size2 + 4, fork_root, fork_proof.clone()),
+    );
+    let inconsistent = hex::encode(ethers::utils::id("InconsistentProof(uint64,uint64)"));
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains(&inconsistent)),
+        "the chain did not refuse the fork with InconsistentProof ({inconsistent}): {refused:?}"
+    );
+    // Not only in simulation: a mined transaction carrying the fork reverts, and the chain
+    // still holds the honest root.
+    let tx = rt
+        .block_on(raw_anchor(
+            &settings,
+            contract,
+            size2 + 4,
+            fork_root,
+            fork_proof,
+        ))
+        .expect("send the forked anchor");
+    let mined = rt
+        .block_on(anchorer.chain.mined(tx))
+        .expect("receipt")
+        .expect("mined");
+    assert!(!mined.success, "the forked anchor transaction succeeded");
+    assert_eq!(
+        rt.block_on(anchorer.chain.anchored()).expect("read"),
+        (size2, root2),
+        "the fork changed what the chain holds"
+    );
 
     // 4. A transaction dropped from the pool is sent again, and lands.
     rt.block_on(rpc(&url, "evm_setAutomine", json!([false])));
@@ -533,4 +580,51 @@ fn serve_anchors_through_chain_outage_and_its_own_restart() {
         .collect();
     assert_eq!(recorded, sizes, "records and chain agree");
     serve.stop();
+}
+
+/// Sends `anchor(size, root, proof)` as a transaction signed with the operator's key and a
+/// fixed gas limit, without the simulation the anchorer runs first, so that an anchor the
+/// contract refuses is mined (and reverts) instead of being caught before it is sent.
+async fn raw_anchor(
+    settings: &ChainSettings,
+    contract: ethers::types::Address,
+    size: u64,
+    root: [u8; 32],
+    proof: Vec<[u8; 32]>,
+) -> Result<ethers::types::H256, String> {
+    use ethers::abi::Token;
+    use ethers::middleware::SignerMiddleware;
+    use ethers::providers::{Http, Middleware, Provider};
+    use ethers::signers::{LocalWallet, Signer};
+    let secret = keys::read_key_file(&settings.evm_key)
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    let wallet = LocalWallet::from_bytes(&secret)
+        .map_err(|e| e.to_string())?
+        .with_chain_id(settings.chain_id);
+    let provider =
+        Provider::<Http>::try_from(settings.rpc_url.as_str()).map_err(|e| e.to_string())?;
+    let client = SignerMiddleware::new(provider, wallet);
+    let mut data = ethers::utils::id("anchor(uint64,bytes32,bytes32[])").to_vec();
+    data.extend(ethers::abi::encode(&[
+        Token::Uint(size.into()),
+        Token::FixedBytes(root.to_vec()),
+        Token::Array(
+            proof
+                .into_iter()
+                .map(|h| Token::FixedBytes(h.to_vec()))
+                .collect(),
+        ),
+    ]));
+    let tx = ethers::types::TransactionRequest::new()
+        .to(contract)
+        .data(data)
+        .gas(2_000_000u64);
+    let pending = client
+        .send_transaction(tx, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    let hash = pending.tx_hash();
+    pending.await.map_err(|e| e.to_string())?;
+    Ok(hash)
 }

@@ -347,6 +347,16 @@ async fn every_hostile_request_is_refused_with_its_code_and_changes_nothing() {
             "{what} changed the log or a balance"
         );
     }
+    // A refusal whose code alone would not show that the intended check fired.
+    let (status, answer) = api
+        .post_raw("/v1/entries", b"{\"payloadType\":\"\xff\xfe\"}".to_vec())
+        .await;
+    let message = answer["message"].as_str().unwrap_or_default();
+    if status != 400 || !message.contains("UTF-8") {
+        wrong.push(format!(
+            "invalid UTF-8: expected 400 naming UTF-8, got {status} {answer}"
+        ));
+    }
     let (status, answer) = slow_drip(&api.base);
     if (status, answer["error"].as_str()) != (408, Some("timeout")) {
         wrong.push(format!(

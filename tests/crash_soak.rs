@@ -2,8 +2,9 @@
 //! SIGKILL at a random moment and restarted, cycle after cycle. After every restart every
 //! acknowledged entry is there byte for byte, the served checkpoint covers the whole log with a
 //! valid signature (the server's start-up self-check has already compared the stored tree with
-//! the last checkpoint), and an incremental `pointsledger audit` passes: signatures, replayed
-//! effects, the tree, consistency with the checkpoint it saw before the crash, balances.
+//! the last checkpoint), and `pointsledger audit` passes twice: incrementally (consistency with
+//! the checkpoint it saw before the crash) and in full from an empty state (signatures, replayed
+//! effects, the tree, balances). A client that gets any answer but a receipt fails the soak.
 //!
 //! The same with the chain: the anvil node under an anchoring server is SIGKILLed and
 //! restarted (from its state file) while clients write; writes never stop, and after each
@@ -63,6 +64,7 @@ fn soak(cycles: usize) {
 
     let mut server = start(&data, &log);
     rt.block_on(server.api.accept(&signer.register(&shop, &rules())));
+    let mut acked_before = 0;
     for cycle in 0..cycles {
         // Four clients submit purchases until the server dies under them.
         let clients: Vec<_> = (0..4)
@@ -88,12 +90,13 @@ fn soak(cycles: usize) {
                         else {
                             return;
                         };
-                        if resp.status() != 200 {
-                            return;
-                        }
+                        // The server answered: anything but a receipt is a failure of the
+                        // soak (a dying server drops the connection instead).
+                        let status = resp.status();
                         let Ok(receipt) = resp.json::<serde_json::Value>().await else {
                             return;
                         };
+                        assert_eq!(status, 200, "cycle {cycle}: purchase refused: {receipt}");
                         let index = receipt["index"].as_u64().expect("index");
                         let hash = receipt["leaf_hash"].as_str().expect("hash").to_owned();
                         acknowledged.lock().expect("lock").push((index, hash));
@@ -106,14 +109,20 @@ fn soak(cycles: usize) {
         let _ = server.child.wait();
         rt.block_on(async {
             for c in clients {
-                let _ = c.await;
+                if let Err(e) = c.await {
+                    assert!(!e.is_panic(), "cycle {cycle}: a client failed: {e}");
+                }
             }
         });
 
         server = start(&data, &log);
         let api = server.api.clone();
         let acked = acknowledged.lock().expect("lock").clone();
-        assert!(!acked.is_empty(), "cycle {cycle}: nothing was acknowledged");
+        assert!(
+            acked.len() > acked_before,
+            "cycle {cycle}: nothing was acknowledged"
+        );
+        acked_before = acked.len();
         rt.block_on(async {
             for (index, hash) in &acked {
                 let (status, leaf) = api.get_bytes(&format!("/v1/entries/{index}")).await;
@@ -130,17 +139,24 @@ fn soak(cycles: usize) {
             let (size, _) = api.tree().await;
             assert!(size as usize > acked.len(), "cycle {cycle}: {size} entries");
         });
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_pointsledger"))
-            .args(["audit", "--server", &api.base, "--json", "--state"])
-            .arg(&state)
-            .output()
-            .expect("audit");
-        assert!(
-            out.status.success(),
-            "cycle {cycle}: the audit failed: {} {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        // An incremental audit (it remembers the checkpoint it saw before the crash, so a
+        // rewritten history would show as a fork) and a full one from an empty state.
+        let fresh = dir.path().join(format!("audit-full-{cycle}"));
+        for state in [&state, &fresh] {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_pointsledger"))
+                .args(["audit", "--server", &api.base, "--json", "--state"])
+                .arg(state)
+                .output()
+                .expect("audit");
+            assert!(
+                out.status.success(),
+                "cycle {cycle}: the audit ({}) failed: {} {}",
+                state.display(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::fs::remove_dir_all(&fresh).expect("remove the full audit's state");
     }
     server.stop();
 }
