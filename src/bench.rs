@@ -27,7 +27,7 @@ use rayon::prelude::*;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Runs every measurement; `entries` per ingest run, a tree of `tree_size` for proofs.
 pub fn run(dir: &Path, entries: u64, tree_size: u64) -> Result<()> {
@@ -415,6 +415,90 @@ pub fn run_http(args: &HttpArgs) -> Result<()> {
     Ok(())
 }
 
+/// `pointsledger bench proofs` settings.
+#[derive(clap::Args, Debug)]
+pub struct ProofArgs {
+    /// The server's base URL.
+    #[arg(long)]
+    pub server: String,
+    /// Concurrent clients, each on its own keep-alive connection.
+    #[arg(long, default_value_t = 1)]
+    pub clients: usize,
+    /// Proofs to time (after a tenth as many untimed ones).
+    #[arg(long, default_value_t = 10_000)]
+    pub proofs: u64,
+}
+
+/// Times `GET /v1/proofs/inclusion` at random indexes of the server's latest checkpoint (whose
+/// signature is checked with the key the server names: this measures the server, it does not
+/// audit it); every proof is verified against the checkpoint's root, outside the timing.
+/// Prints throughput and latency percentiles.
+pub fn run_proofs(args: &ProofArgs) -> Result<()> {
+    if args.clients == 0 || args.clients > 1024 || args.proofs == 0 || args.proofs > 10_000_000 {
+        bail!("--clients must be 1..=1024 and --proofs 1..=10000000");
+    }
+    let client = Client::new(&args.server)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let info = runtime.block_on(client.log_info())?;
+    let verifier_key = info["verifier_key"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("the server's /v1/log has no verifier_key"))?;
+    let note = runtime.block_on(client.checkpoint())?;
+    let cp = crate::checkpoint::open_checkpoint(&note, verifier_key)?;
+    if cp.size == 0 {
+        bail!("the server's log is empty");
+    }
+    let size = cp.size;
+    let mut warm: Vec<u64> = {
+        let mut rng = rand::thread_rng();
+        (0..args.proofs + args.proofs / 10)
+            .map(|_| rng.gen_range(0..size))
+            .collect()
+    };
+    let timed = warm.split_off((args.proofs / 10) as usize);
+    eprintln!(
+        "bench proofs: {} proofs at tree size {size}, {} clients",
+        args.proofs, args.clients
+    );
+    let (rate, latencies) = runtime.block_on(async {
+        for index in warm {
+            client.inclusion(index, size).await?;
+        }
+        let (client, root) = (client.clone(), cp.root);
+        drive(
+            timed,
+            args.clients,
+            "proofs",
+            |_| 1,
+            move |index| {
+                let client = client.clone();
+                async move {
+                    let t = Instant::now();
+                    let proof = client.inclusion(index, size).await?;
+                    let took = t.elapsed();
+                    let leaf = merkle::leaf_hash(&client.leaf(index).await?);
+                    merkle::verify_inclusion(index, size, &leaf, &proof, &root)?;
+                    Ok(took)
+                }
+            },
+        )
+        .await
+    })?;
+    let pct = |p: usize| {
+        latencies
+            .get(latencies.len() * p / 100)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    println!("http_proofs_at_{size} {rate:.1} proofs/s");
+    println!("http_proof_p50_at_{size} {:.3} ms", pct(50));
+    println!("http_proof_p99_at_{size} {:.3} ms", pct(99));
+    Ok(())
+}
+
 /// Runs `jobs` (each one request) from `clients` concurrent tasks; returns entries/s and the
 /// sorted request latencies in ms. Any refused entry fails the run.
 async fn load(
@@ -423,21 +507,15 @@ async fn load(
     clients: usize,
     label: &'static str,
 ) -> Result<(f64, Vec<f64>)> {
-    let entries: usize = jobs.iter().map(Vec::len).sum();
-    let queue = Arc::new(std::sync::Mutex::new(jobs.into_iter()));
-    let bar = progress_bar(entries as u64, label);
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let (client, queue, bar) = (client.clone(), queue.clone(), bar.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            loop {
-                let job = match queue.lock() {
-                    Ok(mut q) => q.next(),
-                    Err(_) => None,
-                };
-                let Some(job) = job else { break };
+    let client = client.clone();
+    drive(
+        jobs,
+        clients,
+        label,
+        |job| job.len() as u64,
+        move |job| {
+            let client = client.clone();
+            async move {
                 let t = Instant::now();
                 if job.len() == 1 {
                     client.submit(&job[0]).await?;
@@ -448,8 +526,46 @@ async fn load(
                         }
                     }
                 }
-                latencies.push(t.elapsed().as_secs_f64() * 1e3);
-                bar.inc(job.len() as u64);
+                Ok(t.elapsed())
+            }
+        },
+    )
+    .await
+}
+
+/// Runs `jobs` from `clients` concurrent tasks through `run`, which returns how long the part
+/// of a job that is measured took; returns units per second (a job counts `units(job)`) over
+/// the whole run and the sorted latencies in ms. The first error stops the run.
+async fn drive<J, F, Fut>(
+    jobs: Vec<J>,
+    clients: usize,
+    label: &'static str,
+    units: fn(&J) -> u64,
+    run: F,
+) -> Result<(f64, Vec<f64>)>
+where
+    J: Send + 'static,
+    F: Fn(J) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<Duration>> + Send,
+{
+    let total: u64 = jobs.iter().map(units).sum();
+    let queue = Arc::new(std::sync::Mutex::new(jobs.into_iter()));
+    let bar = progress_bar(total, label);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (queue, bar, run) = (queue.clone(), bar.clone(), run.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let job = match queue.lock() {
+                    Ok(mut q) => q.next(),
+                    Err(_) => None,
+                };
+                let Some(job) = job else { break };
+                let n = units(&job);
+                latencies.push(run(job).await?.as_secs_f64() * 1e3);
+                bar.inc(n);
             }
             Ok::<_, anyhow::Error>(latencies)
         }));
@@ -461,5 +577,5 @@ async fn load(
     let elapsed = start.elapsed().as_secs_f64();
     bar.finish_and_clear();
     all.sort_by(f64::total_cmp);
-    Ok((entries as f64 / elapsed, all))
+    Ok((total as f64 / elapsed, all))
 }

@@ -329,6 +329,9 @@ enum Command {
 enum BenchHttp {
     /// Load a running server over keep-alive connections: single and batched submissions.
     Http(crate::bench::HttpArgs),
+    /// Time inclusion proofs from a running server at random indexes of its latest checkpoint,
+    /// each checked against the checkpoint's root.
+    Proofs(crate::bench::ProofArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -617,6 +620,10 @@ fn run(cli: Cli) -> Result<()> {
             http: Some(BenchHttp::Http(args)),
             ..
         } => crate::bench::run_http(&args)?,
+        Command::Bench {
+            http: Some(BenchHttp::Proofs(args)),
+            ..
+        } => crate::bench::run_proofs(&args)?,
         Command::Bench {
             http: None,
             data,
