@@ -23,6 +23,8 @@ say() { printf '== %s\n' "$*" >&2; }
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
 if [ -z "$PGBIN" ]; then
   say "installing Debian's postgresql"
+  [ "$(id -u)" -eq 0 ] || { echo "PostgreSQL is not installed; run as root to install it" >&2; exit 1; }
+  apt-get update -q >&2
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql >&2
   PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 fi
@@ -109,7 +111,8 @@ read -r pg_tps2 pg_p50_2 pg_p99_2 < <(pgbench_run "$WORK/batch.sql" $((ENTRIES /
 [ -n "${pg_tps1:-}" ] && [ -n "${pg_tps2:-}" ] || { echo "a PostgreSQL phase failed" >&2; exit 1; }
 pg_rows=$(psql -c "SELECT count(*) FROM ledger")
 pg_bytes=$(psql -c "SELECT pg_total_relation_size('ledger') + pg_total_relation_size('accounts')")
-pg_rss_kb=$(for p in $(pgrep -u postgres -f "postgres" || true); do awk '/VmHWM/ {print $2}' "/proc/$p/status" 2>/dev/null; done | sort -n | tail -1)
+PG_USER=$([ "$(id -u)" -eq 0 ] && echo postgres || id -un)
+pg_rss_kb=$(for p in $(pgrep -u "$PG_USER" -f "postgres" || true); do awk '/VmHWM/ {print $2}' "/proc/$p/status" 2>/dev/null; done | sort -n | tail -1)
 
 # --- pointsledger: the same clients and entries over HTTP, durable before each answer.
 say "pointsledger: serve and bench http"
