@@ -345,8 +345,9 @@ impl Ledger {
         let markers = write_failed_markers(dir)?;
         let repair = markers.iter().map(|(size, _)| *size).min();
         if let Some(size) = repair {
-            // sled does not keep a batch atomic when the disk fills under it: parts of the
-            // failed group may be on disk. None of it was acknowledged, so it all goes.
+            // What a failed flush left on disk is sled's business; none of the group was
+            // acknowledged, so the log goes back to the last committed size and derived state
+            // is replayed from it, whatever sled recovered.
             tracing::warn!(
                 size,
                 "the last group commit failed; cutting the log back to its last committed size and rebuilding derived state"
