@@ -322,6 +322,18 @@ fn inclusion_latency(dir: &Path, size: u64) -> Result<(f64, f64)> {
     Ok((times[times.len() / 2], times[times.len() * 99 / 100]))
 }
 
+/// A client of the server at `url`, the runtime the load runs on (two workers, as many as the
+/// machine's cores), and the server's `/v1/log`.
+fn connect(url: &str) -> Result<(Client, tokio::runtime::Runtime, serde_json::Value)> {
+    let client = Client::new(url)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let info = runtime.block_on(client.log_info())?;
+    Ok((client, runtime, info))
+}
+
 /// `pointsledger bench http` settings.
 #[derive(clap::Args, Debug)]
 pub struct HttpArgs {
@@ -348,14 +360,9 @@ pub fn run_http(args: &HttpArgs) -> Result<()> {
     if args.clients == 0 || args.entries == 0 || args.batch == 0 || args.clients > 1024 {
         bail!("--clients must be 1..=1024, --entries and --batch positive");
     }
-    let client = Client::new(&args.server)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let (client, runtime, info) = connect(&args.server)?;
     let operator = keys::read_key_file(&args.operator_key)?;
     let operator_id = keys::public_id(&operator.verifying_key());
-    let info = runtime.block_on(client.log_info())?;
     if info["operator_key"].as_str() != Some(operator_id.as_str()) {
         bail!(
             "{} is not this server's operator key",
@@ -397,20 +404,19 @@ pub fn run_http(args: &HttpArgs) -> Result<()> {
 
     let (rate1, lat1) = runtime.block_on(load(&client, single_jobs, args.clients, "single"))?;
     let (rate2, lat2) = runtime.block_on(load(&client, batch_jobs, args.clients, "batched"))?;
-    let pct = |v: &[f64], p: usize| v.get(v.len() * p / 100).copied().unwrap_or(f64::NAN);
     println!("http_single {rate1:.1} entries/s");
-    println!("http_single_p50 {:.2} ms", pct(&lat1, 50));
-    println!("http_single_p99 {:.2} ms", pct(&lat1, 99));
+    println!("http_single_p50 {:.2} ms", percentile(&lat1, 50));
+    println!("http_single_p99 {:.2} ms", percentile(&lat1, 99));
     println!("http_batch{} {rate2:.1} entries/s", args.batch);
     println!(
         "http_batch{}_p50 {:.2} ms/request",
         args.batch,
-        pct(&lat2, 50)
+        percentile(&lat2, 50)
     );
     println!(
         "http_batch{}_p99 {:.2} ms/request",
         args.batch,
-        pct(&lat2, 99)
+        percentile(&lat2, 99)
     );
     Ok(())
 }
@@ -437,12 +443,7 @@ pub fn run_proofs(args: &ProofArgs) -> Result<()> {
     if args.clients == 0 || args.clients > 1024 || args.proofs == 0 || args.proofs > 10_000_000 {
         bail!("--clients must be 1..=1024 and --proofs 1..=10000000");
     }
-    let client = Client::new(&args.server)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let info = runtime.block_on(client.log_info())?;
+    let (client, runtime, info) = connect(&args.server)?;
     let verifier_key = info["verifier_key"]
         .as_str()
         .ok_or_else(|| anyhow::anyhow!("the server's /v1/log has no verifier_key"))?;
@@ -487,16 +488,24 @@ pub fn run_proofs(args: &ProofArgs) -> Result<()> {
         )
         .await
     })?;
-    let pct = |p: usize| {
-        latencies
-            .get(latencies.len() * p / 100)
-            .copied()
-            .unwrap_or(f64::NAN)
-    };
     println!("http_proofs_at_{size} {rate:.1} proofs/s");
-    println!("http_proof_p50_at_{size} {:.3} ms", pct(50));
-    println!("http_proof_p99_at_{size} {:.3} ms", pct(99));
+    println!(
+        "http_proof_p50_at_{size} {:.3} ms",
+        percentile(&latencies, 50)
+    );
+    println!(
+        "http_proof_p99_at_{size} {:.3} ms",
+        percentile(&latencies, 99)
+    );
     Ok(())
+}
+
+/// The `p`th percentile of sorted `values` (NaN when there are none).
+fn percentile(values: &[f64], p: usize) -> f64 {
+    values
+        .get(values.len() * p / 100)
+        .copied()
+        .unwrap_or(f64::NAN)
 }
 
 /// Runs `jobs` (each one request) from `clients` concurrent tasks; returns entries/s and the

@@ -296,10 +296,8 @@ pub struct Ledger {
     size: u64,
     /// Committed state the writer read recently (see [`WriterCache`]).
     cache: WriterCache,
-    /// The database directory, whose volume's free space is checked before every write.
-    db_dir: PathBuf,
-    /// The data directory, where a failed group commit is recorded (see
-    /// [`DataDir::write_failed_marker`]).
+    /// The data directory: its database's volume is checked for free space before every
+    /// write, and a failed group commit is recorded in it (see [`DataDir::write_failed_marker`]).
     data: DataDir,
     /// Free bytes the writer leaves on the volume: a group is refused, not started, below it,
     /// because sled poisons itself for good on a failed write (see [`LedgerError::WriterFailed`]).
@@ -318,9 +316,9 @@ enum Blocked {
     Unknown(String),
 }
 
-impl From<&Blocked> for LedgerError {
-    fn from(b: &Blocked) -> Self {
-        match b.clone() {
+impl From<Blocked> for LedgerError {
+    fn from(b: Blocked) -> Self {
+        match b {
             Blocked::Full { free, reserve } => LedgerError::StorageFull { free, reserve },
             Blocked::Failed(why) => LedgerError::WriterFailed(why),
             Blocked::Unknown(why) => LedgerError::FreeSpaceUnknown(why),
@@ -354,7 +352,8 @@ impl Ledger {
             );
             store.truncate_log(size)?;
         }
-        if store.rebuild_pending()? {
+        // A repair rebuilds derived state anyway, so one cut short by a crash just runs again.
+        if repair.is_none() && store.rebuild_pending()? {
             return Err(LedgerError::SelfCheck(
                 "a rebuild was interrupted; run `pointsledger rebuild` to finish it".into(),
             ));
@@ -377,7 +376,6 @@ impl Ledger {
             last_ts,
             size,
             cache: WriterCache::default(),
-            db_dir: DataDir(dir.to_owned()).db(),
             data: DataDir(dir.to_owned()),
             min_free_bytes: DEFAULT_MIN_FREE_BYTES,
             failed: None,
@@ -468,13 +466,14 @@ impl Ledger {
         if self.min_free_bytes == 0 {
             return Ok(());
         }
-        match fs2::available_space(&self.db_dir) {
+        let db = self.data.db();
+        match fs2::available_space(&db) {
             Ok(free) if free < self.min_free_bytes => Err(Blocked::Full {
                 free,
                 reserve: self.min_free_bytes,
             }),
             Ok(_) => Ok(()),
-            Err(e) => Err(Blocked::Unknown(format!("{}: {e}", self.db_dir.display()))),
+            Err(e) => Err(Blocked::Unknown(format!("{}: {e}", db.display()))),
         }
     }
 
@@ -490,7 +489,7 @@ impl Ledger {
         &mut self,
         envelopes: Vec<Envelope>,
     ) -> Result<Vec<Receipt>, (usize, LedgerError)> {
-        self.writable().map_err(|b| (0, LedgerError::from(&b)))?;
+        self.writable().map_err(|b| (0, b.into()))?;
         let envelopes = verified(envelopes.into_iter().map(Ok).collect())
             .into_iter()
             .enumerate()
@@ -532,7 +531,7 @@ impl Ledger {
             // Refusals already made keep their own reason.
             return items
                 .into_iter()
-                .map(|item| item.and_then(|_| Err(LedgerError::from(&blocked))))
+                .map(|item| item.and_then(|_| Err(blocked.clone().into())))
                 .collect();
         }
         let store = self.store.clone();

@@ -143,18 +143,7 @@ fn soak(cycles: usize) {
         // rewritten history would show as a fork) and a full one from an empty state.
         let fresh = dir.path().join(format!("audit-full-{cycle}"));
         for state in [&state, &fresh] {
-            let out = std::process::Command::new(env!("CARGO_BIN_EXE_pointsledger"))
-                .args(["audit", "--server", &api.base, "--json", "--state"])
-                .arg(state)
-                .output()
-                .expect("audit");
-            assert!(
-                out.status.success(),
-                "cycle {cycle}: the audit ({}) failed: {} {}",
-                state.display(),
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
+            server::assert_audit_passes(&api.base, state, &[], &format!("cycle {cycle}"));
         }
         std::fs::remove_dir_all(&fresh).expect("remove the full audit's state");
     }
@@ -303,26 +292,11 @@ fn chain_soak(cycles: usize) {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         });
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_pointsledger"))
-            .args([
-                "audit",
-                "--server",
-                &api.base,
-                "--json",
-                "--rpc",
-                &url,
-                "--contract",
-            ])
-            .arg(&contract_s)
-            .arg("--state")
-            .arg(&state)
-            .output()
-            .expect("audit");
-        assert!(
-            out.status.success(),
-            "cycle {cycle}: the audit failed: {} {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+        server::assert_audit_passes(
+            &api.base,
+            &state,
+            &["--rpc", &url, "--contract", &contract_s],
+            &format!("cycle {cycle}"),
         );
     }
     server.stop();

@@ -51,7 +51,7 @@ const SHUTDOWN_SLACK: Duration = Duration::from_secs(2);
 /// `clock` is the time reads use (account balances, quotes); pass the clock the ledger was
 /// opened with.
 pub async fn serve<F>(
-    ledger: Ledger,
+    mut ledger: Ledger,
     clock: Arc<dyn Clock>,
     settings: Settings,
     listener: TcpListener,
@@ -61,7 +61,6 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     settings.validate()?;
-    let mut ledger = ledger;
     ledger.set_min_free_bytes(settings.min_free_bytes);
     let store = ledger.store().clone();
     let config = ledger.config().clone();

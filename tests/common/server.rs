@@ -320,6 +320,24 @@ pub fn tamper_signature(env: &Envelope) -> Vec<u8> {
     serde_json::to_vec(&v).expect("json")
 }
 
+/// Runs `pointsledger audit --server BASE --json --state STATE EXTRA...`; panics unless it
+/// passes, with its output and `context` (what was being checked, a server log...).
+pub fn assert_audit_passes(base: &str, state: &Path, extra: &[&str], context: &str) {
+    let out = Command::new(env!("CARGO_BIN_EXE_pointsledger"))
+        .args(["audit", "--server", base, "--json", "--state"])
+        .arg(state)
+        .args(extra)
+        .output()
+        .expect("run pointsledger audit");
+    assert!(
+        out.status.success(),
+        "{context}: the audit ({}) failed: {} {}",
+        state.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The real binary, `pointsledger serve`, as a child process.
 pub struct Binary {
     pub child: Child,
