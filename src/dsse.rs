@@ -30,6 +30,7 @@ use rayon::prelude::*;
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
+use crate::errors::Code;
 use crate::keys::{self, KeyError};
 
 /// Largest envelope body accepted, in bytes.
@@ -152,6 +153,19 @@ pub enum DsseError {
         /// Index of the signature in the envelope.
         position: usize,
     },
+}
+
+impl DsseError {
+    /// The error's code in the one table ([`crate::errors`]): a signature that does not
+    /// verify is `bad_signature`, an envelope or payload over its size limit `too_large`,
+    /// anything else about the envelope `malformed_envelope`.
+    pub fn code(&self) -> Code {
+        match self {
+            DsseError::BadSignature { .. } => Code::BadSignature,
+            DsseError::TooLarge { .. } | DsseError::PayloadTooLarge { .. } => Code::TooLarge,
+            _ => Code::MalformedEnvelope,
+        }
+    }
 }
 
 /// The pre-authentication encoding that each signature covers:

@@ -1,10 +1,10 @@
 //! The ledger: a data directory holding keys and the store, and the one writer that appends.
 //!
 //! [`Ledger::submit`] is the whole write path in one call: verify every envelope's signatures
-//! (in parallel, batched), then sequence the valid ones one by one through the engine into one
-//! [`Group`], then commit the group with one batch and one flush. Receipts come back only after
-//! the flush, so an acknowledged entry is durable. The async sequencer
-//! ([`crate::sequencer`]) drives the same calls from a task.
+//! (in parallel, each with strict verification), then sequence the valid ones one by one
+//! through the engine into one [`Group`], then commit the group with one batch and one flush.
+//! Receipts come back only after the flush, so an acknowledged entry is durable. The sequencer
+//! ([`crate::sequencer`]) drives the same calls from two threads for concurrent producers.
 //!
 //! A data directory `DIR` holds `DIR/keys/log.key` (signs checkpoints), `DIR/keys/operator.key`
 //! (signs merchant programs) and `DIR/db` (the sled store).
@@ -12,7 +12,8 @@
 use crate::checkpoint::{self, Checkpoint, CheckpointError};
 use crate::clock::Clock;
 use crate::dsse::{DsseError, Envelope};
-use crate::engine::{self, Effects, EngineError, ErrorClass, LogConfig};
+use crate::engine::{self, Effects, EngineError, LogConfig};
+use crate::errors::Code;
 use crate::keys::{self, KeyError};
 use crate::merkle::{self, Hash, HashSource, MerkleError};
 use crate::payload::Payload;
@@ -55,6 +56,10 @@ pub enum LedgerError {
     /// A request names a leaf, size or range that does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// A fault of the ledger itself: a leaf missing behind an index that names it, a stopped
+    /// sequencer thread. Never a refusal of the request.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// The data directory's volume has less free space than the writer keeps in reserve, so
     /// the write is refused before it could fail half-way; it goes through once space returns.
     #[error("the data volume has {free} bytes free, below the {reserve} bytes kept in reserve: writes are refused until space is freed (reads go on)")]
@@ -95,26 +100,31 @@ pub enum LedgerError {
 }
 
 impl LedgerError {
-    /// The error's class, for exit codes and HTTP statuses.
-    pub fn class(&self) -> ErrorClass {
+    /// The error's code in the one table ([`crate::errors`]), which gives its class, HTTP
+    /// status and exit code.
+    pub fn code(&self) -> Code {
         match self {
-            LedgerError::Envelope(DsseError::BadSignature { .. }) => ErrorClass::Forbidden,
-            LedgerError::Envelope(_) => ErrorClass::Malformed,
-            LedgerError::Engine(e) => e.class(),
-            LedgerError::NotFound(_) => ErrorClass::Rule,
-            _ => ErrorClass::Unavailable,
-        }
-    }
-
-    /// A stable machine-readable code.
-    pub fn code(&self) -> &'static str {
-        match self {
-            LedgerError::Envelope(DsseError::BadSignature { .. }) => "bad_signature",
-            LedgerError::Envelope(_) => "malformed_envelope",
+            LedgerError::Envelope(e) => e.code(),
             LedgerError::Engine(e) => e.code(),
-            LedgerError::NotFound(_) => "not_found",
-            LedgerError::StorageFull { .. } => "storage_full",
-            _ => "unavailable",
+            LedgerError::NotFound(_) | LedgerError::NotInitialized(_) => Code::NotFound,
+            LedgerError::AlreadyInitialized(_) => Code::MalformedRequest,
+            LedgerError::StorageFull { .. } => Code::StorageFull,
+            LedgerError::Merkle(
+                MerkleError::IndexOutOfRange { .. }
+                | MerkleError::SizeZero
+                | MerkleError::SizesOutOfOrder { .. },
+            ) => Code::OutOfRange,
+            LedgerError::Store(_)
+            | LedgerError::Merkle(MerkleError::Storage(_))
+            | LedgerError::WriterFailed(_)
+            | LedgerError::FreeSpaceUnknown(_) => Code::Unavailable,
+            LedgerError::Merkle(_)
+            | LedgerError::Key(_)
+            | LedgerError::Checkpoint(_)
+            | LedgerError::SelfCheck(_)
+            | LedgerError::CorruptLeaf { .. }
+            | LedgerError::ReplayMismatch { .. }
+            | LedgerError::Internal(_) => Code::Internal,
         }
     }
 }
@@ -446,7 +456,7 @@ impl Ledger {
         // A small file outside sled: sled refuses every write after a failed one.
         let marker = self.data.write_failed_marker(self.size);
         if let Err(e) = std::fs::File::create(&marker) {
-            tracing::error!(error = %e, marker = %marker.display(),
+            tracing::error!(error = %e, size = self.size,
                 "cannot record the failed commit; run `pointsledger rebuild` before serving again");
         }
         self.failed = Some(why);
@@ -473,7 +483,12 @@ impl Ledger {
                 reserve: self.min_free_bytes,
             }),
             Ok(_) => Ok(()),
-            Err(e) => Err(Blocked::Unknown(format!("{}: {e}", db.display()))),
+            Err(e) => {
+                // Neither the refusal nor the log names the path: clients are not told where
+                // the data lives.
+                tracing::error!(error = %e, "cannot read the free space of the data volume");
+                Err(Blocked::Unknown(e.kind().to_string()))
+            }
         }
     }
 
@@ -607,7 +622,7 @@ impl Ledger {
         };
         let bytes = group
             .leaf(index)?
-            .ok_or_else(|| LedgerError::NotFound(format!("leaf {index} is missing")))?;
+            .ok_or_else(|| LedgerError::Internal(format!("leaf {index} is missing")))?;
         let original = Leaf::decode(index, &bytes)?.envelope()?;
         let mut a: Vec<&str> = original.signers().collect();
         let mut b: Vec<&str> = env.signers().collect();

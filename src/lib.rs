@@ -7,8 +7,9 @@
 //!
 //! A tour of the modules, in the order data flows through them:
 //!
+//! - [`errors`]: the one table of error codes: class, HTTP status, exit code and meaning.
 //! - [`keys`]: Ed25519 keys in 0600 files; public key ids; weak keys refused.
-//! - [`dsse`]: the signed request envelope: PAE, signing, strict parsing, batched verification.
+//! - [`dsse`]: the signed request envelope: PAE, signing, strict parsing, strict verification.
 //! - [`payload`]: the payload kinds and their strict parsing (safe integers, no unknown fields).
 //! - [`engine`]: the points rules: lots, pending periods, expiry, redemption, refunds, referrals.
 //!   A pure function from (state, request, time) to effects.
@@ -38,6 +39,7 @@ pub mod clock;
 pub mod demo;
 pub mod dsse;
 pub mod engine;
+pub mod errors;
 pub mod evm;
 pub mod keys;
 pub mod ledger;

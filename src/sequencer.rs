@@ -3,12 +3,13 @@
 //! ```text
 //! submit() ──► verifier thread ──────────────► sequencer thread ──► reply after flush
 //!              drains what is queued (a group)   engine + leaves + tree, one sled batch,
-//!              verifies it in parallel, batched  one flush; cuts checkpoints each interval
+//!              verifies it in parallel (strict)  one flush; cuts checkpoints each interval
 //! ```
 //!
 //! The two stages overlap: while the sequencer commits group k, the verifier checks group k+1.
 //! Producers wait on a oneshot reply that is sent only once the group holding their entry is
-//! durable. The sequencer is the only writer of the store; when every [`SequencerHandle`] is
+//! durable. The sequencer thread owns the [`Ledger`], so nothing else appends while it runs
+//! (the anchorer writes only its own records); when every [`SequencerHandle`] is
 //! dropped, both threads drain, a final checkpoint is cut, and [`Sequencer::join`] hands the
 //! ledger back.
 
@@ -134,7 +135,7 @@ impl Sequencer {
     pub fn join(self) -> Result<Ledger, LedgerError> {
         let _ = self.verifier.join();
         self.writer.join().unwrap_or_else(|_| {
-            Err(LedgerError::NotFound(
+            Err(LedgerError::Internal(
                 "the sequencer thread panicked".into(),
             ))
         })

@@ -100,7 +100,7 @@ pub fn history(
         .map(|index| {
             let bytes = store
                 .leaf(index)?
-                .ok_or_else(|| LedgerError::NotFound(format!("leaf {index} is missing")))?;
+                .ok_or_else(|| LedgerError::Internal(format!("leaf {index} is missing")))?;
             HistoryRow::new(account, Leaf::decode(index, &bytes)?)
         })
         .collect()

@@ -5,7 +5,7 @@
 #[path = "common/cli.rs"]
 mod run;
 
-use run::{fails, ok, write};
+use run::{fails, fails_with, ok, write};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
@@ -123,8 +123,7 @@ fn walk_through_the_command_line() {
         ]),
     );
     // Half-signed: refused with the signer error, and nothing written.
-    let err = fails(&["append", "--data", d, &half]);
-    assert!(err.contains("wrong_signers"), "{err}");
+    fails_with(&["append", "--data", d, &half], "wrong_signers");
     let full = save(
         t,
         "redeem.env",
@@ -234,8 +233,7 @@ fn walk_through_the_command_line() {
             &replay,
         ]),
     );
-    let err = fails(&["append", "--data", d, &replay_env]);
-    assert!(err.contains("nonce_reused"), "{err}");
+    fails_with(&["append", "--data", d, &replay_env], "nonce_reused");
     fails(&["balance", "--data", d, "not-a-key"]);
     fails(&["sign", "--key", op_key.as_str(), "--kind", "mint", &reg]);
     fails(&[

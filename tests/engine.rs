@@ -5,14 +5,15 @@ mod common;
 
 use common::*;
 use pointsledger::clock::DAY_MS;
-use pointsledger::engine::{ErrorClass, Reason};
+use pointsledger::engine::Reason;
+use pointsledger::errors::Class;
 use pointsledger::ledger::LedgerError;
 use serde_json::json;
 
 fn code(r: Result<pointsledger::ledger::Receipt, LedgerError>) -> &'static str {
     match r {
         Ok(r) => panic!("expected a refusal, got entry {}", r.index),
-        Err(e) => e.code(),
+        Err(e) => e.code().as_str(),
     }
 }
 
@@ -208,8 +209,8 @@ fn refusals_have_codes_and_change_nothing() {
         .submit(sign("purchase", &p, &[&bob.key]))
         .expect_err("wrong signer");
     assert_eq!(
-        (err.code(), err.class()),
-        ("wrong_signers", ErrorClass::Forbidden)
+        (err.code().as_str(), err.code().class()),
+        ("wrong_signers", Class::Forbidden)
     );
     // A redemption signed by the consumer alone.
     let p = json!({"consumer": alice.id, "merchant": shop.id, "order_id": "r9", "order_amount": 100, "points": 10, "nonce": "q"});
@@ -241,8 +242,8 @@ fn refusals_have_codes_and_change_nothing() {
             .submit(sign("purchase", &p, &[&shop.key]))
             .expect_err("bad amount");
         assert_eq!(
-            (err.code(), err.class()),
-            ("malformed_payload", ErrorClass::Malformed)
+            (err.code().as_str(), err.code().class()),
+            ("malformed_payload", Class::Malformed)
         );
     }
     assert_eq!(f.tree(), before);
@@ -267,8 +268,8 @@ fn resubmission_returns_the_original_and_reuse_conflicts() {
         .submit(sign("purchase", &p2, &[&shop.key]))
         .expect_err("nonce");
     assert_eq!(
-        (err.code(), err.class()),
-        ("nonce_reused", ErrorClass::Conflict)
+        (err.code().as_str(), err.code().class()),
+        ("nonce_reused", Class::Conflict)
     );
     // Same order, other nonce.
     let p3 = json!({"merchant": shop.id, "consumer": alice.id, "order_id": "o1", "amount": 999, "nonce": "k3"});
@@ -290,7 +291,7 @@ fn resubmission_returns_the_original_and_reuse_conflicts() {
     let results = f.ledger.submit(vec![a, b]);
     assert!(results[0].is_ok());
     assert_eq!(
-        results[1].as_ref().map_err(|e| e.code()).err(),
+        results[1].as_ref().map_err(|e| e.code().as_str()).err(),
         Some("order_exists")
     );
 }

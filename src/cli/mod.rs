@@ -10,6 +10,7 @@ use crate::checkpoint::{self, TlogProof};
 use crate::client::Client;
 use crate::clock::SystemClock;
 use crate::dsse::{self, Envelope};
+use crate::errors::Code;
 use crate::ledger::{self, Leaf, Ledger, LedgerError};
 use crate::payload::{Payload, KINDS};
 use crate::{keys, merkle};
@@ -360,17 +361,46 @@ enum Prove {
     },
 }
 
-/// Runs the command line; errors are printed as one line on stderr.
+/// Runs the command line; errors are printed as one line on stderr, `error: CODE: MESSAGE`
+/// when the error has a code in the one table ([`crate::errors`]), and the exit code is the
+/// code's class's (1 for a failure without a code, such as a file that cannot be read).
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let msg = format!("{e:#}").replace('\n', " ");
-            eprintln!("error: {msg}");
-            ExitCode::FAILURE
+            match error_code(&e) {
+                Some(code) => {
+                    eprintln!("error: {code}: {msg}");
+                    ExitCode::from(code.class().exit_code())
+                }
+                None => {
+                    eprintln!("error: {msg}");
+                    ExitCode::FAILURE
+                }
+            }
         }
     }
+}
+
+/// The code of the first error in `e`'s chain that has one.
+fn error_code(e: &anyhow::Error) -> Option<Code> {
+    e.chain().find_map(|cause| {
+        if let Some(e) = cause.downcast_ref::<LedgerError>() {
+            Some(e.code())
+        } else if let Some(e) = cause.downcast_ref::<crate::engine::EngineError>() {
+            Some(e.code())
+        } else if let Some(e) = cause.downcast_ref::<dsse::DsseError>() {
+            Some(e.code())
+        } else if let Some(crate::client::ClientError::Api { code, .. }) =
+            cause.downcast_ref::<crate::client::ClientError>()
+        {
+            Code::parse(code)
+        } else {
+            None
+        }
+    })
 }
 
 fn read_input(path: &Path) -> Result<Vec<u8>> {
@@ -831,12 +861,7 @@ fn append(data: &Path, files: &[PathBuf]) -> Result<()> {
         envelopes.push(env);
     }
     let receipts = ledger.submit_atomic(envelopes).map_err(|(i, e)| {
-        anyhow!(
-            "{}: {} ({}); nothing was written",
-            files[i].display(),
-            e,
-            e.code()
-        )
+        anyhow::Error::new(e).context(format!("{}: nothing was written", files[i].display()))
     })?;
     ledger.checkpoint()?;
     for r in receipts {

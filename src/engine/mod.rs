@@ -11,6 +11,7 @@
 
 pub mod state;
 
+use crate::errors::Code;
 use crate::evm;
 use crate::payload::{
     LinkEvm, MerchantProgram, Payload, PayloadError, Purchase, Redeem, ReferralAccept, Refund,
@@ -134,21 +135,6 @@ pub struct Effects {
     /// The discount granted, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub discount: Option<Discount>,
-}
-
-/// How a refused request is classified (the service maps classes to HTTP statuses).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorClass {
-    /// The request itself is malformed (400).
-    Malformed,
-    /// Signed by the wrong keys for its kind (403).
-    Forbidden,
-    /// Reuses a nonce, order or identity with other content (409).
-    Conflict,
-    /// Well formed and signed, but a ledger rule refuses it (422).
-    Rule,
-    /// The store could not be read or written (503).
-    Unavailable,
 }
 
 /// Why the engine refused a request. Nothing has changed when one of these is returned.
@@ -283,48 +269,34 @@ pub enum EngineError {
 }
 
 impl EngineError {
-    /// The error's class.
-    pub fn class(&self) -> ErrorClass {
+    /// The error's code in the one table ([`crate::errors`]), which gives its class and status.
+    pub fn code(&self) -> Code {
         use EngineError::*;
         match self {
-            Payload(_) => ErrorClass::Malformed,
-            WrongSigners { .. } | NotOperator(_) => ErrorClass::Forbidden,
-            NonceReused { .. } | OrderExists { .. } | MerchantExists(_) | AddressLinked(_) => {
-                ErrorClass::Conflict
-            }
-            Storage(_) => ErrorClass::Unavailable,
-            _ => ErrorClass::Rule,
-        }
-    }
-
-    /// A stable machine-readable code, as the API returns it.
-    pub fn code(&self) -> &'static str {
-        use EngineError::*;
-        match self {
-            Payload(_) => "malformed_payload",
-            WrongSigners { .. } => "wrong_signers",
-            NotOperator(_) => "not_operator",
-            NonceReused { .. } => "nonce_reused",
-            OrderExists { .. } => "order_exists",
-            MerchantExists(_) => "merchant_exists",
-            AddressLinked(_) => "address_linked",
-            Expired { .. } => "request_expired",
-            UnknownMerchant(_) => "unknown_merchant",
-            UnknownOrder { .. } => "unknown_order",
-            InsufficientPoints { .. } => "insufficient_points",
-            RedeemShareExceeded { .. } => "redeem_share_exceeded",
-            DiscountZero { .. } => "discount_zero",
-            RedeemAfterPurchase(_) => "redeem_after_purchase",
-            OrderAmountMismatch { .. } => "order_amount_mismatch",
-            RefundExceedsOrder { .. } => "refund_exceeds_order",
-            SelfReferral => "self_referral",
-            ReferrerAlreadyBound => "referrer_already_bound",
-            RefereeHasPurchases => "referee_has_purchases",
-            ReferrerNotCustomer(_) => "referrer_not_customer",
-            ReferralCapReached => "referral_cap_reached",
-            Evm(_) => "bad_evm_signature",
-            BalanceOverflow(_) => "balance_overflow",
-            Storage(_) => "unavailable",
+            Payload(_) => Code::MalformedPayload,
+            WrongSigners { .. } => Code::WrongSigners,
+            NotOperator(_) => Code::NotOperator,
+            NonceReused { .. } => Code::NonceReused,
+            OrderExists { .. } => Code::OrderExists,
+            MerchantExists(_) => Code::MerchantExists,
+            AddressLinked(_) => Code::AddressLinked,
+            Expired { .. } => Code::RequestExpired,
+            UnknownMerchant(_) => Code::UnknownMerchant,
+            UnknownOrder { .. } => Code::UnknownOrder,
+            InsufficientPoints { .. } => Code::InsufficientPoints,
+            RedeemShareExceeded { .. } => Code::RedeemShareExceeded,
+            DiscountZero { .. } => Code::DiscountZero,
+            RedeemAfterPurchase(_) => Code::RedeemAfterPurchase,
+            OrderAmountMismatch { .. } => Code::OrderAmountMismatch,
+            RefundExceedsOrder { .. } => Code::RefundExceedsOrder,
+            SelfReferral => Code::SelfReferral,
+            ReferrerAlreadyBound => Code::ReferrerAlreadyBound,
+            RefereeHasPurchases => Code::RefereeHasPurchases,
+            ReferrerNotCustomer(_) => Code::ReferrerNotCustomer,
+            ReferralCapReached => Code::ReferralCapReached,
+            Evm(_) => Code::BadEvmSignature,
+            BalanceOverflow(_) => Code::BalanceOverflow,
+            Storage(_) => Code::Unavailable,
         }
     }
 }

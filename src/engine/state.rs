@@ -1,8 +1,8 @@
 //! The state the engine derives from the log: accounts with their lots, merchants, orders.
 //!
 //! Nothing here is a source of truth: every value is a function of the leaves, which is what lets
-//! `rebuild` and an auditor reproduce it exactly. Values are stored as JSON in sled by
-//! [`crate::store`] and read back through [`StateView`](crate::engine::StateView).
+//! `rebuild` and an auditor reproduce it exactly. Values are stored (postcard-encoded)
+//! in sled by [`crate::store`] and read back through [`StateView`](crate::engine::StateView).
 
 use crate::payload::ProgramRules;
 use serde::{Deserialize, Serialize};

@@ -1,27 +1,14 @@
 //! The service's one error type and how each error becomes an HTTP answer.
 //!
 //! Every error response has the body `{"error": CODE, "message": TEXT}`, where `CODE` is a stable
-//! machine-readable string. Ledger refusals keep the codes the core gives them
-//! ([`crate::engine::EngineError::code`]) and get their status from their class:
-//!
-//! | status | codes |
-//! |---|---|
-//! | 400 | `malformed_envelope`, `malformed_payload`, `malformed_json`, `malformed_request`, `malformed_id`, `out_of_range` |
-//! | 401 | `bad_signature` |
-//! | 403 | `wrong_signers`, `not_operator` |
-//! | 404 | `not_found` |
-//! | 405 | `method_not_allowed` |
-//! | 408 | `timeout` |
-//! | 409 | `nonce_reused`, `order_exists`, `merchant_exists`, `address_linked` |
-//! | 413 | `too_large`, `too_many_entries` |
-//! | 422 | every other engine code (`insufficient_points`, `unknown_merchant`, ...) |
-//! | 503 | `storage_full` (the data volume is below its free-space reserve; reads go on), `unavailable` (the store or the writer cannot take the request) |
-//!
-//! Responses produced outside the handlers (unknown routes, wrong methods, timeouts, bodies over
-//! the limit) are rewritten into the same shape by [`json_errors`].
+//! machine-readable string from the one table in [`crate::errors`], which also gives the status:
+//! nothing here maps codes to statuses. Responses produced outside the handlers (unknown routes,
+//! wrong methods, timeouts, bodies over the limit) are rewritten into the same shape by
+//! [`json_errors`].
 
 use crate::dsse::DsseError;
-use crate::engine::{EngineError, ErrorClass};
+use crate::engine::EngineError;
+use crate::errors::Code;
 use crate::ledger::LedgerError;
 use crate::merkle::MerkleError;
 use crate::store::StoreError;
@@ -42,7 +29,7 @@ pub enum ServerError {
     #[error("{message}")]
     BadRequest {
         /// The error code (`malformed_json`, `malformed_request`, `malformed_id`, ...).
-        code: &'static str,
+        code: Code,
         /// What is wrong, for people.
         message: String,
     },
@@ -80,67 +67,39 @@ pub enum ServerError {
 /// The code of an error response, kept in the response's extensions so that metrics can count
 /// errors by code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ErrorCode(pub &'static str);
+pub struct ErrorCode(pub Code);
 
 impl ServerError {
-    /// A 400 with the given code.
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ServerError {
+    /// A refusal of the request with the given (400-class) code.
+    pub fn bad_request(code: Code, message: impl Into<String>) -> ServerError {
         ServerError::BadRequest {
             code,
             message: message.into(),
         }
     }
 
-    /// The HTTP status this error is answered with.
+    /// The HTTP status this error is answered with (the code's, from the table).
     pub fn status(&self) -> StatusCode {
-        self.status_and_code().0
+        status_of(self.code())
     }
 
-    /// The stable error code.
-    pub fn code(&self) -> &'static str {
-        self.status_and_code().1
-    }
-
-    fn status_and_code(&self) -> (StatusCode, &'static str) {
+    /// The error's code in the one table.
+    pub fn code(&self) -> Code {
         match self {
-            ServerError::Ledger(e) => ledger_status(e),
-            ServerError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
-            ServerError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            ServerError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
-            ServerError::TooManyEntries { .. } => {
-                (StatusCode::PAYLOAD_TOO_LARGE, "too_many_entries")
-            }
-            ServerError::Unavailable(_) | ServerError::Io { .. } => {
-                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
-            }
-            ServerError::Config(_) => (StatusCode::INTERNAL_SERVER_ERROR, "config"),
+            ServerError::Ledger(e) => e.code(),
+            ServerError::BadRequest { code, .. } => *code,
+            ServerError::NotFound(_) => Code::NotFound,
+            ServerError::TooLarge(_) => Code::TooLarge,
+            ServerError::TooManyEntries { .. } => Code::TooManyEntries,
+            ServerError::Unavailable(_) | ServerError::Io { .. } => Code::Unavailable,
+            ServerError::Config(_) => Code::Internal,
         }
     }
 }
 
-/// The status and code of a ledger error: the core's class decides, except that a signature
-/// that does not verify is 401 and an oversized envelope or payload is 413.
-pub fn ledger_status(e: &LedgerError) -> (StatusCode, &'static str) {
-    match e {
-        LedgerError::Envelope(DsseError::BadSignature { .. }) => {
-            (StatusCode::UNAUTHORIZED, "bad_signature")
-        }
-        LedgerError::Envelope(DsseError::TooLarge { .. } | DsseError::PayloadTooLarge { .. }) => {
-            (StatusCode::PAYLOAD_TOO_LARGE, "too_large")
-        }
-        LedgerError::Envelope(_) => (StatusCode::BAD_REQUEST, "malformed_envelope"),
-        LedgerError::Engine(e) => match e.class() {
-            ErrorClass::Malformed => (StatusCode::BAD_REQUEST, e.code()),
-            ErrorClass::Forbidden => (StatusCode::FORBIDDEN, e.code()),
-            ErrorClass::Conflict => (StatusCode::CONFLICT, e.code()),
-            ErrorClass::Rule => (StatusCode::UNPROCESSABLE_ENTITY, e.code()),
-            ErrorClass::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-        },
-        LedgerError::StorageFull { .. } => (StatusCode::SERVICE_UNAVAILABLE, "storage_full"),
-        // Store, key, tree and checkpoint failures, corrupt leaves and a missing leaf behind a
-        // recorded digest all mean the store cannot serve the request.
-        _ => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-    }
+/// The HTTP status of `code`, as the table gives it.
+pub fn status_of(code: Code) -> StatusCode {
+    StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 impl From<StoreError> for ServerError {
@@ -169,13 +128,13 @@ impl From<DsseError> for ServerError {
 
 impl From<QueryRejection> for ServerError {
     fn from(e: QueryRejection) -> Self {
-        ServerError::bad_request("malformed_request", e.body_text())
+        ServerError::bad_request(Code::MalformedRequest, e.body_text())
     }
 }
 
 impl From<PathRejection> for ServerError {
     fn from(e: PathRejection) -> Self {
-        ServerError::bad_request("malformed_request", e.body_text())
+        ServerError::bad_request(Code::MalformedRequest, e.body_text())
     }
 }
 
@@ -184,17 +143,17 @@ impl From<BytesRejection> for ServerError {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ServerError::TooLarge("the request body is larger than this route accepts".into())
         } else {
-            ServerError::bad_request("malformed_request", e.body_text())
+            ServerError::bad_request(Code::MalformedRequest, e.body_text())
         }
     }
 }
 
 /// Builds the JSON error response for `status` and `code`.
-pub fn error_response(status: StatusCode, code: &'static str, message: String) -> Response {
+pub fn error_response(code: Code, message: String) -> Response {
     let mut resp = (
-        status,
+        status_of(code),
         Json(ErrorBody {
-            error: code.to_owned(),
+            error: code.as_str().to_owned(),
             message,
         }),
     )
@@ -205,11 +164,11 @@ pub fn error_response(status: StatusCode, code: &'static str, message: String) -
 
 impl IntoResponse for ServerError {
     fn into_response(self) -> Response {
-        let (status, code) = self.status_and_code();
-        if status.is_server_error() {
-            tracing::warn!(code, error = %self, "request failed");
+        let code = self.code();
+        if code.status() >= 500 {
+            tracing::warn!(code = code.as_str(), error = %self, "request failed");
         }
-        error_response(status, code, self.to_string())
+        error_response(code, self.to_string())
     }
 }
 
@@ -223,29 +182,36 @@ pub async fn json_errors(resp: Response) -> Response {
         return resp;
     }
     let (code, message) = match status {
-        StatusCode::NOT_FOUND => ("not_found", "no such route".to_owned()),
+        StatusCode::NOT_FOUND => (Code::NotFound, "no such route".to_owned()),
         StatusCode::METHOD_NOT_ALLOWED => (
-            "method_not_allowed",
+            Code::MethodNotAllowed,
             "this route does not take that method".to_owned(),
         ),
-        StatusCode::REQUEST_TIMEOUT => (
-            "timeout",
-            "the request took longer than the request timeout; an entry may still have been \
-             appended: resubmit the identical envelope to get its receipt"
-                .to_owned(),
-        ),
+        StatusCode::REQUEST_TIMEOUT => (Code::Timeout, Code::Timeout.meaning().replace('`', "")),
         StatusCode::PAYLOAD_TOO_LARGE => (
-            "too_large",
+            Code::TooLarge,
             "the request body is larger than this route accepts".to_owned(),
         ),
-        StatusCode::SERVICE_UNAVAILABLE => ("unavailable", "the service is unavailable".into()),
+        StatusCode::SERVICE_UNAVAILABLE => {
+            (Code::Unavailable, "the service is unavailable".to_owned())
+        }
+        other if other.is_client_error() => (
+            Code::MalformedRequest,
+            other.canonical_reason().unwrap_or("bad request").to_owned(),
+        ),
         other => (
-            "error",
-            other.canonical_reason().unwrap_or("error").to_owned(),
+            Code::Internal,
+            other
+                .canonical_reason()
+                .unwrap_or("internal error")
+                .to_owned(),
         ),
     };
     let (parts, _) = resp.into_parts();
-    let mut out = error_response(status, code, message);
+    let mut out = error_response(code, message);
+    // The table's status for the code, unless the layer that answered chose another one of
+    // the same kind (a 4xx the table has no code for keeps its status).
+    *out.status_mut() = status;
     for (name, value) in parts.headers.iter() {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
             out.headers_mut().append(name, value.clone());
@@ -263,7 +229,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn statuses_follow_the_error_classes() {
+    fn statuses_come_from_the_table() {
         let cases: Vec<(ServerError, u16, &str)> = vec![
             (
                 EngineError::InsufficientPoints {
@@ -315,7 +281,11 @@ mod tests {
             ),
         ];
         for (e, status, code) in cases {
-            assert_eq!((e.status().as_u16(), e.code()), (status, code), "{e}");
+            assert_eq!(
+                (e.status().as_u16(), e.code().as_str()),
+                (status, code),
+                "{e}"
+            );
         }
     }
 }

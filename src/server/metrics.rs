@@ -16,6 +16,7 @@
 //!   is `pointsledger_checkpoint_size` minus it) and `pointsledger_anchor_failures_total`
 //!   (failed anchorer steps: RPC outages, refusals), when anchoring is on.
 
+use crate::errors::Code;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -112,8 +113,8 @@ impl Metrics {
     }
 
     /// Counts one error answer (or batch item) with `code`.
-    pub fn record_error(&self, code: &'static str) {
-        bump(&self.errors, code);
+    pub fn record_error(&self, code: Code) {
+        bump(&self.errors, code.as_str());
     }
 
     /// Counts one HTTP answer.
@@ -243,7 +244,7 @@ mod tests {
         m.observe_commit(Duration::from_micros(300));
         m.observe_commit(Duration::from_millis(3));
         m.observe_commit(Duration::from_secs(60));
-        m.record_error("insufficient_points");
+        m.record_error(Code::InsufficientPoints);
         m.record_request("/v1/entries", "POST", 200);
         m.record_request("/v1/entries", "BREW", 405);
         let stats = crate::sequencer::SequencerStats::default();

@@ -10,7 +10,7 @@
 //! bodies of undeclared length.
 
 use super::config::Settings;
-use super::error::{json_errors, ledger_status, ErrorCode, ServerError};
+use super::error::{json_errors, ErrorCode, ServerError};
 use super::metrics::{AnchorGauges, Metrics};
 use super::openapi as doc;
 use super::wire::{
@@ -23,6 +23,7 @@ use crate::checkpoint::TlogProof;
 use crate::clock::Clock;
 use crate::dsse::{self, Envelope};
 use crate::engine::{self, Quote, StateView};
+use crate::errors::Code;
 use crate::keys;
 use crate::ledger::{LedgerError, Receipt};
 use crate::merkle;
@@ -231,7 +232,7 @@ async fn track(State(st): State<AppState>, req: Request, next: Next) -> Response
     st.metrics
         .record_request(&route, method.as_str(), resp.status().as_u16());
     if let Some(ErrorCode(code)) = resp.extensions().get::<ErrorCode>() {
-        st.metrics.record_error(code);
+        st.metrics.record_error(*code);
     }
     resp
 }
@@ -271,7 +272,7 @@ fn text(body: String) -> Response {
 fn check_id(what: &str, id: &str) -> Result<(), ServerError> {
     keys::parse_public_id(id).map(|_| ()).map_err(|e| {
         ServerError::bad_request(
-            "malformed_id",
+            Code::MalformedId,
             format!("the {what} id must be a public key id (64 lowercase hex digits): {e}"),
         )
     })
@@ -337,7 +338,7 @@ pub(crate) async fn submit_batch(
     let body = body?;
     let raw: Vec<&serde_json::value::RawValue> = serde_json::from_slice(&body).map_err(|e| {
         ServerError::bad_request(
-            "malformed_json",
+            Code::MalformedJson,
             format!("the body must be a JSON array of DSSE envelopes: {e}"),
         )
     })?;
@@ -368,19 +369,19 @@ pub(crate) async fn submit_batch(
         .into_iter()
         .map(|slot| {
             let result = slot.or_else(|| submitted.next()).unwrap_or_else(|| {
-                Err(LedgerError::NotFound(
+                Err(LedgerError::Internal(
                     "the writer returned no result".into(),
                 ))
             });
             match result {
                 Ok(receipt) => BatchItem::Accepted { receipt },
                 Err(e) => {
-                    let (status, code) = ledger_status(&e);
+                    let code = e.code();
                     st.metrics.record_error(code);
                     BatchItem::Refused {
-                        error: code.to_owned(),
+                        error: code.as_str().to_owned(),
                         message: e.to_string(),
-                        status: status.as_u16(),
+                        status: code.status(),
                     }
                 }
             }
@@ -440,7 +441,7 @@ pub(crate) async fn list_entries(
     let Query(LeavesQuery { start, end }) = q?;
     if end.is_some_and(|e| e <= start) {
         return Err(ServerError::bad_request(
-            "out_of_range",
+            Code::OutOfRange,
             "end must be greater than start",
         ));
     }
@@ -544,7 +545,7 @@ pub(crate) async fn inclusion_proof(
         }
         if index >= size {
             return Err(ServerError::bad_request(
-                "out_of_range",
+                Code::OutOfRange,
                 format!("leaf {index} is not in the tree of size {size}"),
             ));
         }
@@ -596,7 +597,7 @@ pub(crate) async fn consistency_proof(
         };
         if from == 0 || from > to {
             return Err(ServerError::bad_request(
-                "out_of_range",
+                Code::OutOfRange,
                 format!("need 1 <= from <= to; got from={from}, to={to}"),
             ));
         }
@@ -844,7 +845,7 @@ pub(crate) async fn account_history(
     let limit = limit.unwrap_or(DEFAULT_HISTORY_PAGE);
     if !(1..=MAX_HISTORY_PAGE).contains(&limit) {
         return Err(ServerError::bad_request(
-            "out_of_range",
+            Code::OutOfRange,
             format!("limit must be 1 to {MAX_HISTORY_PAGE}"),
         ));
     }
@@ -908,13 +909,13 @@ pub(crate) async fn quote(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Quote>, ServerError> {
     let req: QuoteRequest = serde_json::from_slice(&body?).map_err(|e| {
-        ServerError::bad_request("malformed_json", format!("malformed quote request: {e}"))
+        ServerError::bad_request(Code::MalformedJson, format!("malformed quote request: {e}"))
     })?;
     check_id("merchant", &req.merchant)?;
     check_id("consumer", &req.consumer)?;
     if !(1..=MAX_SAFE_INT).contains(&req.order_amount) {
         return Err(ServerError::bad_request(
-            "out_of_range",
+            Code::OutOfRange,
             format!("order_amount must be 1 to {MAX_SAFE_INT}"),
         ));
     }

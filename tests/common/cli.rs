@@ -40,6 +40,25 @@ pub fn fails(args: &[&str]) -> String {
     err
 }
 
+/// Runs a command that must fail with the error `code`: its one-line error names the code, and
+/// its exit code is the code's class's, both from the one table.
+pub fn fails_with(args: &[&str], code: &str) -> String {
+    let out = pl(args);
+    let table = pointsledger::errors::Code::parse(code).expect("a code of the table");
+    let err = String::from_utf8(out.stderr).expect("utf8");
+    assert_eq!(
+        out.status.code(),
+        Some(i32::from(table.class().exit_code())),
+        "pointsledger {args:?}: {err}"
+    );
+    assert!(
+        err.starts_with(&format!("error: {code}: ")),
+        "pointsledger {args:?}: {err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
+    err
+}
+
 pub fn write(dir: &Path, name: &str, v: &Value) -> String {
     let p = dir.join(name);
     std::fs::write(&p, serde_json::to_vec(v).expect("json")).expect("write");

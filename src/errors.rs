@@ -1,0 +1,347 @@
+//! The one table of error codes: every refusal or failure the ledger, the service and the
+//! command line report carries one [`Code`], and the code alone decides its [`Class`], its HTTP
+//! status and the command line's exit code.
+//!
+//! Each layer keeps its own error type (engine, envelope, ledger, service) with the detail of
+//! what went wrong, and maps each variant to a code here; nothing else maps errors to statuses
+//! or exit codes. docs/PROTOCOL.md §10 is this table printed as Markdown
+//! ([`markdown_tables`]); `tests/error_table.rs` fails when the two differ.
+
+use std::fmt;
+
+/// Whose problem a refusal is, and so what a client can do about it. Each class has one exit
+/// code of the command line; HTTP statuses are per code, since one class spans several (an
+/// oversized body is 413, a rate limit 429).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Class {
+    /// The request itself is malformed: fix it before sending it again.
+    Malformed,
+    /// A signature does not verify, or the request is not signed by the keys its kind needs.
+    Forbidden,
+    /// What a read names does not exist (yet).
+    NotFound,
+    /// It reuses a nonce, order, merchant, address or account with other content.
+    Conflict,
+    /// Well formed and signed, but a ledger rule refuses it now (it may pass later).
+    Rule,
+    /// Over a size, count, time or rate limit of the service: send less, or later.
+    Limit,
+    /// The service cannot take the request now; the same request may be retried as is.
+    Unavailable,
+    /// A fault of the service itself; it is logged on the server. Retrying may not help.
+    Internal,
+}
+
+impl Class {
+    /// Every class, in the order the docs list them.
+    pub const ALL: [Class; 8] = [
+        Class::Malformed,
+        Class::Forbidden,
+        Class::NotFound,
+        Class::Conflict,
+        Class::Rule,
+        Class::Limit,
+        Class::Unavailable,
+        Class::Internal,
+    ];
+
+    /// The class's name as the docs write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Malformed => "malformed",
+            Class::Forbidden => "forbidden",
+            Class::NotFound => "not_found",
+            Class::Conflict => "conflict",
+            Class::Rule => "rule",
+            Class::Limit => "limit",
+            Class::Unavailable => "unavailable",
+            Class::Internal => "internal",
+        }
+    }
+
+    /// The command line's exit code for an error of this class. 1 is left for failures that
+    /// carry no code (a file that cannot be read, bad arguments), and 2 is the argument
+    /// parser's own.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Class::Malformed => 3,
+            Class::Forbidden => 4,
+            Class::NotFound => 5,
+            Class::Conflict => 6,
+            Class::Rule => 7,
+            Class::Limit => 8,
+            Class::Unavailable => 9,
+            Class::Internal => 10,
+        }
+    }
+
+    /// What the class means, as the docs say it.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Class::Malformed => "The request itself is malformed; fix it before sending it again.",
+            Class::Forbidden => {
+                "A signature does not verify, or the request is not signed by the keys its kind needs."
+            }
+            Class::NotFound => "What a read names does not exist (yet).",
+            Class::Conflict => {
+                "It reuses a nonce, order, merchant, address or account with other content."
+            }
+            Class::Rule => {
+                "Well formed and signed, but a ledger rule refuses it now (it may pass later)."
+            }
+            Class::Limit => {
+                "Over a size, count, time or rate limit of the service: send less, or later."
+            }
+            Class::Unavailable => {
+                "The service cannot take the request now; the same request may be retried as is."
+            }
+            Class::Internal => {
+                "A fault of the service itself, logged on the server; retrying may not help."
+            }
+        }
+    }
+}
+
+impl fmt::Display for Class {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Declares [`Code`] and its table from one list: variant, code string, class, HTTP status and
+/// meaning (Markdown, as docs/PROTOCOL.md §10 prints it).
+macro_rules! codes {
+    ($($(#[$doc:meta])* $variant:ident = $code:literal, $class:ident, $status:literal, $meaning:literal;)*) => {
+        /// A stable, machine-readable error code, as the API's `error` field and the command
+        /// line's one-line errors carry it.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Code {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl Code {
+            /// Every code, in the table's order.
+            pub const ALL: &'static [Code] = &[$(Code::$variant,)*];
+
+            /// The code as the API writes it.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Code::$variant => $code,)* }
+            }
+
+            /// The code's class.
+            pub fn class(self) -> Class {
+                match self { $(Code::$variant => Class::$class,)* }
+            }
+
+            /// The HTTP status a service answers with.
+            pub fn status(self) -> u16 {
+                match self { $(Code::$variant => $status,)* }
+            }
+
+            /// When the code is given (Markdown).
+            pub fn meaning(self) -> &'static str {
+                match self { $(Code::$variant => $meaning,)* }
+            }
+        }
+    };
+}
+
+codes! {
+    /// The envelope breaks §3.
+    MalformedEnvelope = "malformed_envelope", Malformed, 400,
+        "The envelope breaks [§3](#3-dsse-envelopes).";
+    /// The payload breaks §4/§5, or the kind is unknown.
+    MalformedPayload = "malformed_payload", Malformed, 400,
+        "The payload breaks [§4](#4-payloads-common-rules) or its kind's rules in [§5](#5-payload-kinds), or the kind is unknown.";
+    /// The body is not the JSON the route takes.
+    MalformedJson = "malformed_json", Malformed, 400,
+        "The body is not the JSON the route takes (a batch that is not a JSON array, a quote request with missing fields).";
+    /// A path or query parameter does not parse.
+    MalformedRequest = "malformed_request", Malformed, 400,
+        "A path or query parameter does not parse, or the request is otherwise malformed.";
+    /// An account or merchant id in a path is not a key id.
+    MalformedId = "malformed_id", Malformed, 400,
+        "An account or merchant id in a path is not 64 lowercase hex digits naming a usable key.";
+    /// A size, index or range in a read is out of range.
+    OutOfRange = "out_of_range", Malformed, 400,
+        "A read's index, size or range cannot exist: an index at or past the tree size, a consistency proof from 0 or backwards, a history cursor or limit out of bounds.";
+    /// The route does not take this method.
+    MethodNotAllowed = "method_not_allowed", Malformed, 405,
+        "The route does not take this HTTP method.";
+    /// A signature does not verify.
+    BadSignature = "bad_signature", Forbidden, 401,
+        "A signature does not verify.";
+    /// The signers are not exactly the kind's signers.
+    WrongSigners = "wrong_signers", Forbidden, 403,
+        "The signers are not exactly the kind's signers.";
+    /// A merchant program signed by a key other than the operator's.
+    NotOperator = "not_operator", Forbidden, 403,
+        "A merchant program names a key other than the log's operator key.";
+    /// Nothing exists where a read points.
+    NotFound = "not_found", NotFound, 404,
+        "A read names an entry, checkpoint, merchant or route that does not exist (yet).";
+    /// A signer already used the nonce.
+    NonceReused = "nonce_reused", Conflict, 409,
+        "A signer already used the nonce for another request.";
+    /// The order already has a purchase or a redemption.
+    OrderExists = "order_exists", Conflict, 409,
+        "The order already has a purchase (`purchase`) or a redemption (`redeem`).";
+    /// `merchant.register` for a registered merchant.
+    MerchantExists = "merchant_exists", Conflict, 409,
+        "`merchant.register` for a registered merchant.";
+    /// The EVM address is linked to another consumer.
+    AddressLinked = "address_linked", Conflict, 409,
+        "The EVM address is linked to another consumer.";
+    /// The request's `expires_at` has passed.
+    RequestExpired = "request_expired", Rule, 422,
+        "Leaf timestamp ≥ `expires_at`.";
+    /// The merchant is not registered.
+    UnknownMerchant = "unknown_merchant", Rule, 422,
+        "The merchant is not registered (`merchant.update`, `purchase`, `redeem`, `refund`, quotes).";
+    /// `refund` of an order without a purchase.
+    UnknownOrder = "unknown_order", Rule, 422,
+        "`refund` of an order without a purchase.";
+    /// More points than are spendable.
+    InsufficientPoints = "insufficient_points", Rule, 422,
+        "`points` > spendable − debt.";
+    /// The discount exceeds the share payable with points.
+    RedeemShareExceeded = "redeem_share_exceeded", Rule, 422,
+        "The discount exceeds the share payable with points.";
+    /// The points are worth less than one minor unit.
+    DiscountZero = "discount_zero", Rule, 422,
+        "The points are worth less than one minor unit.";
+    /// `redeem` on an order whose purchase is recorded.
+    RedeemAfterPurchase = "redeem_after_purchase", Rule, 422,
+        "`redeem` on an order whose purchase is recorded.";
+    /// A purchase of a redeemed order with another amount.
+    OrderAmountMismatch = "order_amount_mismatch", Rule, 422,
+        "`purchase` of a redeemed order with another amount than the redemption's `order_amount`.";
+    /// Refunds would exceed the purchase amount.
+    RefundExceedsOrder = "refund_exceeds_order", Rule, 422,
+        "Refunds would exceed the purchase amount.";
+    /// `consumer` = `referrer`.
+    SelfReferral = "self_referral", Rule, 422,
+        "`consumer` = `referrer`.";
+    /// The referee already has a referrer.
+    ReferrerAlreadyBound = "referrer_already_bound", Rule, 422,
+        "The referee already has a referrer.";
+    /// The referee already has a purchase.
+    RefereeHasPurchases = "referee_has_purchases", Rule, 422,
+        "The referee already has a purchase.";
+    /// The referrer has no purchase.
+    ReferrerNotCustomer = "referrer_not_customer", Rule, 422,
+        "The referrer has no purchase.";
+    /// The referrer already has the most referees allowed.
+    ReferralCapReached = "referral_cap_reached", Rule, 422,
+        "The referrer already has 100 referees.";
+    /// The EIP-191 signature recovers to another address.
+    BadEvmSignature = "bad_evm_signature", Rule, 422,
+        "The EIP-191 signature is well formed but recovers to another address than `address`.";
+    /// A credit would take a figure past 2^53 − 1.
+    BalanceOverflow = "balance_overflow", Rule, 422,
+        "A credit would make an account hold more than 2^53 − 1 points.";
+    /// The request took longer than the service allows.
+    Timeout = "timeout", Limit, 408,
+        "The request (its body, or its handling) took longer than the service allows; an entry may still have been appended: resubmit the identical envelope to get its receipt.";
+    /// The body or an envelope is larger than the route or the format accepts.
+    TooLarge = "too_large", Limit, 413,
+        "The body is larger than the route accepts, or an envelope or payload is larger than [§3](#3-dsse-envelopes) allows. A body declared too large is refused before it is read.";
+    /// A batch holds more envelopes than the service takes.
+    TooManyEntries = "too_many_entries", Limit, 413,
+        "A batch holds more envelopes than the service takes (`max_batch`).";
+    /// The data volume is below the writer's free-space reserve.
+    StorageFull = "storage_full", Unavailable, 503,
+        "The data volume has less free space than the writer keeps in reserve (`--min-free-bytes`); nothing is written, reads go on, and writes pass again once space is freed.";
+    /// The store or the writer cannot take the request now.
+    Unavailable = "unavailable", Unavailable, 503,
+        "The store cannot be read or written, the free space of the data volume cannot be read, or the writer has stopped after a failed group commit and refuses every write until the server is restarted (nothing of the failed group was acknowledged).";
+    /// A fault of the service itself.
+    Internal = "internal", Internal, 500,
+        "A fault of the service itself: a corrupt or missing leaf behind the store's indexes, a stopped sequencer thread, key or checkpoint files that cannot be used.";
+}
+
+impl Code {
+    /// The code named `s`, if the table has it (a client reading an error body).
+    pub fn parse(s: &str) -> Option<Code> {
+        Code::ALL.iter().copied().find(|c| c.as_str() == s)
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for Code {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for Code {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl PartialEq<Code> for &str {
+    fn eq(&self, other: &Code) -> bool {
+        *self == other.as_str()
+    }
+}
+
+/// The two tables of docs/PROTOCOL.md §10, classes then codes, in Markdown.
+pub fn markdown_tables() -> String {
+    let mut out = String::from("| Class | Exit code | Meaning |\n|---|---|---|\n");
+    for class in Class::ALL {
+        out.push_str(&format!(
+            "| {} | {} | {} |\n",
+            class,
+            class.exit_code(),
+            class.meaning()
+        ));
+    }
+    out.push_str("\n| Code | Class | HTTP | Given when |\n|---|---|---|---|\n");
+    for code in Code::ALL {
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            code,
+            code.class(),
+            code.status(),
+            code.meaning()
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_and_parse_back() {
+        let mut seen = std::collections::HashSet::new();
+        for code in Code::ALL {
+            assert!(seen.insert(code.as_str()), "{code} twice");
+            assert_eq!(Code::parse(code.as_str()), Some(*code));
+        }
+        assert_eq!(Code::parse("no_such_code"), None);
+    }
+
+    #[test]
+    fn statuses_fit_their_classes() {
+        for code in Code::ALL {
+            let ok = match code.class() {
+                Class::Malformed | Class::NotFound | Class::Conflict | Class::Rule => {
+                    (400..500).contains(&code.status())
+                }
+                Class::Forbidden => [401, 403].contains(&code.status()),
+                Class::Limit => [408, 413, 429].contains(&code.status()),
+                Class::Unavailable => code.status() == 503,
+                Class::Internal => code.status() == 500,
+            };
+            assert!(ok, "{code} is {} in class {}", code.status(), code.class());
+        }
+    }
+}
