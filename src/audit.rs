@@ -7,6 +7,13 @@
 //! - every leaf: its index, its envelope's signatures (strict, as the writer checks them), and
 //!   a replay through the points engine on the mirror's own state, which refuses a kind signed
 //!   by the wrong roles and must reproduce the leaf's recorded effects exactly;
+//! - the books, after every leaf, on the replayed state itself rather than on the engine's word:
+//!   every account the entry wrote has each figure in range (points held, each lot, debt and
+//!   counts within 0..=2^53-1, no lot holding more than it was credited, every delta within
+//!   ±(2^53-1)), and its balance (Σ remaining − debt) moved by exactly the sum of the entry's
+//!   deltas for it, while no account the entry did not write has a delta. From the empty state
+//!   this gives, by induction, balance = Σ of the account's deltas over the log, for every
+//!   account after every entry;
 //! - the tree: the mirror computes every hash itself; the latest checkpoint's signature, its
 //!   root against the mirror's, and its consistency with the checkpoint seen on the last run
 //!   (a forked view is caught even before the leaves are fetched);
@@ -24,15 +31,16 @@ use crate::anchor::{AnchorStatus, Chain, ChainError};
 use crate::checkpoint::{self, Checkpoint};
 use crate::client::{Client, ClientError};
 use crate::dsse::Envelope;
-use crate::engine::{self, EngineError, LogConfig, StateView};
+use crate::engine::state::Account;
+use crate::engine::{self, Effects, EngineError, LogConfig, StateView, Writes};
 use crate::keys;
 use crate::ledger::{self, Leaf, LedgerError};
 use crate::merkle::{self, Hash, MerkleError};
-use crate::payload::Payload;
+use crate::payload::{Payload, MAX_SAFE_INT};
 use crate::store::{Group, Store, StoreError, StoredConfig, WriterCache};
 use crate::views::AccountView;
 use serde::Serialize;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -325,6 +333,11 @@ impl Mirror {
                     serde_json::to_string(&leaf.effects).unwrap_or_default(),
                 )));
             }
+            let before = |id: &str| StateView::account(&group, id);
+            if let Some(d) = check_books(index, &before, &writes, &effects)? {
+                self.cache = group.into_cache();
+                return Ok(Some(d));
+            }
             touched.extend(effects.changes.iter().map(|c| c.account.clone()));
             let hash = merkle::leaf_hash(&bytes);
             let hashes = merkle::hashes_to_store(index, &hash, &group)?;
@@ -565,6 +578,125 @@ async fn audit(
     Ok(None)
 }
 
+/// How an account stood before an entry, as the replayed state says (default when untouched).
+type Before<'a> = dyn Fn(&str) -> Result<Option<Account>, EngineError> + 'a;
+
+/// Checks the books after entry `index`, on the state it leaves rather than on the engine's
+/// word: every account it wrote has every figure in range ([`figure_out_of_range`]) and moved
+/// its balance by the sum of the entry's deltas for it; no account has a delta without being
+/// written. `before` reads the state before the entry.
+fn check_books(
+    index: u64,
+    before: &Before<'_>,
+    writes: &Writes,
+    effects: &Effects,
+) -> Result<Option<Discrepancy>, AuditError> {
+    let at = || format!("entry {index}");
+    let mut deltas: BTreeMap<&str, i128> = BTreeMap::new();
+    for c in &effects.changes {
+        if c.delta.unsigned_abs() > MAX_SAFE_INT {
+            return Ok(Some(discrepancy(
+                at(),
+                &format!("a delta of account {} within ±(2^53-1)", c.account),
+                format!("at most {MAX_SAFE_INT} in size"),
+                c.delta,
+            )));
+        }
+        *deltas.entry(&c.account).or_default() += i128::from(c.delta);
+    }
+    if let Some(id) = deltas.keys().find(|id| !writes.accounts.contains_key(**id)) {
+        return Ok(Some(discrepancy(
+            at(),
+            &format!("account {id}, whose points the entry moves, is in the replayed state"),
+            "written",
+            "not written",
+        )));
+    }
+    for (id, after) in &writes.accounts {
+        if let Some((what, range, value)) = figure_out_of_range(after) {
+            return Ok(Some(discrepancy(
+                format!("account {id} after entry {index}"),
+                &format!("{what} in range"),
+                range,
+                value,
+            )));
+        }
+        let prior = before(id)
+            .map_err(|e| AuditError::State(format!("the mirror's account {id}: {e}")))?
+            .unwrap_or_default();
+        let moved = book_balance(after) - book_balance(&prior);
+        let recorded = deltas.get(id.as_str()).copied().unwrap_or(0);
+        if moved != recorded {
+            return Ok(Some(discrepancy(
+                format!("account {id} after entry {index}"),
+                "the change of its balance (Σ remaining − debt) is the sum of the entry's deltas",
+                recorded,
+                moved,
+            )));
+        }
+    }
+    Ok(None)
+}
+
+/// Σ remaining − debt, exactly.
+fn book_balance(a: &Account) -> i128 {
+    // Σ remaining fits in i128 for any number of u64 lots a store can hold.
+    i128::try_from(a.held()).unwrap_or(i128::MAX) - i128::from(a.debt)
+}
+
+/// The first figure of `a` outside its range, as (what, the range, the value): points held,
+/// debt, every lot's credit, remainder and dates, and the counts, all within 0..=2^53-1; no lot
+/// holding more than it was credited or becoming available after it expires.
+fn figure_out_of_range(a: &Account) -> Option<(String, String, String)> {
+    let max = u128::from(MAX_SAFE_INT);
+    let in_range = format!("0..={MAX_SAFE_INT}");
+    let over = |what: String, v: u128| (v > max).then(|| (what, in_range.clone(), v.to_string()));
+    if let Some(x) = over("points held (Σ remaining)".into(), a.held()) {
+        return Some(x);
+    }
+    for (what, v) in [
+        ("debt", a.debt),
+        ("purchases", a.purchases),
+        ("referees", a.referees),
+    ] {
+        if let Some(x) = over(what.into(), u128::from(v)) {
+            return Some(x);
+        }
+    }
+    for (merchant, v) in &a.rewards_by_merchant {
+        if let Some(x) = over(format!("rewards from merchant {merchant}"), u128::from(*v)) {
+            return Some(x);
+        }
+    }
+    for lot in &a.lots {
+        for (what, v) in [
+            ("points", lot.points),
+            ("remaining", lot.remaining),
+            ("available_at", lot.available_at),
+            ("expires_at", lot.expires_at),
+        ] {
+            if let Some(x) = over(format!("lot {} {what}", lot.id), u128::from(v)) {
+                return Some(x);
+            }
+        }
+        if lot.remaining > lot.points {
+            return Some((
+                format!("lot {} remaining", lot.id),
+                format!("at most its {} points", lot.points),
+                lot.remaining.to_string(),
+            ));
+        }
+        if lot.available_at > lot.expires_at {
+            return Some((
+                format!("lot {} available_at", lot.id),
+                format!("at most its expires_at {}", lot.expires_at),
+                lot.available_at.to_string(),
+            ));
+        }
+    }
+    None
+}
+
 /// The checkpoint's root differs from the mirror's: finds the first entry whose bytes are not
 /// what the checkpoint commits to. The mirror's prefix of size k is consistent with the
 /// checkpoint for every k up to that entry and for none after, so a binary search over the
@@ -630,5 +762,119 @@ fn decode_b64_hashes(proof: &[String]) -> Option<Vec<Hash>> {
 impl From<LedgerError> for AuditError {
     fn from(e: LedgerError) -> Self {
         AuditError::State(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::state::{Lot, LotSource};
+    use crate::engine::{Change, Reason};
+
+    fn lot(id: &str, points: u64, remaining: u64) -> Lot {
+        Lot {
+            id: id.into(),
+            merchant: "m".into(),
+            source: LotSource::Purchase,
+            order_id: "o".into(),
+            points,
+            remaining,
+            available_at: 0,
+            expires_at: 10,
+        }
+    }
+
+    fn account(lots: Vec<Lot>, debt: u64) -> Account {
+        Account {
+            lots,
+            debt,
+            ..Account::default()
+        }
+    }
+
+    fn change(account: &str, delta: i64, reason: Reason) -> Change {
+        Change {
+            account: account.into(),
+            delta,
+            reason,
+            lot: Some("1.0".into()),
+            available_at: None,
+            expires_at: None,
+        }
+    }
+
+    /// Runs the check of one entry that turns `before` into `after` for account `c`.
+    fn check(before: Account, after: Account, changes: Vec<Change>) -> Option<Discrepancy> {
+        let writes = Writes {
+            accounts: [("c".to_owned(), after)].into_iter().collect(),
+            ..Writes::default()
+        };
+        let effects = Effects {
+            changes,
+            discount: None,
+        };
+        let view = move |id: &str| Ok::<_, EngineError>((id == "c").then(|| before.clone()));
+        check_books(7, &view, &writes, &effects).expect("the check runs")
+    }
+
+    #[test]
+    fn books_that_add_up_pass() {
+        let before = account(vec![lot("1.0", 1000, 400)], 0);
+        let after = account(vec![lot("1.0", 1000, 1000)], 100);
+        let changes = vec![
+            change("c", 600, Reason::RedeemReturn),
+            change("c", -100, Reason::Debt),
+        ];
+        assert_eq!(check(before, after, changes), None);
+    }
+
+    /// The state the uncapped `redeem_return` produced: a lot at the cap given points back on
+    /// top, with a delta that records exactly that. The effects match a (buggy) replay and the
+    /// balance moved by the deltas, so only the range check can see it.
+    #[test]
+    fn a_figure_beyond_the_cap_fails_even_when_the_deltas_agree() {
+        let before = account(vec![lot("1.0", MAX_SAFE_INT, MAX_SAFE_INT - 1000)], 0);
+        let after = account(vec![lot("1.0", MAX_SAFE_INT, MAX_SAFE_INT + 1000)], 0);
+        let d = check(before, after, vec![change("c", 2000, Reason::RedeemReturn)])
+            .expect("a discrepancy");
+        assert_eq!(d.at, "account c after entry 7");
+        assert!(d.what.contains("points held"), "{d}");
+        assert_eq!(d.found, (u128::from(MAX_SAFE_INT) + 1000).to_string());
+
+        // Within the cap in total, but a lot holding more than it was credited.
+        let before = account(vec![lot("1.0", 500, 500)], 0);
+        let after = account(vec![lot("1.0", 500, 700)], 0);
+        let d = check(before, after, vec![change("c", 200, Reason::RedeemReturn)])
+            .expect("a discrepancy");
+        assert!(d.what.contains("lot 1.0 remaining"), "{d}");
+
+        let before = account(vec![], MAX_SAFE_INT - 1);
+        let after = account(vec![], MAX_SAFE_INT + 1);
+        let d = check(before, after, vec![change("c", -2, Reason::Debt)]).expect("debt");
+        assert!(d.what.contains("debt"), "{d}");
+    }
+
+    #[test]
+    fn a_balance_that_moved_otherwise_than_the_deltas_fails() {
+        let before = account(vec![lot("1.0", 1000, 400)], 0);
+        let after = account(vec![lot("1.0", 1000, 1000)], 0);
+        let d = check(before, after, vec![change("c", 500, Reason::RedeemReturn)])
+            .expect("a discrepancy");
+        assert_eq!((d.expected.as_str(), d.found.as_str()), ("500", "600"));
+        assert!(d.what.contains("sum of the entry's deltas"), "{d}");
+    }
+
+    #[test]
+    fn deltas_out_of_range_or_for_unwritten_accounts_fail() {
+        let a = account(vec![lot("1.0", 10, 10)], 0);
+        let d = check(
+            a.clone(),
+            a.clone(),
+            vec![change("c", i64::MAX, Reason::Earn)],
+        )
+        .expect("delta");
+        assert!(d.what.contains("within ±(2^53-1)"), "{d}");
+        let d = check(a.clone(), a, vec![change("someone", 5, Reason::Earn)]).expect("unwritten");
+        assert!(d.what.contains("account someone"), "{d}");
     }
 }

@@ -187,19 +187,6 @@ pub fn seed(
             &[&operator],
         )?);
     }
-    for (key, id) in people.iter().take(2) {
-        let mut secret = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut secret);
-        let n = next_nonce();
-        let address = evm::address_of(&secret)?;
-        let sig = evm::sign_link(&secret, &evm::link_message(&origin, id, &address, &n))?;
-        batch.push(signed(
-            "account.link_evm",
-            json!({"consumer": id, "address": address, "evm_signature": sig, "nonce": n}),
-            &[key],
-        )?);
-        summary.evm_links += 1;
-    }
     submit(ledger, std::mem::take(&mut batch), &mut summary)?;
 
     let bar = if progress {
@@ -288,6 +275,20 @@ pub fn seed(
             &[mkey],
         )?);
         summary.refunds += 1;
+    }
+    // The first two consumers link a wallet, once they are customers (a link needs a purchase).
+    for (key, id) in people.iter().take(2.min(purchases as usize)) {
+        let mut secret = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut secret);
+        let n = next_nonce();
+        let address = evm::address_of(&secret)?;
+        let sig = evm::sign_link(&secret, &evm::link_message(&origin, id, &address, &n))?;
+        batch.push(signed(
+            "account.link_evm",
+            json!({"consumer": id, "address": address, "evm_signature": sig, "nonce": n}),
+            &[key],
+        )?);
+        summary.evm_links += 1;
     }
     submit(ledger, batch, &mut summary)?;
     bar.finish_and_clear();

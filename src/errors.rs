@@ -152,7 +152,7 @@ codes! {
         "The envelope breaks [§3](#3-dsse-envelopes).";
     /// The payload breaks §4/§5, or the kind is unknown.
     MalformedPayload = "malformed_payload", Malformed, 400,
-        "The payload breaks [§4](#4-payloads-common-rules) or its kind's rules in [§5](#5-payload-kinds), or the kind is unknown.";
+        "The payload breaks [§4](#4-payloads-common-rules) (not compact JSON, a field out of shape or range, a weak key id, an EVM field not in its canonical form) or its kind's rules in [§5](#5-payload-kinds), or the kind is unknown.";
     /// The body is not the JSON the route takes.
     MalformedJson = "malformed_json", Malformed, 400,
         "The body is not the JSON the route takes (a batch that is not a JSON array, a quote request with missing fields).";
@@ -192,6 +192,9 @@ codes! {
     /// The EVM address is linked to another consumer.
     AddressLinked = "address_linked", Conflict, 409,
         "The EVM address is linked to another consumer.";
+    /// The consumer already linked an address.
+    EvmAlreadyLinked = "evm_already_linked", Conflict, 409,
+        "`account.link_evm` for a consumer that already linked an address (a link is permanent).";
     /// The request's `expires_at` has passed.
     RequestExpired = "request_expired", Rule, 422,
         "Leaf timestamp ≥ `expires_at`.";
@@ -213,6 +216,9 @@ codes! {
     /// `redeem` on an order whose purchase is recorded.
     RedeemAfterPurchase = "redeem_after_purchase", Rule, 422,
         "`redeem` on an order whose purchase is recorded.";
+    /// A purchase of a redeemed order for another consumer.
+    OrderConsumerMismatch = "order_consumer_mismatch", Rule, 422,
+        "`purchase` of a redeemed order for another consumer than the redemption's.";
     /// A purchase of a redeemed order with another amount.
     OrderAmountMismatch = "order_amount_mismatch", Rule, 422,
         "`purchase` of a redeemed order with another amount than the redemption's `order_amount`.";
@@ -234,18 +240,21 @@ codes! {
     /// The referrer already has the most referees allowed.
     ReferralCapReached = "referral_cap_reached", Rule, 422,
         "The referrer already has 100 referees.";
+    /// `account.link_evm` for a consumer without a purchase.
+    ConsumerNotCustomer = "consumer_not_customer", Rule, 422,
+        "`account.link_evm` for a consumer with no recorded purchase.";
     /// The EIP-191 signature recovers to another address.
     BadEvmSignature = "bad_evm_signature", Rule, 422,
-        "The EIP-191 signature is well formed but recovers to another address than `address`.";
+        "A well-formed EIP-191 signature recovers to no address, or to another address than `address`.";
     /// A credit would take a figure past 2^53 − 1.
     BalanceOverflow = "balance_overflow", Rule, 422,
-        "A credit would make an account hold more than 2^53 − 1 points.";
+        "A credit (`earn`, `referral_reward`, `redeem_return`) would make an account's lots hold more than 2^53 − 1 points, or a debt or count would pass 2^53 − 1 ([§6](#6-points-lots-rounding-debt-expiry)).";
     /// The request took longer than the service allows.
     Timeout = "timeout", Limit, 408,
         "The request (its body, or its handling) took longer than the service allows; an entry may still have been appended: resubmit the identical envelope to get its receipt.";
     /// The body or an envelope is larger than the route or the format accepts.
     TooLarge = "too_large", Limit, 413,
-        "The body is larger than the route accepts, or an envelope or payload is larger than [§3](#3-dsse-envelopes) allows. A body declared too large is refused before it is read.";
+        "The body is larger than the route accepts, an envelope or payload is larger than [§3](#3-dsse-envelopes) allows, or a payload is longer than its kind allows (1024 bytes for programs, 512 for the other kinds, [§4](#4-payloads-common-rules)). A body declared too large is refused before it is read.";
     /// A batch holds more envelopes than the service takes.
     TooManyEntries = "too_many_entries", Limit, 413,
         "A batch holds more envelopes than the service takes (`max_batch`).";
@@ -257,7 +266,7 @@ codes! {
         "The store cannot be read or written, the free space of the data volume cannot be read, or the writer has stopped after a failed group commit and refuses every write until the server is restarted (nothing of the failed group was acknowledged).";
     /// A fault of the service itself.
     Internal = "internal", Internal, 500,
-        "A fault of the service itself: a corrupt or missing leaf behind the store's indexes, a stopped sequencer thread, key or checkpoint files that cannot be used.";
+        "A fault of the service itself: a corrupt or missing leaf behind the store's indexes, derived state that breaks the rules' invariants, a stopped sequencer thread, key or checkpoint files that cannot be used.";
 }
 
 impl Code {

@@ -5,8 +5,11 @@
 //! JSON becomes typed data, so it is deliberately unforgiving: unknown or duplicate fields,
 //! integers above 2^53-1 (which a JavaScript client cannot read exactly), negative or fractional
 //! numbers, empty or oversized strings and malformed keys are all refused with an error that names
-//! the field. Every payload names its signers explicitly ([`Payload::required_signers`]) and
-//! carries a `nonce`, unique per signer, and an optional `expires_at`.
+//! the field. A payload must also be compact JSON (no whitespace outside strings) and fit its
+//! kind's size limit ([`max_payload_bytes`]), so that no entry carries padding: every byte of a
+//! leaf is a byte some field needs. Every payload names its signers explicitly
+//! ([`Payload::required_signers`]) and carries a `nonce`, unique per signer, and an optional
+//! `expires_at`.
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
@@ -15,12 +18,82 @@ pub const MAX_SAFE_INT: u64 = (1 << 53) - 1;
 /// Longest accepted `nonce`, `order_id` or merchant `name`, in bytes.
 pub const MAX_TEXT: usize = 64;
 
+/// The largest payload of a merchant program (`merchant.register`, `merchant.update`), in bytes.
+pub const MAX_PROGRAM_PAYLOAD: usize = 1024;
+/// The largest payload of every other kind, in bytes.
+pub const MAX_REQUEST_PAYLOAD: usize = 512;
+
+/// The largest payload of `kind`, in bytes: each limit holds the kind's largest payload (every
+/// text at its longest, every integer at 2^53-1, `expires_at` present) written compactly, with
+/// room to spare, and nothing like the DSSE limit of 32 KiB that padding could otherwise fill.
+pub fn max_payload_bytes(kind: &str) -> usize {
+    match kind {
+        "merchant.register" | "merchant.update" => MAX_PROGRAM_PAYLOAD,
+        _ => MAX_REQUEST_PAYLOAD,
+    }
+}
+
+/// The byte offset of the first insignificant whitespace (space, tab, line feed, carriage
+/// return outside a string), if any: what [`Payload::parse`] refuses.
+pub fn first_insignificant_whitespace(bytes: &[u8]) -> Option<usize> {
+    let (mut in_string, mut escaped) = (false, false);
+    for (i, &b) in bytes.iter().enumerate() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else if b == b'"' {
+            in_string = true;
+        } else if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+            return Some(i);
+        }
+    }
+    None
+}
+
+/// `bytes` with every insignificant whitespace removed: how tools turn a hand-written payload
+/// file into the compact form the ledger accepts. Strings are kept byte for byte.
+pub fn compact(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut rest = bytes;
+    while let Some(i) = first_insignificant_whitespace(rest) {
+        out.extend_from_slice(&rest[..i]);
+        rest = &rest[i + 1..];
+        // Whitespace never starts inside a string, so scanning again from here is exact.
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
 /// Why a payload was refused before any rule looked at it.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum PayloadError {
     /// The `payloadType` names a kind this ledger does not know.
     #[error("unknown payload kind {0:?}")]
     UnknownKind(String),
+    /// The payload is longer than its kind allows ([`max_payload_bytes`]).
+    #[error("a {kind} payload is at most {max} bytes; this one is {size}")]
+    TooLarge {
+        /// The payload kind.
+        kind: &'static str,
+        /// The payload's length in bytes.
+        size: usize,
+        /// The kind's limit.
+        max: usize,
+    },
+    /// The payload holds whitespace outside strings.
+    #[error(
+        "a payload must be compact JSON: whitespace outside a string at byte {offset} \
+         (space, tab, CR and LF are only allowed inside strings)"
+    )]
+    NotCompact {
+        /// Offset of the first such byte.
+        offset: usize,
+    },
     /// The payload is not valid JSON of the kind's shape (includes unknown and duplicate fields).
     #[error("malformed {kind} payload: {reason}")]
     Malformed {
@@ -310,9 +383,9 @@ fn text(field: &'static str, value: &str) -> Result<(), PayloadError> {
 }
 
 /// Checks that a key id names a usable Ed25519 key: 64 lowercase hex digits encoding a
-/// canonical point that is not of small order. Fields whose key does not sign the request (a
-/// purchase's consumer, a referrer, a registered merchant) are checked here too, so that points
-/// can never be credited to an id no one can ever sign for.
+/// canonical point that is not of small order (docs/PROTOCOL.md §2). Fields whose key does not
+/// sign the request (a purchase's consumer, a referrer, a registered merchant) are checked the
+/// same way, so that points can never be credited to an id no one can ever sign for.
 fn key_id(field: &'static str, value: &str) -> Result<(), PayloadError> {
     crate::keys::parse_public_id(value)
         .map(|_| ())
@@ -326,6 +399,20 @@ fn expiry(expires_at: Option<u64>) -> Result<(), PayloadError> {
 impl Payload {
     /// Parses and checks a payload of the given kind.
     pub fn parse(kind: &str, bytes: &[u8]) -> Result<Payload, PayloadError> {
+        let Some(&kind) = KINDS.iter().find(|k| **k == kind) else {
+            return Err(PayloadError::UnknownKind(kind.chars().take(64).collect()));
+        };
+        let max = max_payload_bytes(kind);
+        if bytes.len() > max {
+            return Err(PayloadError::TooLarge {
+                kind,
+                size: bytes.len(),
+                max,
+            });
+        }
+        if let Some(offset) = first_insignificant_whitespace(bytes) {
+            return Err(PayloadError::NotCompact { offset });
+        }
         let payload = match kind {
             "merchant.register" => Payload::MerchantRegister(decode("merchant.register", bytes)?),
             "merchant.update" => Payload::MerchantUpdate(decode("merchant.update", bytes)?),
@@ -394,7 +481,7 @@ impl Payload {
             }
             Payload::LinkEvm(p) => {
                 key_id("consumer", &p.consumer)?;
-                crate::evm::normalize_address(&p.address)?;
+                crate::evm::check_address(&p.address)?;
                 crate::evm::check_signature_format(&p.evm_signature)?;
                 Ok(())
             }
@@ -511,5 +598,109 @@ mod tests {
             Payload::parse("mint", b"{}"),
             Err(PayloadError::UnknownKind(_))
         ));
+    }
+
+    /// The largest payload of each kind (every text at 64 characters, every integer at its
+    /// maximum, `expires_at` present) parses, so no valid request is refused for its size; one
+    /// byte over the limit is refused with the limit named.
+    #[test]
+    fn every_kind_fits_its_size_limit() {
+        let (k1, k2) = (id(1), id(2));
+        let t = "x".repeat(MAX_TEXT);
+        let big = MAX_SAFE_INT;
+        let rules = format!(
+            r#"{{"earn_bps":1000000,"point_value_milli":1000000,"max_redeem_bps":10000,"validity_ms":{big},"pending_ms":{big},"referee_discount_bps":10000,"referee_discount_max":{big},"referrer_reward_points":{big},"referrer_reward_cap":{big},"max_points_per_order":{big}}}"#
+        );
+        // A name of 64 bytes, each a character JSON must escape (with two bytes).
+        let name = "\\\"".repeat(MAX_TEXT);
+        let signature = format!("0x{}1b", "7".repeat(128));
+        let address = format!("0x{}", "a".repeat(40));
+        let largest = [
+            (
+                "merchant.register",
+                format!(
+                    r#"{{"operator":"{k1}","merchant":"{k2}","name":"{name}","rules":{rules},"nonce":"{t}","expires_at":{big}}}"#
+                ),
+            ),
+            (
+                "purchase",
+                format!(
+                    r#"{{"merchant":"{k1}","consumer":"{k2}","order_id":"{t}","amount":{big},"nonce":"{t}","expires_at":{big}}}"#
+                ),
+            ),
+            (
+                "redeem",
+                format!(
+                    r#"{{"consumer":"{k1}","merchant":"{k2}","order_id":"{t}","order_amount":{big},"points":{big},"nonce":"{t}","expires_at":{big}}}"#
+                ),
+            ),
+            (
+                "refund",
+                format!(
+                    r#"{{"merchant":"{k1}","order_id":"{t}","amount":{big},"nonce":"{t}","expires_at":{big}}}"#
+                ),
+            ),
+            (
+                "referral.accept",
+                format!(
+                    r#"{{"consumer":"{k1}","referrer":"{k2}","nonce":"{t}","expires_at":{big}}}"#
+                ),
+            ),
+            (
+                "account.link_evm",
+                format!(
+                    r#"{{"consumer":"{k1}","address":"{address}","evm_signature":"{signature}","nonce":"{t}","expires_at":{big}}}"#
+                ),
+            ),
+        ];
+        for (kind, payload) in largest {
+            let max = max_payload_bytes(kind);
+            assert!(payload.len() <= max, "{kind}: {} > {max}", payload.len());
+            Payload::parse(kind, payload.as_bytes())
+                .unwrap_or_else(|e| panic!("{kind}: the largest payload is refused: {e}"));
+            // Padded to one byte over the limit inside a string (so it stays compact).
+            let padded = payload.replacen(&t, &"x".repeat(t.len() + max + 1 - payload.len()), 1);
+            assert_eq!(padded.len(), max + 1);
+            let err = Payload::parse(kind, padded.as_bytes()).expect_err("over the limit");
+            assert_eq!(
+                err,
+                PayloadError::TooLarge {
+                    kind: KINDS.iter().find(|k| **k == kind).copied().expect("kind"),
+                    size: max + 1,
+                    max
+                }
+            );
+            assert!(err.to_string().contains(&format!("at most {max} bytes")));
+        }
+        assert_eq!(max_payload_bytes("merchant.update"), MAX_PROGRAM_PAYLOAD);
+    }
+
+    #[test]
+    fn refuses_whitespace_outside_strings_and_compact_removes_it() {
+        let good = purchase("5");
+        for (at, ws) in [(1, " "), (1, "\n"), (1, "\t"), (1, "\r")] {
+            let bad = format!("{}{ws}{}", &good[..at], &good[at..]);
+            assert_eq!(
+                Payload::parse("purchase", bad.as_bytes()),
+                Err(PayloadError::NotCompact { offset: at })
+            );
+            assert_eq!(compact(bad.as_bytes()), good.as_bytes());
+        }
+        let trailing = format!("{good}\n");
+        assert_eq!(
+            Payload::parse("purchase", trailing.as_bytes()),
+            Err(PayloadError::NotCompact { offset: good.len() })
+        );
+        let pretty = serde_json::to_string_pretty(
+            &serde_json::from_str::<serde_json::Value>(&good).expect("json"),
+        )
+        .expect("pretty");
+        let compacted = compact(pretty.as_bytes());
+        assert!(Payload::parse("purchase", &compacted).is_ok());
+        assert_eq!(first_insignificant_whitespace(&compacted), None);
+        // Spaces inside strings are content: kept by `compact`, accepted in a name.
+        let named = r#"{"a":"x y \" z","b":[1, 2]}"#;
+        assert_eq!(compact(named.as_bytes()), br#"{"a":"x y \" z","b":[1,2]}"#);
+        assert_eq!(first_insignificant_whitespace(named.as_bytes()), Some(23));
     }
 }

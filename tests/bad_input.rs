@@ -7,11 +7,12 @@ mod common;
 mod server;
 
 use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
-use common::{rules, sign, Party, T0};
+use common::{high_s_twin, rules, sign, with_v, Party, T0};
 use pointsledger::clock::{ManualClock, DAY_MS};
 use pointsledger::dsse::{self, Envelope};
 use pointsledger::evm;
 use pointsledger::merkle;
+use pointsledger::payload::MAX_SAFE_INT;
 use pointsledger::server::Settings;
 use serde_json::{json, Value};
 use server::{tamper_signature, Api, TestServer};
@@ -98,7 +99,9 @@ async fn every_hostile_request_is_refused_with_its_code_and_changes_nothing() {
     };
     let s = TestServer::start(Arc::new(clock.clone()), settings).await;
     let (api, sg) = (&s.api, &s.signer);
-    let (shop, stranger, alice, bob, carol) = (
+    let (shop, stranger, alice, bob, carol, whale, dave) = (
+        Party::new(),
+        Party::new(),
         Party::new(),
         Party::new(),
         Party::new(),
@@ -110,6 +113,46 @@ async fn every_hostile_request_is_refused_with_its_code_and_changes_nothing() {
     api.accept(&sg.purchase(&shop, &bob, "b1", 2_000)).await;
     api.accept(&sg.refer(&carol, &alice)).await;
     clock.advance(15 * DAY_MS);
+    let origin = "http.pointsledger.local";
+    // A canonical link proof of `secret`'s address for `who`, as (address, signature).
+    let proof = |who: &Party, secret: [u8; 32], nonce: &str| {
+        let address = evm::address_of(&secret).expect("address");
+        let sig = evm::sign_link(
+            &secret,
+            &evm::link_message(origin, &who.id, &address, nonce),
+        )
+        .expect("sign");
+        (address, sig)
+    };
+    let link = |who: &Party, address: &str, sig: &str, nonce: &str| {
+        sign(
+            "account.link_evm",
+            &json!({"consumer": who.id, "address": address, "evm_signature": sig, "nonce": nonce}),
+            &[&who.key],
+        )
+    };
+    // Alice is a customer and links a wallet; she redeems on order rx, whose purchase is next.
+    let (alice_address, alice_sig) = proof(&alice, [6u8; 32], "al1");
+    api.accept(&link(&alice, &alice_address, &alice_sig, "al1"))
+        .await;
+    api.accept(&sg.redeem(&alice, &shop, "rx", 1_000, 100))
+        .await;
+    // Dave holds 2^53-1 points at a one-point-per-unit merchant, after redeeming 1000 on order
+    // wl (bought) and earning them back on order wf: a refund of wl would return 1000 more.
+    let mut big = rules();
+    big.pending_ms = 0;
+    big.earn_bps = 10_000;
+    big.max_redeem_bps = 10_000;
+    big.max_points_per_order = MAX_SAFE_INT;
+    api.accept(&sg.register(&whale, &big)).await;
+    api.accept(&sg.purchase(&whale, &dave, "w0", MAX_SAFE_INT))
+        .await;
+    api.accept(&sg.redeem(&dave, &whale, "wl", 1_000, 1_000))
+        .await;
+    api.accept(&sg.purchase(&whale, &dave, "wl", 1_000)).await;
+    api.accept(&sg.purchase(&whale, &dave, "wf", 1_000)).await;
+    // Bob's canonical proof, refused below in every other spelling, accepted at the end.
+    let (bob_address, bob_sig) = proof(&bob, [9u8; 32], "bl1");
     let fixed = sign(
         "purchase",
         &json!({"merchant": shop.id, "consumer": carol.id, "order_id": "c1", "amount": 1_000,
@@ -118,9 +161,14 @@ async fn every_hostile_request_is_refused_with_its_code_and_changes_nothing() {
     );
     api.accept(&fixed).await;
 
-    let watched = [&alice, &bob, &carol];
+    let watched = [&alice, &bob, &carol, &dave];
     let before = snapshot(api, &watched).await;
     let good = sg.purchase(&shop, &bob, "fresh", 500);
+    // A request whose payload's base64 ends in padding (its length depends on the nonce).
+    let padded = (1..)
+        .map(|amount| sg.purchase(&shop, &bob, "padded", amount))
+        .find(|env| env.payload_base64().ends_with('='))
+        .expect("a padded payload");
     let purchase = |amount: Value| {
         json!({"merchant": shop.id, "consumer": bob.id, "order_id": "z", "amount": amount,
                "nonce": sg.nonce()})
@@ -165,7 +213,7 @@ async fn every_hostile_request_is_refused_with_its_code_and_changes_nothing() {
         (
             "non-canonical base64 payload (no padding)",
             "/v1/entries",
-            edited(&good, |v| {
+            edited(&padded, |v| {
                 let p = v["payload"].as_str().expect("payload").trim_end_matches('=').to_owned();
                 v["payload"] = json!(format!("{p}A"));
             }),
@@ -323,7 +371,84 @@ async fn every_hostile_request_is_refused_with_its_code_and_changes_nothing() {
             422,
             "bad_evm_signature",
         ),
+        (
+            "purchase of a redeemed order for another consumer",
+            "/v1/entries",
+            sg.purchase(&shop, &bob, "rx", 1_000).to_json_bytes(),
+            422,
+            "order_consumer_mismatch",
+        ),
+        ("credit beyond 2^53-1 points", "/v1/entries", sg.purchase(&whale, &dave, "w1", 1).to_json_bytes(), 422, "balance_overflow"),
+        ("refund returning redeemed points beyond 2^53-1", "/v1/entries", sg.refund(&whale, "wl", 1_000).to_json_bytes(), 422, "balance_overflow"),
+        // EVM links: for customers, once, in one canonical spelling.
+        (
+            "EVM link by a consumer without a purchase",
+            "/v1/entries",
+            {
+                let (address, sig) = proof(&stranger, [10u8; 32], "sl1");
+                link(&stranger, &address, &sig, "sl1").to_json_bytes()
+            },
+            422,
+            "consumer_not_customer",
+        ),
+        (
+            "a second EVM link for one consumer",
+            "/v1/entries",
+            {
+                let (address, sig) = proof(&alice, [11u8; 32], "al2");
+                link(&alice, &address, &sig, "al2").to_json_bytes()
+            },
+            409,
+            "evm_already_linked",
+        ),
+        (
+            "the same EVM link again under a new nonce",
+            "/v1/entries",
+            {
+                let (address, sig) = proof(&alice, [6u8; 32], "al3");
+                link(&alice, &address, &sig, "al3").to_json_bytes()
+            },
+            409,
+            "evm_already_linked",
+        ),
+        (
+            "EVM address in uppercase hex",
+            "/v1/entries",
+            link(&bob, &format!("0x{}", bob_address[2..].to_uppercase()), &bob_sig, "bl1").to_json_bytes(),
+            400,
+            "malformed_payload",
+        ),
+        (
+            "EVM signature in uppercase hex",
+            "/v1/entries",
+            link(&bob, &bob_address, &format!("0x{}", bob_sig[2..].to_uppercase()), "bl1").to_json_bytes(),
+            400,
+            "malformed_payload",
+        ),
+        ("EVM signature with v = 0", "/v1/entries", link(&bob, &bob_address, &with_v(&bob_sig, 0), "bl1").to_json_bytes(), 400, "malformed_payload"),
+        ("EVM signature with v = 1", "/v1/entries", link(&bob, &bob_address, &with_v(&bob_sig, 1), "bl1").to_json_bytes(), 400, "malformed_payload"),
+        ("EVM signature with v = 35", "/v1/entries", link(&bob, &bob_address, &with_v(&bob_sig, 35), "bl1").to_json_bytes(), 400, "malformed_payload"),
+        ("EVM signature with v = 36", "/v1/entries", link(&bob, &bob_address, &with_v(&bob_sig, 36), "bl1").to_json_bytes(), 400, "malformed_payload"),
+        ("the high-s twin of an EVM signature", "/v1/entries", link(&bob, &bob_address, &high_s_twin(&bob_sig), "bl1").to_json_bytes(), 400, "malformed_payload"),
         // Sizes.
+        (
+            "payload over its kind's limit",
+            "/v1/entries",
+            signed("purchase", {
+                let mut p = purchase(json!(5));
+                p["order_id"] = json!("x".repeat(400));
+                p
+            }, &[&shop.key]),
+            413,
+            "too_large",
+        ),
+        (
+            "payload padded with whitespace",
+            "/v1/entries",
+            raw_payload("purchase", &serde_json::to_vec_pretty(&purchase(json!(5))).expect("json"), &shop.key),
+            400,
+            "malformed_payload",
+        ),
         ("oversized body", "/v1/entries", vec![b' '; 70_000], 413, "too_large"),
         ("too many entries in a batch", "/v1/entries/batch", serde_json::to_vec(&vec![as_json(&good); 257]).expect("json"), 413, "too_many_entries"),
         ("a batch that is not an array", "/v1/entries/batch", b"{\"a\":1}".to_vec(), 400, "malformed_json"),
@@ -357,6 +482,46 @@ async fn every_hostile_request_is_refused_with_its_code_and_changes_nothing() {
             "invalid UTF-8: expected 400 naming UTF-8, got {status} {answer}"
         ));
     }
+    for (what, body, want, needle) in [
+        (
+            "payload over its kind's limit",
+            signed(
+                "purchase",
+                {
+                    let mut p = purchase(json!(5));
+                    p["order_id"] = json!("x".repeat(400));
+                    p
+                },
+                &[&shop.key],
+            ),
+            413,
+            "at most 512 bytes",
+        ),
+        (
+            "payload padded with whitespace",
+            raw_payload(
+                "purchase",
+                &serde_json::to_vec_pretty(&purchase(json!(5))).expect("json"),
+                &shop.key,
+            ),
+            400,
+            "compact JSON",
+        ),
+        (
+            "the high-s twin of an EVM signature",
+            link(&bob, &bob_address, &high_s_twin(&bob_sig), "bl1").to_json_bytes(),
+            400,
+            "low-s",
+        ),
+    ] {
+        let (status, answer) = api.post_raw("/v1/entries", body).await;
+        let message = answer["message"].as_str().unwrap_or_default();
+        if status != want || !message.contains(needle) {
+            wrong.push(format!(
+                "{what}: expected {want} naming {needle:?}, got {status} {answer}"
+            ));
+        }
+    }
     let (status, answer) = slow_drip(&api.base);
     if (status, answer["error"].as_str()) != (408, Some("timeout")) {
         wrong.push(format!(
@@ -370,8 +535,12 @@ async fn every_hostile_request_is_refused_with_its_code_and_changes_nothing() {
     );
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 
-    // After all that, the service still takes a good entry.
+    // After all that, the service still takes a good entry, and Bob's link in its canonical
+    // spelling.
     api.accept(&good).await;
-    assert_eq!(api.tree().await.0, before.0 + 1);
+    api.accept(&link(&bob, &bob_address, &bob_sig, "bl1")).await;
+    assert_eq!(api.tree().await.0, before.0 + 2);
+    let (_, view) = api.get(&format!("/v1/accounts/{}", bob.id)).await;
+    assert!(view.to_string().contains(&bob_address), "{view}");
     s.stop().await.expect("clean shutdown");
 }

@@ -284,3 +284,53 @@ fn demo_seeds_a_program_that_verifies() {
     assert_eq!(rebuilt["identical"], true);
     fails(&["demo", "--data", d]); // a second demo in the same directory is refused
 }
+
+/// The ledger takes only compact JSON payloads; a hand-written file (indented, with a trailing
+/// newline, as the README's heredoc writes one) is compacted by `sign` before it is signed:
+/// whitespace outside strings removed, the name's space kept, and the entry accepted.
+#[test]
+fn sign_compacts_a_hand_written_payload_file() {
+    use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+    let d = t.join("ledger");
+    let d = d.to_str().expect("path");
+    let init: Value = serde_json::from_str(&ok(&[
+        "init",
+        "--data",
+        d,
+        "--origin",
+        "c.pointsledger.local",
+    ]))
+    .expect("json");
+    let op_key = init["operator_key_file"].as_str().expect("file");
+    let shop = ok(&["keygen", "--out", t.join("shop.key").to_str().expect("p")])
+        .trim()
+        .to_owned();
+    let program = json!({"operator": init["operator_key"], "merchant": shop, "name": "Corner Shop",
+        "rules": {"earn_bps": 1000, "point_value_milli": 1000, "max_redeem_bps": 5000,
+        "validity_ms": 31_536_000_000u64, "pending_ms": 0, "referee_discount_bps": 1000,
+        "referee_discount_max": 500, "referrer_reward_points": 300, "referrer_reward_cap": 5,
+        "max_points_per_order": 100000}, "nonce": "1"});
+    let pretty = serde_json::to_string_pretty(&program).expect("json") + "\n";
+    let file = save(t, "register.json", &pretty);
+    let env: Value = serde_json::from_str(&ok(&[
+        "sign",
+        "--key",
+        op_key,
+        "--kind",
+        "merchant.register",
+        &file,
+    ]))
+    .expect("envelope");
+    let payload = B64
+        .decode(env["payload"].as_str().expect("payload"))
+        .expect("base64");
+    // The same value written compactly (both forms list the members in the same order).
+    let compact = serde_json::to_string(&program).expect("json");
+    assert_ne!(pretty, compact);
+    assert_eq!(String::from_utf8(payload).expect("utf-8"), compact);
+    assert!(compact.contains("\"Corner Shop\""), "{compact}");
+    let env_file = save(t, "register.env", &env.to_string());
+    ok(&["append", "--data", d, &env_file]);
+}

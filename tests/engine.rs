@@ -354,8 +354,12 @@ fn full_refund_reverses_everything_exactly() {
 fn evm_link_checks_the_wallet_signature() {
     use pointsledger::evm;
     let mut f = Fixture::new();
-    let alice = Party::new();
-    let bob = Party::new();
+    let (shop, alice, bob) = (Party::new(), Party::new(), Party::new());
+    f.register(&shop, &rules());
+    f.purchase(&shop, &alice, "a1", 1_000)
+        .expect("alice is a customer");
+    f.purchase(&shop, &bob, "b1", 1_000)
+        .expect("bob is a customer");
     let secret = [9u8; 32];
     let address = evm::address_of(&secret).expect("address");
     let origin = f.ledger.config().log.origin.clone();
@@ -488,4 +492,159 @@ fn purchase_must_match_the_amount_its_order_was_redeemed_against() {
         .purchase(&shop, &alice, "a2", 2_000)
         .expect("matching purchase");
     assert_eq!(rc.effects.changes[0].delta, 150);
+}
+
+/// An EVM link is for customers, once: a fresh key cannot link, a customer links one address,
+/// and neither another address nor the same one can be linked to that account afterwards.
+#[test]
+fn evm_links_need_a_purchase_and_are_made_once() {
+    use pointsledger::evm;
+    let mut f = Fixture::new();
+    let (shop, alice) = (Party::new(), Party::new());
+    f.register(&shop, &rules());
+    let origin = f.ledger.config().log.origin.clone();
+    let link = |who: &Party, secret: [u8; 32], nonce: &str| {
+        let address = evm::address_of(&secret).expect("address");
+        let msg = evm::link_message(&origin, &who.id, &address, nonce);
+        let sig = evm::sign_link(&secret, &msg).expect("sign");
+        let p =
+            json!({"consumer": who.id, "address": address, "evm_signature": sig, "nonce": nonce});
+        sign("account.link_evm", &p, &[&who.key])
+    };
+    let before = f.tree();
+    let err = f
+        .submit(link(&alice, [3u8; 32], "l1"))
+        .expect_err("no purchase yet");
+    assert_eq!(
+        (err.code().as_str(), err.code().class()),
+        ("consumer_not_customer", Class::Rule)
+    );
+    assert!(err.to_string().contains("no recorded purchase"), "{err}");
+    assert_eq!(f.tree(), before);
+    f.purchase(&shop, &alice, "a1", 1_000).expect("a purchase");
+    f.submit(link(&alice, [3u8; 32], "l2"))
+        .expect("a customer links");
+    let linked = f.account(&alice);
+    assert_eq!(
+        linked.evm_address,
+        Some(evm::address_of(&[3u8; 32]).expect("address"))
+    );
+    let before = f.tree();
+    for (secret, nonce) in [([4u8; 32], "l3"), ([3u8; 32], "l4")] {
+        let err = f
+            .submit(link(&alice, secret, nonce))
+            .expect_err("a second link");
+        assert_eq!(
+            (err.code().as_str(), err.code().class()),
+            ("evm_already_linked", Class::Conflict)
+        );
+    }
+    assert_eq!(f.tree(), before, "a refused link changed the log");
+    assert_eq!(f.account(&alice), linked);
+}
+
+/// The bug: consumer C redeems on order X; the merchant records X's purchase for Q. Q's payment
+/// would be reduced by C's discount (Q earns less) and a refund would return the points to C.
+/// The purchase must name C, or it is refused and nothing changes.
+#[test]
+fn purchase_must_name_the_consumer_its_order_was_redeemed_for() {
+    let mut f = Fixture::new();
+    let (shop, c, q) = (Party::new(), Party::new(), Party::new());
+    let mut r = rules();
+    r.pending_ms = 0;
+    f.register(&shop, &r);
+    f.purchase(&shop, &c, "c1", 10_000).expect("C earns 1000");
+    f.redeem(&c, &shop, "x", 2_000, 800)
+        .expect("C redeems 800 on X");
+    let before = (f.tree(), f.account(&c), f.account(&q));
+    let err = f
+        .purchase(&shop, &q, "x", 2_000)
+        .expect_err("X is C's order");
+    assert_eq!(
+        (err.code().as_str(), err.code().class()),
+        ("order_consumer_mismatch", Class::Rule)
+    );
+    assert!(err.to_string().contains(&c.id), "{err}");
+    assert_eq!((f.tree(), f.account(&c), f.account(&q)), before);
+    // Q's own order is unaffected: the full price earns the full points.
+    let rq = f.purchase(&shop, &q, "q1", 2_000).expect("Q's own order");
+    assert_eq!(rq.effects.changes[0].delta, 200);
+    // The purchase for C goes through: paid 2000 − 800 = 1200 → 120 points; a full refund
+    // returns the 800 to C and reverses the 120.
+    let rc = f
+        .purchase(&shop, &c, "x", 2_000)
+        .expect("C's purchase of X");
+    assert_eq!(rc.effects.changes[0].delta, 120);
+    let refund = f.refund(&shop, "x", 2_000).expect("refund X");
+    let got: Vec<(&str, i64, Reason)> = refund
+        .effects
+        .changes
+        .iter()
+        .map(|ch| (ch.account.as_str(), ch.delta, ch.reason))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (c.id.as_str(), -120, Reason::RefundReversal),
+            (c.id.as_str(), 800, Reason::RedeemReturn)
+        ]
+    );
+    assert_eq!(f.account(&c).balance(T0).total, 1000);
+    assert_eq!(f.account(&q).balance(T0).total, 200);
+}
+
+/// The loop attack in a fast form: a consumer at the cap redeems, the order is bought, the
+/// lots are filled back to the cap, and the refund that would return the redeemed points on
+/// top of it is refused (`balance_overflow`): a return is a credit like any other.
+#[test]
+fn a_refund_cannot_return_points_beyond_the_cap() {
+    use pointsledger::payload::MAX_SAFE_INT;
+    let mut f = Fixture::new();
+    let (shop, c) = (Party::new(), Party::new());
+    let mut r = rules();
+    r.pending_ms = 0;
+    r.earn_bps = 10_000; // one point per minor unit
+    r.max_redeem_bps = 10_000;
+    r.max_points_per_order = MAX_SAFE_INT;
+    f.register(&shop, &r);
+    f.purchase(&shop, &c, "fill", MAX_SAFE_INT)
+        .expect("earn up to the cap");
+    assert_eq!(f.account(&c).held(), u128::from(MAX_SAFE_INT));
+    assert_eq!(
+        f.purchase(&shop, &c, "one-more", 1)
+            .expect_err("over the cap")
+            .code(),
+        "balance_overflow"
+    );
+    f.redeem(&c, &shop, "loop", 1_000, 1_000).expect("redeem");
+    f.purchase(&shop, &c, "loop", 1_000)
+        .expect("paid 0, earns 0");
+    f.purchase(&shop, &c, "refill", 1_000)
+        .expect("back to the cap");
+    assert_eq!(f.account(&c).held(), u128::from(MAX_SAFE_INT));
+    let before = (f.tree(), f.account(&c));
+    let err = f
+        .refund(&shop, "loop", 1_000)
+        .expect_err("return over the cap");
+    assert_eq!(
+        (err.code().as_str(), err.code().class()),
+        ("balance_overflow", Class::Rule)
+    );
+    assert!(err.to_string().contains("2^53-1"), "{err}");
+    let partial = f.refund(&shop, "loop", 1).expect_err("even one point over");
+    assert_eq!(partial.code(), "balance_overflow");
+    assert_eq!(
+        (f.tree(), f.account(&c)),
+        before,
+        "a refused refund changed something"
+    );
+    // Once the points are spent the same refund passes, exactly up to the cap.
+    f.redeem(&c, &shop, "spend", 1_000, 1_000).expect("spend");
+    f.refund(&shop, "loop", 1_000).expect("now it fits");
+    let acc = f.account(&c);
+    assert_eq!(acc.held(), u128::from(MAX_SAFE_INT));
+    assert_eq!(f.effects_sum(&c.id), acc.balance(T0).total);
+    assert_eq!(acc.balance(T0).total, MAX_SAFE_INT as i64);
+    let (before, after) = f.ledger.rebuild(&|_| {}).expect("rebuild");
+    assert_eq!(before, after);
 }

@@ -363,6 +363,8 @@ async fn every_error_has_its_status_and_code_and_changes_nothing() {
         sign("account.link_evm", &p, &[&who.key])
     };
     api.accept(&link(&alice, "l1")).await;
+    // Bob is a customer too, so his link reaches the address check.
+    api.accept(&sg.purchase(&shop, &bob, "b0", 100)).await;
 
     let watched = [&alice, &bob];
     let before = snapshot(api, &watched).await;

@@ -835,7 +835,9 @@ fn sign(
                 bail!("unknown kind {kind:?}; one of: {}", KINDS.join(", "));
             }
             let path = payload.ok_or_else(|| anyhow!("a PAYLOAD.json file is required"))?;
-            let bytes = read_input(path)?;
+            // The ledger takes compact JSON only: a hand-written file is compacted (whitespace
+            // outside strings removed, nothing else changed) before it is signed.
+            let bytes = crate::payload::compact(&read_input(path)?);
             let parsed = Payload::parse(kind, &bytes)?;
             let me = keys::public_id(&signing_key.verifying_key());
             if !parsed.required_signers().contains(&me.as_str()) {

@@ -6,8 +6,11 @@
 //! leaves nothing behind, because nothing was written. Replaying the log through `apply` from an
 //! empty state reproduces every effect, which is how `rebuild` and auditors check the ledger.
 //!
-//! All arithmetic is on integers, checked or widened to u128; every division rounds down. Rules
-//! are listed in docs/PROTOCOL.md and each is tested in `tests/engine.rs`.
+//! All arithmetic is on integers, checked or widened to u128; every division rounds down. Every
+//! figure an account holds (points in its lots, debt, counts) stays within 0..=2^53-1: a credit
+//! or a sum that would leave that range refuses the entry (`balance_overflow`), so no figure can
+//! saturate or wrap. Rules are listed in docs/PROTOCOL.md and each is tested in
+//! `tests/engine.rs`.
 
 pub mod state;
 
@@ -60,7 +63,8 @@ pub struct Writes {
     pub orders: BTreeMap<(String, String), Order>,
     /// (signer, nonce) pairs now used.
     pub nonces: Vec<(String, String)>,
-    /// EVM address bindings: address → consumer, or `None` to release an address.
+    /// EVM address bindings: address → consumer, or `None` to release an address (the store
+    /// supports it; the rules never release one, since a link is permanent).
     pub evm: BTreeMap<String, Option<String>>,
 }
 
@@ -221,6 +225,17 @@ pub enum EngineError {
         /// Points asked for.
         points: u64,
     },
+    /// The purchase names another consumer than the one the order's redemption was made for.
+    #[error(
+        "the order was redeemed by consumer {redeemed_by}; its purchase must name that consumer, \
+         not {consumer}"
+    )]
+    OrderConsumerMismatch {
+        /// `consumer` of the redemption.
+        redeemed_by: String,
+        /// `consumer` of the purchase.
+        consumer: String,
+    },
     /// The purchase's amount is not the amount the order's redemption was made against.
     #[error(
         "the order was redeemed against an amount of {redeemed_on}; the purchase says {amount}"
@@ -257,12 +272,22 @@ pub enum EngineError {
     /// The referrer reached the per-referrer cap.
     #[error("referrer has reached the cap of {MAX_REFEREES_PER_REFERRER} referees")]
     ReferralCapReached,
+    /// `account.link_evm` for a consumer with no recorded purchase: links are for customers, so
+    /// that fresh keys alone cannot append entries.
+    #[error("consumer {0} has no recorded purchase yet: an EVM address can be linked after the first purchase")]
+    ConsumerNotCustomer(String),
+    /// `account.link_evm` for a consumer that already linked an address (a link is permanent).
+    #[error("this consumer already linked EVM address {0}; a link cannot be changed")]
+    AlreadyLinked(String),
     /// The EIP-191 proof of an address link failed.
     #[error(transparent)]
     Evm(#[from] evm::EvmError),
-    /// An account would hold more than 2^53-1 points.
-    #[error("account {0} would exceed the largest balance (2^53-1 points)")]
+    /// A figure of an account (points held, debt, a count) would exceed 2^53-1.
+    #[error("account {0} would exceed the largest figure an account holds (2^53-1)")]
     BalanceOverflow(String),
+    /// The derived state breaks an invariant the engine keeps (a bug or a corrupt store).
+    #[error("internal: {0}")]
+    Internal(String),
     /// The store failed underneath.
     #[error("storage: {0}")]
     Storage(String),
@@ -273,7 +298,10 @@ impl EngineError {
     pub fn code(&self) -> Code {
         use EngineError::*;
         match self {
+            // A payload over its kind's limit is the same refusal as one over the envelope's.
+            Payload(PayloadError::TooLarge { .. }) => Code::TooLarge,
             Payload(_) => Code::MalformedPayload,
+            Evm(e) if e.is_malformed() => Code::MalformedPayload,
             WrongSigners { .. } => Code::WrongSigners,
             NotOperator(_) => Code::NotOperator,
             NonceReused { .. } => Code::NonceReused,
@@ -287,6 +315,7 @@ impl EngineError {
             RedeemShareExceeded { .. } => Code::RedeemShareExceeded,
             DiscountZero { .. } => Code::DiscountZero,
             RedeemAfterPurchase(_) => Code::RedeemAfterPurchase,
+            OrderConsumerMismatch { .. } => Code::OrderConsumerMismatch,
             OrderAmountMismatch { .. } => Code::OrderAmountMismatch,
             RefundExceedsOrder { .. } => Code::RefundExceedsOrder,
             SelfReferral => Code::SelfReferral,
@@ -294,17 +323,38 @@ impl EngineError {
             RefereeHasPurchases => Code::RefereeHasPurchases,
             ReferrerNotCustomer(_) => Code::ReferrerNotCustomer,
             ReferralCapReached => Code::ReferralCapReached,
+            ConsumerNotCustomer(_) => Code::ConsumerNotCustomer,
+            AlreadyLinked(_) => Code::EvmAlreadyLinked,
             Evm(_) => Code::BadEvmSignature,
             BalanceOverflow(_) => Code::BalanceOverflow,
+            Internal(_) => Code::Internal,
             Storage(_) => Code::Unavailable,
         }
     }
 }
 
-/// `a * b / c` rounded down, exact for all u64 inputs (c > 0); saturates at u64::MAX.
-pub fn mul_div(a: u64, b: u64, c: u64) -> u64 {
-    let q = u128::from(a) * u128::from(b) / u128::from(c.max(1));
-    u64::try_from(q).unwrap_or(u64::MAX)
+/// `a * b / c` rounded down, computed exactly in 128 bits; refused (never saturated) when the
+/// quotient does not fit in u64 or `c` is 0. Payload ranges keep every use in the rules far
+/// from either.
+pub fn mul_div(a: u64, b: u64, c: u64) -> Result<u64, EngineError> {
+    let q = (u128::from(a) * u128::from(b))
+        .checked_div(u128::from(c))
+        .ok_or_else(|| EngineError::Internal(format!("{a} × {b} / {c}: division by zero")))?;
+    u64::try_from(q).map_err(|_| EngineError::Internal(format!("{a} × {b} / {c} exceeds u64")))
+}
+
+/// `a + b` for a figure of `account`, refused when it would exceed 2^53-1.
+fn add_capped(account: &str, a: u64, b: u64) -> Result<u64, EngineError> {
+    a.checked_add(b)
+        .filter(|t| *t <= MAX_SAFE_INT)
+        .ok_or_else(|| EngineError::BalanceOverflow(account.to_owned()))
+}
+
+/// `a - b` where the engine's invariants guarantee `b ≤ a`; a violation is an internal error,
+/// never a wrapped figure.
+fn sub_exact(a: u64, b: u64, what: &str) -> Result<u64, EngineError> {
+    a.checked_sub(b)
+        .ok_or_else(|| EngineError::Internal(format!("{what}: {b} exceeds {a}")))
 }
 
 /// Validates `payload` (signed by `signers`) against `view` at leaf time `now` as leaf `index`.
@@ -408,7 +458,7 @@ impl Tx<'_> {
                 self.note_expired(&lot)?;
                 self.effects.changes.push(change(
                     id,
-                    -signed(lot.remaining),
+                    -signed(lot.remaining)?,
                     Reason::Expire,
                     Some(&lot.id),
                 ));
@@ -448,9 +498,9 @@ impl Tx<'_> {
             return Ok(());
         };
         if purchase.lot.as_deref() == Some(lot.id.as_str()) {
-            purchase.lot_expired += lot.remaining;
+            purchase.lot_expired = add_exact(purchase.lot_expired, lot.remaining, "expired")?;
         } else if let Some(reward) = purchase.reward.as_mut().filter(|r| r.lot == lot.id) {
-            reward.expired += lot.remaining;
+            reward.expired = add_exact(reward.expired, lot.remaining, "expired reward")?;
         } else {
             return Ok(());
         }
@@ -478,16 +528,12 @@ impl Tx<'_> {
     ) -> Result<String, EngineError> {
         let id = format!("{}.{}", self.index, self.lots_created);
         self.lots_created += 1;
+        // Exactly min(t + pending_ms, 2^53-1) as §6 defines it: a sum the addition would
+        // saturate is above 2^53-1 anyway, so the minimum is the same.
         let available_at = self.now.saturating_add(pending_ms).min(MAX_SAFE_INT);
         let expires_at = available_at.saturating_add(validity_ms).min(MAX_SAFE_INT);
         let acc = self.account_mut(account)?;
-        if acc
-            .held()
-            .checked_add(points)
-            .is_none_or(|t| t > MAX_SAFE_INT)
-        {
-            return Err(EngineError::BalanceOverflow(account.to_owned()));
-        }
+        check_held(account, acc.held(), points)?;
         let lot = Lot {
             id: id.clone(),
             merchant: merchant.to_owned(),
@@ -506,7 +552,7 @@ impl Tx<'_> {
             LotSource::Purchase => Reason::Earn,
             LotSource::ReferralReward => Reason::ReferralReward,
         };
-        let mut c = change(account, signed(points), reason, Some(&id));
+        let mut c = change(account, signed(points)?, reason, Some(&id));
         c.available_at = Some(available_at);
         c.expires_at = Some(expires_at);
         self.effects.changes.push(c);
@@ -537,19 +583,20 @@ impl Tx<'_> {
             }
             None => 0,
         };
-        let gone = (points - from_lot).min(*expired);
+        let uncovered = sub_exact(points, from_lot, "take back")?;
+        let gone = uncovered.min(*expired);
         *expired -= gone;
-        let owed = points - from_lot - gone;
-        acc.debt += owed;
+        let owed = uncovered - gone;
+        acc.debt = add_capped(account, acc.debt, owed)?;
         if from_lot > 0 {
             self.effects
                 .changes
-                .push(change(account, -signed(from_lot), reason, Some(lot_id)));
+                .push(change(account, -signed(from_lot)?, reason, Some(lot_id)));
         }
         if owed > 0 {
             self.effects
                 .changes
-                .push(change(account, -signed(owed), Reason::Debt, None));
+                .push(change(account, -signed(owed)?, Reason::Debt, None));
         }
         Ok(())
     }
@@ -593,6 +640,15 @@ impl Tx<'_> {
             });
         }
         if let Some(red) = &order.redemption {
+            // The redemption spent this consumer's points on this order: the purchase is theirs,
+            // or its discount would go to someone else and a refund would pay the points back
+            // to an account that did not buy.
+            if red.consumer != p.consumer {
+                return Err(EngineError::OrderConsumerMismatch {
+                    redeemed_by: red.consumer.clone(),
+                    consumer: p.consumer.clone(),
+                });
+            }
             if red.order_amount != p.amount {
                 return Err(EngineError::OrderAmountMismatch {
                     redeemed_on: red.order_amount,
@@ -605,7 +661,7 @@ impl Tx<'_> {
         let mut referee_discount = 0;
         let mut reward = None;
         if let (Some(referrer), 0) = (&buyer.referrer, buyer.purchases) {
-            referee_discount = mul_div(p.amount, rules.referee_discount_bps, 10_000)
+            referee_discount = mul_div(p.amount, rules.referee_discount_bps, 10_000)?
                 .min(rules.referee_discount_max);
             let rewarded = self
                 .peek_account(referrer)?
@@ -618,11 +674,12 @@ impl Tx<'_> {
             }
         }
         let points_discount = order.redemption.as_ref().map_or(0, |r| r.discount);
+        // max(0, amount − referee_discount − points_discount), as §5.2 defines it.
         let paid = p
             .amount
             .saturating_sub(referee_discount)
             .saturating_sub(points_discount);
-        let earned = mul_div(paid, rules.earn_bps, 10_000).min(rules.max_points_per_order);
+        let earned = mul_div(paid, rules.earn_bps, 10_000)?.min(rules.max_points_per_order);
         let lot = if earned > 0 {
             Some(self.credit_lot(
                 &p.consumer,
@@ -637,7 +694,8 @@ impl Tx<'_> {
             self.account_mut(&p.consumer)?;
             None
         };
-        self.account_mut(&p.consumer)?.purchases += 1;
+        let buyer = self.account_mut(&p.consumer)?;
+        buyer.purchases = add_capped(&p.consumer, buyer.purchases, 1)?;
         let reward = match reward {
             Some(referrer) => {
                 let points = rules.referrer_reward_points;
@@ -650,11 +708,12 @@ impl Tx<'_> {
                     rules.pending_ms,
                     rules.validity_ms,
                 )?;
-                *self
+                let count = self
                     .account_mut(&referrer)?
                     .rewards_by_merchant
                     .entry(p.merchant.clone())
-                    .or_insert(0) += 1;
+                    .or_insert(0);
+                *count = add_capped(&referrer, *count, 1)?;
                 Some(RewardRecord {
                     referrer,
                     lot,
@@ -701,11 +760,11 @@ impl Tx<'_> {
         if order.purchase.is_some() {
             return Err(EngineError::RedeemAfterPurchase(p.order_id.clone()));
         }
-        let discount = mul_div(p.points, rules.point_value_milli, 1000);
+        let discount = mul_div(p.points, rules.point_value_milli, 1000)?;
         if discount == 0 {
             return Err(EngineError::DiscountZero { points: p.points });
         }
-        let max = mul_div(p.order_amount, rules.max_redeem_bps, 10_000);
+        let max = mul_div(p.order_amount, rules.max_redeem_bps, 10_000)?;
         if discount > max {
             return Err(EngineError::RedeemShareExceeded { discount, max });
         }
@@ -713,15 +772,18 @@ impl Tx<'_> {
         let consumer = p.consumer.clone();
         let acc = self.account_mut(&consumer)?;
         let spendable = |l: &Lot| l.available_at <= now && l.remaining > 0;
-        let available: u64 = acc
+        let available: u128 = acc
             .lots
             .iter()
             .filter(|l| spendable(l))
-            .map(|l| l.remaining)
+            .map(|l| u128::from(l.remaining))
             .sum();
-        if available.saturating_sub(acc.debt) < p.points {
+        // max(0, available − debt): what a redemption may spend (§5.3).
+        let free = u64::try_from(available.saturating_sub(u128::from(acc.debt)))
+            .map_err(|_| EngineError::Internal(format!("{consumer} holds {available} points")))?;
+        if free < p.points {
             return Err(EngineError::InsufficientPoints {
-                available: available.saturating_sub(acc.debt),
+                available: free,
                 requested: p.points,
             });
         }
@@ -755,18 +817,18 @@ impl Tx<'_> {
         for (lot, s) in settled {
             self.effects.changes.push(change(
                 &consumer,
-                -signed(s),
+                -signed(s)?,
                 Reason::DebtSettled,
                 Some(&lot),
             ));
             self.effects
                 .changes
-                .push(change(&consumer, signed(s), Reason::DebtSettled, None));
+                .push(change(&consumer, signed(s)?, Reason::DebtSettled, None));
         }
         for d in &drawn {
             self.effects.changes.push(change(
                 &consumer,
-                -signed(d.points),
+                -signed(d.points)?,
                 Reason::Redeem,
                 Some(&d.lot),
             ));
@@ -808,19 +870,19 @@ impl Tx<'_> {
             order_id: p.order_id.clone(),
         };
         let mut purchase = order.purchase.take().ok_or_else(unknown)?;
-        let left = purchase.amount - purchase.refunded;
+        let left = sub_exact(purchase.amount, purchase.refunded, "refunded")?;
         if p.amount > left {
             return Err(EngineError::RefundExceedsOrder {
                 amount: p.amount,
                 left,
             });
         }
-        purchase.refunded += p.amount;
+        purchase.refunded = add_exact(purchase.refunded, p.amount, "refunded")?;
         // Cumulative pro rata: after refunds totalling R of amount A, exactly ⌊x·R/A⌋ of each
         // quantity x has been reversed, so partial refunds never drift and a full refund is exact.
         let (refunded, amount) = (purchase.refunded, purchase.amount);
-        let target = mul_div(purchase.earned, refunded, amount);
-        let reverse = target - purchase.reversed;
+        let target = mul_div(purchase.earned, refunded, amount)?;
+        let reverse = sub_exact(target, purchase.reversed, "reversed")?;
         purchase.reversed = target;
         if let Some(lot) = purchase.lot.clone() {
             let consumer = purchase.consumer.clone();
@@ -833,8 +895,8 @@ impl Tx<'_> {
             )?;
         }
         if let Some(reward) = purchase.reward.as_mut() {
-            let target = mul_div(reward.points, refunded, amount);
-            let claw = target - reward.clawed;
+            let target = mul_div(reward.points, refunded, amount)?;
+            let claw = sub_exact(target, reward.clawed, "clawed")?;
             reward.clawed = target;
             let (referrer, lot) = (reward.referrer.clone(), reward.lot.clone());
             self.take_back(
@@ -846,25 +908,38 @@ impl Tx<'_> {
             )?;
         }
         if let Some(red) = order.redemption.as_mut() {
-            let target = mul_div(red.points, refunded, amount);
-            let mut give = target - red.returned;
+            let target = mul_div(red.points, refunded, amount)?;
+            let mut give = sub_exact(target, red.returned, "returned")?;
             red.returned = target;
             let consumer = red.consumer.clone();
             // Give back to the lots drawn last first: they expire latest.
             for draw in red.drawn.iter_mut().rev() {
-                let g = (draw.points - draw.returned).min(give);
+                let g = sub_exact(draw.points, draw.returned, "drawn")?.min(give);
                 if g == 0 {
                     continue;
                 }
                 draw.returned += g;
                 give -= g;
                 let acc = self.account_mut(&consumer)?;
+                let held = acc.held();
                 // A lot that has expired and been swept keeps its points expired.
                 if let Some(lot) = acc.lots.iter_mut().find(|l| l.id == draw.lot) {
-                    lot.remaining += g;
+                    // A return is a credit like any other: the account's lots stay within the
+                    // cap, or the refund is refused.
+                    check_held(&consumer, held, g)?;
+                    lot.remaining = lot
+                        .remaining
+                        .checked_add(g)
+                        .filter(|r| *r <= lot.points)
+                        .ok_or_else(|| {
+                            EngineError::Internal(format!(
+                                "lot {} would hold more than it was credited",
+                                lot.id
+                            ))
+                        })?;
                     self.effects.changes.push(change(
                         &consumer,
-                        signed(g),
+                        signed(g)?,
                         Reason::RedeemReturn,
                         Some(&draw.lot),
                     ));
@@ -895,24 +970,29 @@ impl Tx<'_> {
             return Err(EngineError::ReferralCapReached);
         }
         self.account_mut(&p.consumer)?.referrer = Some(p.referrer.clone());
-        self.account_mut(&p.referrer)?.referees += 1;
+        let referrer = self.account_mut(&p.referrer)?;
+        referrer.referees = add_capped(&p.referrer, referrer.referees, 1)?;
         Ok(())
     }
 
+    /// Links an address, once per consumer and only for a customer: no merchant signs a link, so
+    /// these two rules are what bound the links anyone can append (docs/PROTOCOL.md §5.6). They
+    /// are checked before the signature is recovered, the costly step.
     fn link_evm(&mut self, config: &LogConfig, p: &LinkEvm) -> Result<(), EngineError> {
-        let address = evm::normalize_address(&p.address)?;
+        let consumer = self.peek_account(&p.consumer)?;
+        if consumer.purchases == 0 {
+            return Err(EngineError::ConsumerNotCustomer(p.consumer.clone()));
+        }
+        if let Some(linked) = consumer.evm_address {
+            return Err(EngineError::AlreadyLinked(linked));
+        }
+        let address = p.address.clone();
         let message = evm::link_message(&config.origin, &p.consumer, &address, &p.nonce);
         evm::verify_link(&address, &message, &p.evm_signature)?;
-        if let Some(owner) = self.view.evm_owner(&address)? {
-            if owner != p.consumer {
-                return Err(EngineError::AddressLinked(address));
-            }
+        if self.view.evm_owner(&address)?.is_some() {
+            return Err(EngineError::AddressLinked(address));
         }
-        let acc = self.account_mut(&p.consumer)?;
-        let previous = acc.evm_address.replace(address.clone());
-        if let Some(old) = previous.filter(|old| *old != address) {
-            self.writes.evm.insert(old, None);
-        }
+        self.account_mut(&p.consumer)?.evm_address = Some(address.clone());
         self.writes.evm.insert(address, Some(p.consumer.clone()));
         Ok(())
     }
@@ -924,8 +1004,24 @@ pub fn lot_order(id: &str) -> (u64, u64) {
     (a.parse().unwrap_or(u64::MAX), b.parse().unwrap_or(u64::MAX))
 }
 
-fn signed(points: u64) -> i64 {
-    i64::try_from(points).unwrap_or(i64::MAX)
+/// A point figure as a delta; every such figure is at most 2^53-1, so this never fails.
+fn signed(points: u64) -> Result<i64, EngineError> {
+    i64::try_from(points).map_err(|_| EngineError::Internal(format!("{points} points")))
+}
+
+/// `a + b` where the engine's invariants keep the sum far below u64::MAX.
+fn add_exact(a: u64, b: u64, what: &str) -> Result<u64, EngineError> {
+    a.checked_add(b)
+        .ok_or_else(|| EngineError::Internal(format!("{what}: {a} + {b} exceeds u64")))
+}
+
+/// Refuses a credit of `points` to an account whose lots hold `held`, if they would then hold
+/// more than 2^53-1.
+fn check_held(account: &str, held: u128, points: u64) -> Result<(), EngineError> {
+    if held + u128::from(points) > u128::from(MAX_SAFE_INT) {
+        return Err(EngineError::BalanceOverflow(account.to_owned()));
+    }
+    Ok(())
 }
 
 fn change(account: &str, delta: i64, reason: Reason, lot: Option<&str>) -> Change {
@@ -972,16 +1068,18 @@ pub fn quote(
     let rules = &m.rules;
     let account = view.account(consumer)?.unwrap_or_default();
     let referee_discount = match (&account.referrer, account.purchases) {
-        (Some(_), 0) => mul_div(order_amount, rules.referee_discount_bps, 10_000)
+        (Some(_), 0) => mul_div(order_amount, rules.referee_discount_bps, 10_000)?
             .min(rules.referee_discount_max),
         _ => 0,
     };
     let balance = account.balance(now);
+    // max(0, available − debt), as a redemption computes it.
     let spendable_points = balance.available.saturating_sub(balance.debt);
-    // The largest p with ⌊p·value/1000⌋ ≤ cap is ⌊((cap+1)·1000 − 1)/value⌋.
-    let cap = mul_div(order_amount, rules.max_redeem_bps, 10_000);
-    let by_cap =
-        mul_div(cap.saturating_add(1), 1000, 1).saturating_sub(1) / rules.point_value_milli.max(1);
+    // The largest p with ⌊p·value/1000⌋ ≤ cap is ⌊((cap+1)·1000 − 1)/value⌋; cap ≤ 2^53-1, so
+    // (cap+1)·1000 fits in u64.
+    let cap = mul_div(order_amount, rules.max_redeem_bps, 10_000)?;
+    let by_cap = mul_div(add_exact(cap, 1, "cap")?, 1000, 1)? - 1;
+    let by_cap = mul_div(by_cap, 1, rules.point_value_milli)?;
     let redeemable_points = spendable_points.min(by_cap);
     Ok(Quote {
         merchant: merchant.to_owned(),
@@ -990,6 +1088,6 @@ pub fn quote(
         referee_discount,
         spendable_points,
         redeemable_points,
-        redeemable_value: mul_div(redeemable_points, rules.point_value_milli, 1000),
+        redeemable_value: mul_div(redeemable_points, rules.point_value_milli, 1000)?,
     })
 }

@@ -56,7 +56,7 @@ pub struct Account {
     pub referees: u64,
     /// Purchases recorded for this account (a referee must have none; a referrer at least one).
     pub purchases: u64,
-    /// The linked EVM address, `0x` and 40 lowercase hex digits.
+    /// The linked EVM address, `0x` and 40 lowercase hex digits; set once, never changed.
     pub evm_address: Option<String>,
     /// Referral rewards received, per merchant (each merchant caps them).
     pub rewards_by_merchant: BTreeMap<String, u64>,
@@ -75,12 +75,16 @@ pub struct Balance {
     pub expiring_30d: u64,
     /// Points past expiry that no entry has swept yet (they can no longer be spent).
     pub expired_unswept: u64,
-    /// Clawback debt.
+    /// Clawback debt, at most 2^53-1.
     pub debt: u64,
 }
 
 impl Account {
     /// The account's balance as seen at `now_ms`.
+    ///
+    /// The engine keeps Σ remaining and the debt within 0..=2^53-1 (and the auditor checks it),
+    /// so none of these sums can reach the bounds of its type; the sums saturate rather than
+    /// wrap so that a state which broke that invariant still shows as absurd, never as small.
     pub fn balance(&self, now_ms: u64) -> Balance {
         let mut b = Balance {
             debt: self.debt,
@@ -90,14 +94,15 @@ impl Account {
         let mut sum: i128 = 0;
         for lot in &self.lots {
             sum += i128::from(lot.remaining);
+            let r = lot.remaining;
             if lot.expires_at <= now_ms {
-                b.expired_unswept += lot.remaining;
+                b.expired_unswept = b.expired_unswept.saturating_add(r);
             } else if lot.available_at > now_ms {
-                b.pending += lot.remaining;
+                b.pending = b.pending.saturating_add(r);
             } else {
-                b.available += lot.remaining;
+                b.available = b.available.saturating_add(r);
                 if lot.expires_at <= horizon {
-                    b.expiring_30d += lot.remaining;
+                    b.expiring_30d = b.expiring_30d.saturating_add(r);
                 }
             }
         }
@@ -106,9 +111,10 @@ impl Account {
         b
     }
 
-    /// Σ remaining over all lots, the quantity bounded by 2^53-1.
-    pub fn held(&self) -> u64 {
-        self.lots.iter().map(|l| l.remaining).sum()
+    /// Σ remaining over all lots, the quantity bounded by 2^53-1; exact (128-bit) whatever the
+    /// lots hold.
+    pub fn held(&self) -> u128 {
+        self.lots.iter().map(|l| u128::from(l.remaining)).sum()
     }
 }
 

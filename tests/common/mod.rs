@@ -173,3 +173,21 @@ impl Fixture {
         self.changes(account).map(|c| c.delta).sum()
     }
 }
+
+/// The high-s twin of a canonical EIP-191 signature: `(r, n − s)` with the other `v`. It
+/// recovers to the same address; the ledger refuses it as not canonical (EIP-2).
+pub fn high_s_twin(sig_hex: &str) -> String {
+    use ethers_core::k256::ecdsa::Signature;
+    let bytes = hex::decode(&sig_hex[2..]).expect("hex");
+    let sig = Signature::from_slice(&bytes[..64]).expect("signature");
+    let neg = -*sig.s();
+    let twin = Signature::from_scalars(sig.r().to_bytes(), neg.to_bytes()).expect("twin");
+    let mut out = twin.to_bytes().to_vec();
+    out.push(if bytes[64] == 27 { 28 } else { 27 });
+    format!("0x{}", hex::encode(out))
+}
+
+/// `sig_hex` with its last byte, `v`, replaced.
+pub fn with_v(sig_hex: &str, v: u8) -> String {
+    format!("{}{v:02x}", &sig_hex[..130])
+}
