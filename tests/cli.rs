@@ -175,9 +175,11 @@ fn walk_through_the_command_line() {
         .expect("a proof hash");
     lines[hash_line] = format!("A{}", &lines[hash_line][1..]);
     let bad = save(t, "bad.tlog-proof", &(lines.join("\n") + "\n"));
-    fails(&["verify", "--log-key", &key, &bad]);
+    let err = fails(&["verify", "--log-key", &key, &bad]);
+    assert!(err.contains("(bad_inclusion_proof)"), "{err}");
     let other_key = "try.pointsledger.local+00000000+AQyhAneWVOvbwKb9H1N0zavxlYkdfHV72DRgaX2ujy2m";
-    fails(&["verify", "--log-key", other_key, &proof]);
+    let err = fails(&["verify", "--log-key", other_key, &proof]);
+    assert!(err.contains("(bad_verifier_key)"), "{err}");
 
     assert_eq!(
         ok(&["leaves", "--data", d, "--start", "0", "--end", "3"])

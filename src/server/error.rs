@@ -30,7 +30,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::wire::ErrorBody;
+use crate::wire::ErrorBody;
 
 /// Why the service refused or failed a request, or could not start.
 #[derive(Debug, thiserror::Error)]
