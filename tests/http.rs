@@ -1222,7 +1222,9 @@ async fn history_lists_the_entries_that_change_the_account() {
         );
     }
     // The account view agrees: Bob is bound and Alice counts him.
-    assert_eq!(api.balance(&bob).await["referrer"], json!(alice.id));
-    assert_eq!(api.balance(&alice).await["referees"], json!(1));
+    let (_, bob_account) = api.get(&format!("/v1/accounts/{}", bob.id)).await;
+    let (_, alice_account) = api.get(&format!("/v1/accounts/{}", alice.id)).await;
+    assert_eq!(bob_account["referrer"], json!(alice.id));
+    assert_eq!(alice_account["referees"], json!(1));
     s.stop().await.expect("clean stop");
 }
