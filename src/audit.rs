@@ -19,6 +19,8 @@
 //!   (a forked view is caught even before the leaves are fetched);
 //! - anchors: every anchor the server lists, and with `--rpc` every `Anchored` event of the
 //!   contract, against the mirror's root at that size;
+//! - receipts: the JSON receipt the server serves for the checkpoint's last entry, through the
+//!   library's receipt verifier ([`crate::receipt`]), against the mirror's leaf and roots;
 //! - balances: every account the new entries touched, as the server reports it, against the
 //!   mirror's replayed state.
 //!
@@ -39,6 +41,7 @@ use crate::merkle::{self, Hash, MerkleError};
 use crate::payload::{Payload, MAX_SAFE_INT};
 use crate::store::{Group, Store, StoreError, StoredConfig, WriterCache};
 use crate::views::AccountView;
+use crate::{receipt, wire};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -168,12 +171,6 @@ impl Mirror {
     /// first run; the verifier key is pinned then and must match afterwards.
     async fn open(opts: &AuditOptions, client: &Client) -> Result<Mirror, AuditError> {
         let info = client.log_info().await?;
-        let text = |k: &str| {
-            info[k]
-                .as_str()
-                .map(str::to_owned)
-                .ok_or_else(|| AuditError::State(format!("GET /v1/log has no {k}")))
-        };
         let key_file = opts.state.join("log-verifier-key");
         let pinned = std::fs::read_to_string(&key_file).ok();
         let verifier_key = match (&pinned, &opts.log_key) {
@@ -187,7 +184,7 @@ impl Mirror {
             }
             (Some(p), _) => p.trim().to_owned(),
             (None, Some(given)) => given.trim().to_owned(),
-            (None, None) => text("verifier_key")?,
+            (None, None) => info.verifier_key.clone(),
         };
         let (origin, public) = checkpoint::parse_verifier_key(&verifier_key)
             .map_err(|e| AuditError::State(format!("the log key: {e}")))?;
@@ -198,7 +195,7 @@ impl Mirror {
                 let c = StoredConfig {
                     log: LogConfig {
                         origin: origin.clone(),
-                        operator: text("operator_key")?,
+                        operator: info.operator_key.clone(),
                     },
                     log_key: keys::public_id(&public),
                 };
@@ -432,7 +429,7 @@ async fn audit(
         }
         if cp.size > seen {
             let proof = client.consistency(seen, cp.size).await.ok();
-            let ok = proof.and_then(|p| decode_b64_hashes(&p)).is_some_and(|p| {
+            let ok = proof.is_some_and(|p| {
                 merkle::verify_consistency(seen, cp.size, &seen_cp.root, &cp.root, &p).is_ok()
             });
             if !ok {
@@ -515,22 +512,27 @@ async fn audit(
     mirror.store.put_checkpoint(cp.size, &note)?;
 
     // 4. Anchors: the server's records, and the chain's events, against the mirror's tree.
-    for rec in client.anchors(MAX_ANCHORS).await? {
+    for view in client.anchors(MAX_ANCHORS).await? {
+        let rec = &view.record;
         if !matches!(rec.status, AnchorStatus::Confirmed | AnchorStatus::Final)
             || rec.tree_size > mirror.size
         {
             continue;
         }
-        let expected = hex::encode(mirror.root(rec.tree_size)?);
-        if rec.root != expected {
+        let expected = mirror.root(rec.tree_size)?;
+        // Both encodings are served (the hex one deprecated); a client may read either.
+        if view.root_hash != wire::encode_hash(&expected) || rec.root != hex::encode(expected) {
             return Ok(Some(discrepancy(
                 format!("anchor {}", rec.tree_size),
                 "the server's anchor record holds the log's root",
-                expected,
-                rec.root,
+                wire::encode_hash(&expected),
+                format!("{} (hex {})", view.root_hash, rec.root),
             )));
         }
         report.anchors_checked += 1;
+    }
+    if let Some(d) = check_receipt(client, mirror, &cp).await? {
+        return Ok(Some(d));
     }
     if let Some((rpc_url, chain_id, contract)) = &opts.chain {
         let chain = Chain::read_only(rpc_url, *chain_id, *contract).await?;
@@ -638,6 +640,61 @@ fn check_books(
     Ok(None)
 }
 
+/// The receipt the server serves for the checkpoint's last entry, as a consumer would fetch
+/// it: it must pass the receipt verifier under the pinned key, be the mirror's leaf, and its
+/// anchor (if any) must hold the mirror's root at the anchored size.
+async fn check_receipt(
+    client: &Client,
+    mirror: &Mirror,
+    cp: &Checkpoint,
+) -> Result<Option<Discrepancy>, AuditError> {
+    let Some(index) = cp.size.checked_sub(1) else {
+        return Ok(None);
+    };
+    let at = format!("receipt {index}");
+    let doc = client.receipt_document(index, Some(cp.size)).await?;
+    let verified = match receipt::verify_document(&doc, &mirror.verifier_key) {
+        Ok(v) => v,
+        Err(e) => {
+            return Ok(Some(discrepancy(
+                at,
+                "the served receipt verifies",
+                "a valid receipt",
+                format!("{} ({e})", e.code()),
+            )))
+        }
+    };
+    let mine = mirror
+        .store
+        .leaf(index)?
+        .ok_or_else(|| AuditError::State(format!("mirror leaf {index} is missing")))?;
+    if verified.leaf_bytes != mine {
+        return Ok(Some(discrepancy(
+            at,
+            "the receipt's leaf is the log's",
+            wire::encode_hash(&merkle::leaf_hash(&mine)),
+            wire::encode_hash(&merkle::leaf_hash(&verified.leaf_bytes)),
+        )));
+    }
+    if let Some(a) = &verified.anchor {
+        if a.tree_size <= mirror.size {
+            let expected = mirror.root(a.tree_size)?;
+            if a.root != expected {
+                return Ok(Some(discrepancy(
+                    at,
+                    &format!(
+                        "the receipt's anchor holds the log's root at {}",
+                        a.tree_size
+                    ),
+                    wire::encode_hash(&expected),
+                    wire::encode_hash(&a.root),
+                )));
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// Σ remaining − debt, exactly.
 fn book_balance(a: &Account) -> i128 {
     // Σ remaining fits in i128 for any number of u64 lots a store can hold.
@@ -714,8 +771,7 @@ async fn first_bad_entry(
             return Ok(false);
         };
         let mine = mirror.root(k)?;
-        Ok(decode_b64_hashes(&proof)
-            .is_some_and(|p| merkle::verify_consistency(k, cp.size, &mine, &cp.root, &p).is_ok()))
+        Ok(merkle::verify_consistency(k, cp.size, &mine, &cp.root, &proof).is_ok())
     };
     // Invariant: prefix `lo` is consistent, prefix `hi` is not.
     let (mut lo, mut hi) = (0u64, cp.size);
@@ -745,18 +801,6 @@ async fn first_bad_entry(
             hex::encode(merkle::leaf_hash(&bytes))
         ),
     ))
-}
-
-fn decode_b64_hashes(proof: &[String]) -> Option<Vec<Hash>> {
-    use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
-    proof
-        .iter()
-        .map(|h| {
-            B64.decode(h)
-                .ok()
-                .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
-        })
-        .collect()
 }
 
 impl From<LedgerError> for AuditError {

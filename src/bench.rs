@@ -10,7 +10,7 @@
 //! `pointsledger bench http` is the same idea over the network: a load generator that keeps
 //! many keep-alive connections busy against a running server.
 
-use crate::client::{BatchResult, Client};
+use crate::client::Client;
 use crate::clock::SystemClock;
 use crate::demo::progress_bar;
 use crate::dsse::{self, Envelope};
@@ -19,6 +19,7 @@ use crate::merkle::{self, MemoryHashes};
 use crate::payload::ProgramRules;
 use crate::sequencer::{Sequencer, SequencerOptions};
 use crate::store::Store;
+use crate::wire::BatchItem;
 use crate::{keys, ledger::DataDir};
 use anyhow::{bail, Context, Result};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
@@ -324,7 +325,7 @@ fn inclusion_latency(dir: &Path, size: u64) -> Result<(f64, f64)> {
 
 /// A client of the server at `url`, the runtime the load runs on (two workers, as many as the
 /// machine's cores), and the server's `/v1/log`.
-fn connect(url: &str) -> Result<(Client, tokio::runtime::Runtime, serde_json::Value)> {
+fn connect(url: &str) -> Result<(Client, tokio::runtime::Runtime, crate::wire::LogInfo)> {
     let client = Client::new(url)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -363,7 +364,7 @@ pub fn run_http(args: &HttpArgs) -> Result<()> {
     let (client, runtime, info) = connect(&args.server)?;
     let operator = keys::read_key_file(&args.operator_key)?;
     let operator_id = keys::public_id(&operator.verifying_key());
-    if info["operator_key"].as_str() != Some(operator_id.as_str()) {
+    if info.operator_key != operator_id {
         bail!(
             "{} is not this server's operator key",
             args.operator_key.display()
@@ -444,9 +445,7 @@ pub fn run_proofs(args: &ProofArgs) -> Result<()> {
         bail!("--clients must be 1..=1024 and --proofs 1..=10000000");
     }
     let (client, runtime, info) = connect(&args.server)?;
-    let verifier_key = info["verifier_key"]
-        .as_str()
-        .ok_or_else(|| anyhow::anyhow!("the server's /v1/log has no verifier_key"))?;
+    let verifier_key = info.verifier_key.as_str();
     let note = runtime.block_on(client.checkpoint())?;
     let cp = crate::checkpoint::open_checkpoint(&note, verifier_key)?;
     if cp.size == 0 {
@@ -530,7 +529,7 @@ async fn load(
                     client.submit(&job[0]).await?;
                 } else {
                     for r in client.submit_batch(&job).await? {
-                        if let BatchResult::Refused { error, message, .. } = r {
+                        if let BatchItem::Refused { error, message, .. } = r {
                             bail!("an entry was refused: {error}: {message}");
                         }
                     }

@@ -1,16 +1,22 @@
 //! An HTTP client for a pointsledger server, used by the command line's `--server` mode and by
 //! `pointsledger bench http`.
 //!
-//! It speaks the API documented in `GET /v1/openapi.json`. Responses are checked as they are
+//! It speaks the API documented in `GET /v1/openapi.json`, decoding answers into the same
+//! [`crate::wire`] types the server serializes. Responses are checked as they are
 //! decoded: a receipt's leaf can be verified against a checkpoint the caller trusts (see
 //! `pointsledger verify`); nothing here trusts the server beyond decoding its answers.
 
 use crate::dsse::Envelope;
 use crate::engine::Quote;
 use crate::ledger::Receipt;
-use crate::views::{AccountView, HistoryRow};
+use crate::merkle::Hash;
+use crate::views::AccountView;
+use crate::wire::{
+    self, AnchorsPage, BatchItem, BatchResponse, ConsistencyProof, ErrorBody, HistoryPage,
+    InclusionProof, LeavesPage, LogInfo, QuoteRequest, ReceiptDocument,
+};
 use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::{de::DeserializeOwned, Serialize};
 use std::time::Duration;
 
 /// Why a request to the server failed.
@@ -60,57 +66,6 @@ impl ClientError {
     }
 }
 
-#[derive(Deserialize)]
-struct ApiError {
-    error: String,
-    message: String,
-}
-
-/// One result of a batch submission.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(untagged)]
-pub enum BatchResult {
-    /// The entry's receipt.
-    Accepted {
-        /// The receipt.
-        receipt: Receipt,
-    },
-    /// Why the entry was refused.
-    Refused {
-        /// The API's error code.
-        error: String,
-        /// The API's message.
-        message: String,
-        /// The HTTP status a single submission would have got.
-        status: u16,
-    },
-}
-
-#[derive(Deserialize)]
-struct BatchResults {
-    results: Vec<BatchResult>,
-}
-
-/// A page of history rows.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct HistoryPage {
-    /// Rows, ascending by leaf index.
-    pub rows: Vec<HistoryRow>,
-    /// Where the next page starts, if there is one.
-    pub next: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct LeavesPage {
-    leaves: Vec<String>,
-}
-
-/// Proof hashes as the API returns them.
-#[derive(Deserialize)]
-struct ProofAnswer {
-    proof: Vec<String>,
-}
-
 /// A pointsledger server.
 #[derive(Clone)]
 pub struct Client {
@@ -150,7 +105,7 @@ impl Client {
         }
         let status = resp.status().as_u16();
         let body = resp.bytes().await.unwrap_or_default();
-        match serde_json::from_slice::<ApiError>(&body) {
+        match serde_json::from_slice::<ErrorBody>(&body) {
             Ok(e) => Err(ClientError::Api {
                 status,
                 code: e.error,
@@ -205,9 +160,9 @@ impl Client {
     pub async fn submit_batch(
         &self,
         envelopes: &[Envelope],
-    ) -> Result<Vec<BatchResult>, ClientError> {
+    ) -> Result<Vec<BatchItem>, ClientError> {
         let body: Vec<serde_json::Value> = envelopes.iter().map(Envelope::to_json).collect();
-        let results: BatchResults = self.post_json("/v1/entries/batch", &body).await?;
+        let results: BatchResponse = self.post_json("/v1/entries/batch", &body).await?;
         if results.results.len() != envelopes.len() {
             return Err(ClientError::Decode {
                 url: format!("{}/v1/entries/batch", self.base),
@@ -245,7 +200,7 @@ impl Client {
     }
 
     /// The log's description: origin, verifier key, operator key, size.
-    pub async fn log_info(&self) -> Result<serde_json::Value, ClientError> {
+    pub async fn log_info(&self) -> Result<LogInfo, ClientError> {
         self.get_json("/v1/log").await
     }
 
@@ -272,6 +227,15 @@ impl Client {
     pub async fn leaves_page(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, ClientError> {
         let url = format!("/v1/entries?start={start}&end={end}");
         let page: LeavesPage = self.get_json(&url).await?;
+        if page.start != start {
+            return Err(ClientError::Decode {
+                url,
+                reason: format!(
+                    "asked for leaves from {start}, got a page from {}",
+                    page.start
+                ),
+            });
+        }
         page.leaves
             .into_iter()
             .map(|l| {
@@ -300,25 +264,22 @@ impl Client {
     }
 
     /// The inclusion proof of leaf `index` in the tree of `size`.
-    pub async fn inclusion(
-        &self,
-        index: u64,
-        size: u64,
-    ) -> Result<Vec<crate::merkle::Hash>, ClientError> {
+    pub async fn inclusion(&self, index: u64, size: u64) -> Result<Vec<Hash>, ClientError> {
         let url = format!("/v1/proofs/inclusion?index={index}&size={size}");
-        let p: ProofAnswer = self.get_json(&url).await?;
-        p.proof
-            .iter()
-            .map(|h| {
-                B64.decode(h)
-                    .ok()
-                    .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
-                    .ok_or_else(|| ClientError::Decode {
-                        url: url.clone(),
-                        reason: "a proof hash is not 32 bytes of base64".into(),
-                    })
-            })
-            .collect()
+        let p: InclusionProof = self.get_json(&url).await?;
+        if p.index != index || p.size != size {
+            return Err(ClientError::Decode {
+                url,
+                reason: format!(
+                    "asked for leaf {index} in size {size}, got leaf {} in size {}",
+                    p.index, p.size
+                ),
+            });
+        }
+        wire::decode_hashes("an inclusion proof hash", &p.proof).map_err(|e| ClientError::Decode {
+            url,
+            reason: e.to_string(),
+        })
     }
 
     /// The tlog-proof receipt of entry `index` against the latest checkpoint.
@@ -332,7 +293,7 @@ impl Client {
         &self,
         index: u64,
         checkpoint: Option<u64>,
-    ) -> Result<serde_json::Value, ClientError> {
+    ) -> Result<ReceiptDocument, ClientError> {
         let query = checkpoint.map_or_else(String::new, |c| format!("?checkpoint={c}"));
         let url = format!("{}/v1/receipts/{index}{query}", self.base);
         let req = self.http.get(&url).header("accept", "application/json");
@@ -341,20 +302,12 @@ impl Client {
     }
 
     /// Every anchor record the server keeps, oldest first (at most `limit`).
-    pub async fn anchors(
-        &self,
-        limit: usize,
-    ) -> Result<Vec<crate::anchor::AnchorRecord>, ClientError> {
-        #[derive(Deserialize)]
-        struct Page {
-            anchors: Vec<crate::anchor::AnchorRecord>,
-            next: Option<u64>,
-        }
+    pub async fn anchors(&self, limit: usize) -> Result<Vec<wire::AnchorView>, ClientError> {
         let mut out = Vec::new();
         let mut before: Option<u64> = None;
         while out.len() < limit {
             let query = before.map_or_else(String::new, |b| format!("&before={b}"));
-            let page: Page = self
+            let page: AnchorsPage = self
                 .get_json(&format!("/v1/anchors?limit=1000{query}"))
                 .await?;
             out.extend(page.anchors);
@@ -368,12 +321,21 @@ impl Client {
         Ok(out)
     }
 
-    /// A consistency proof from `from` to `to`, as base64 hashes.
-    pub async fn consistency(&self, from: u64, to: u64) -> Result<Vec<String>, ClientError> {
-        let p: ProofAnswer = self
-            .get_json(&format!("/v1/proofs/consistency?from={from}&to={to}"))
-            .await?;
-        Ok(p.proof)
+    /// A consistency proof from `from` to `to`, decoded (not verified: the caller holds the
+    /// roots).
+    pub async fn consistency(&self, from: u64, to: u64) -> Result<Vec<Hash>, ClientError> {
+        let url = format!("/v1/proofs/consistency?from={from}&to={to}");
+        let p: ConsistencyProof = self.get_json(&url).await?;
+        if p.from != from || p.to != to {
+            return Err(ClientError::Decode {
+                url,
+                reason: format!("asked for {from}..{to}, got {}..{}", p.from, p.to),
+            });
+        }
+        wire::decode_hashes("a consistency proof hash", &p.proof).map_err(|e| ClientError::Decode {
+            url,
+            reason: e.to_string(),
+        })
     }
 
     /// A quote for an order.
@@ -383,7 +345,11 @@ impl Client {
         consumer: &str,
         order_amount: u64,
     ) -> Result<Quote, ClientError> {
-        let body = serde_json::json!({"merchant": merchant, "consumer": consumer, "order_amount": order_amount});
+        let body = QuoteRequest {
+            merchant: merchant.to_owned(),
+            consumer: consumer.to_owned(),
+            order_amount,
+        };
         self.post_json("/v1/quote", &body).await
     }
 }

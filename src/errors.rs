@@ -30,11 +30,14 @@ pub enum Class {
     Unavailable,
     /// A fault of the service itself; it is logged on the server. Retrying may not help.
     Internal,
+    /// A receipt, proof or checkpoint does not verify: what it claims is not proven, so it must
+    /// not be trusted. Only verifiers (`pointsledger verify`, the auditor) give these.
+    Unverified,
 }
 
 impl Class {
     /// Every class, in the order the docs list them.
-    pub const ALL: [Class; 8] = [
+    pub const ALL: [Class; 9] = [
         Class::Malformed,
         Class::Forbidden,
         Class::NotFound,
@@ -43,6 +46,7 @@ impl Class {
         Class::Limit,
         Class::Unavailable,
         Class::Internal,
+        Class::Unverified,
     ];
 
     /// The class's name as the docs write it.
@@ -56,6 +60,7 @@ impl Class {
             Class::Limit => "limit",
             Class::Unavailable => "unavailable",
             Class::Internal => "internal",
+            Class::Unverified => "unverified",
         }
     }
 
@@ -72,6 +77,7 @@ impl Class {
             Class::Limit => 8,
             Class::Unavailable => 9,
             Class::Internal => 10,
+            Class::Unverified => 11,
         }
     }
 
@@ -98,6 +104,9 @@ impl Class {
             Class::Internal => {
                 "A fault of the service itself, logged on the server; retrying may not help."
             }
+            Class::Unverified => {
+                "A receipt, proof or checkpoint does not verify: what it claims is not proven; do not trust it."
+            }
         }
     }
 }
@@ -108,10 +117,19 @@ impl fmt::Display for Class {
     }
 }
 
+/// The status column of the table: an HTTP status, or 0 for a code no service answers with.
+const fn http(status: u16) -> Option<u16> {
+    match status {
+        0 => None,
+        s => Some(s),
+    }
+}
+
 /// Declares [`Code`] and its table from one list: variant, code string, class, HTTP status and
-/// meaning (Markdown, as docs/PROTOCOL.md §10 prints it).
+/// meaning (Markdown, as docs/PROTOCOL.md §10 prints it). A status of 0 marks a code that only
+/// verifiers give.
 macro_rules! codes {
-    ($($(#[$doc:meta])* $variant:ident = $code:literal, $class:ident, $status:literal, $meaning:literal;)*) => {
+    ($($(#[$doc:meta])* $variant:ident = $code:literal, $class:ident, $status:expr, $meaning:literal;)*) => {
         /// A stable, machine-readable error code, as the API's `error` field and the command
         /// line's one-line errors carry it.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -133,9 +151,10 @@ macro_rules! codes {
                 match self { $(Code::$variant => Class::$class,)* }
             }
 
-            /// The HTTP status a service answers with.
-            pub fn status(self) -> u16 {
-                match self { $(Code::$variant => $status,)* }
+            /// The HTTP status a service answers with; `None` for the codes only verifiers
+            /// give, which no service answers with.
+            pub fn status(self) -> Option<u16> {
+                match self { $(Code::$variant => http($status),)* }
             }
 
             /// When the code is given (Markdown).
@@ -264,6 +283,36 @@ codes! {
     /// The store or the writer cannot take the request now.
     Unavailable = "unavailable", Unavailable, 503,
         "The store cannot be read or written, the free space of the data volume cannot be read, or the writer has stopped after a failed group commit and refuses every write until the server is restarted (nothing of the failed group was acknowledged).";
+    /// The receipt or its document does not parse.
+    MalformedReceipt = "malformed_receipt", Malformed, 0,
+        "`verify`: the receipt (tlog-proof text or JSON document) does not parse.";
+    /// The verifier key does not parse.
+    BadVerifierKey = "bad_verifier_key", Malformed, 0,
+        "`verify`: the log's verifier key does not parse ([§9.3](#93-verifier-key)).";
+    /// No valid log signature on the checkpoint.
+    BadCheckpointSignature = "bad_checkpoint_signature", Unverified, 0,
+        "`verify`, audit: the checkpoint carries no valid signature by the log key.";
+    /// The checkpoint body is malformed or names another log.
+    BadCheckpoint = "bad_checkpoint", Unverified, 0,
+        "`verify`, audit: the checkpoint body is malformed or names another log.";
+    /// The inclusion proof does not reach the checkpoint's root.
+    BadInclusionProof = "bad_inclusion_proof", Unverified, 0,
+        "`verify`: the inclusion proof does not lead from the leaf to the checkpoint's root.";
+    /// The leaf does not decode or names another index.
+    MalformedLeaf = "malformed_leaf", Unverified, 0,
+        "`verify`: the leaf does not decode ([§7](#7-leaves-and-effects)), or names another index than its place.";
+    /// An envelope signature in the leaf does not verify.
+    BadEnvelopeSignature = "bad_envelope_signature", Unverified, 0,
+        "`verify`: a signature of the leaf's envelope does not verify.";
+    /// The anchor's consistency proof fails.
+    BadConsistencyProof = "bad_consistency_proof", Unverified, 0,
+        "`verify`: the anchor's consistency proof does not link the checkpoint to the anchored root ([§9.5](#95-anchored-receipt)).";
+    /// The chain holds something else than the receipt's anchor says.
+    AnchorMismatch = "anchor_mismatch", Unverified, 0,
+        "`verify --rpc`: the chain holds another root at the anchored size, or the contract or chain id differ.";
+    /// The chain could not be read.
+    ChainUnavailable = "chain_unavailable", Unavailable, 0,
+        "`verify --rpc`: the chain could not be read; try again.";
     /// A fault of the service itself.
     Internal = "internal", Internal, 500,
         "A fault of the service itself: a corrupt or missing leaf behind the store's indexes, derived state that breaks the rules' invariants, a stopped sequencer thread, key or checkpoint files that cannot be used.";
@@ -317,7 +366,8 @@ pub fn markdown_tables() -> String {
             "| `{}` | {} | {} | {} |\n",
             code,
             code.class(),
-            code.status(),
+            code.status()
+                .map_or_else(|| "—".to_owned(), |s| s.to_string()),
             code.meaning()
         ));
     }
@@ -341,16 +391,28 @@ mod tests {
     #[test]
     fn statuses_fit_their_classes() {
         for code in Code::ALL {
+            let Some(status) = code.status() else {
+                // Only verifiers give these: they are about what a client holds.
+                assert!(
+                    matches!(
+                        code.class(),
+                        Class::Malformed | Class::Unverified | Class::Unavailable
+                    ),
+                    "{code}"
+                );
+                continue;
+            };
             let ok = match code.class() {
                 Class::Malformed | Class::NotFound | Class::Conflict | Class::Rule => {
-                    (400..500).contains(&code.status())
+                    (400..500).contains(&status)
                 }
-                Class::Forbidden => [401, 403].contains(&code.status()),
-                Class::Limit => [408, 413, 429].contains(&code.status()),
-                Class::Unavailable => code.status() == 503,
-                Class::Internal => code.status() == 500,
+                Class::Forbidden => [401, 403].contains(&status),
+                Class::Limit => [408, 413, 429].contains(&status),
+                Class::Unavailable => status == 503,
+                Class::Internal => status == 500,
+                Class::Unverified => false,
             };
-            assert!(ok, "{code} is {} in class {}", code.status(), code.class());
+            assert!(ok, "{code} is {status} in class {}", code.class());
         }
     }
 }

@@ -167,7 +167,10 @@ impl Leaf {
 pub struct Receipt {
     /// Position in the log.
     pub index: u64,
-    /// Hex SHA-256(0x00 || leaf bytes).
+    /// The leaf's hash SHA-256(0x00 || leaf bytes), standard base64.
+    pub hash: String,
+    /// Deprecated (removed in the next release): `hash` in lowercase hex.
+    #[schema(deprecated)]
     pub leaf_hash: String,
     /// Sequencing time.
     pub timestamp_ms: u64,
@@ -178,9 +181,11 @@ pub struct Receipt {
 impl Receipt {
     fn from_leaf(index: u64, bytes: &[u8]) -> Result<Receipt, LedgerError> {
         let leaf = Leaf::decode(index, bytes)?;
+        let hash = merkle::leaf_hash(bytes);
         Ok(Receipt {
             index,
-            leaf_hash: hex::encode(merkle::leaf_hash(bytes)),
+            hash: crate::wire::encode_hash(&hash),
+            leaf_hash: hex::encode(hash),
             timestamp_ms: leaf.timestamp_ms,
             effects: leaf.effects,
         })
@@ -600,6 +605,7 @@ impl Ledger {
         self.last_ts = now;
         Ok(Receipt {
             index,
+            hash: crate::wire::encode_hash(&hash),
             leaf_hash: hex::encode(hash),
             timestamp_ms: now,
             effects: leaf.effects,

@@ -23,6 +23,9 @@
 //! - [`sequencer`]: the same write path as a pipeline of threads for concurrent producers.
 //! - [`server`]: the HTTP API over the sequencer and the store.
 //! - [`views`]: what reads return (account, history rows), shared by the CLI and the API.
+//! - [`wire`]: the API's JSON shapes, one set for the server and the client.
+//! - [`receipt`]: the one receipt verifier (tlog-proof, envelope signers, anchor), used by
+//!   `verify`, the auditor and the tests.
 //! - [`client`]: an HTTP client for the service, used by `--server` commands and the load benchmark.
 //! - [`audit`]: the monitor: mirrors the log and checks signatures, replay, tree, checkpoints,
 //!   anchors and reported balances.
@@ -45,7 +48,9 @@ pub mod keys;
 pub mod ledger;
 pub mod merkle;
 pub mod payload;
+pub mod receipt;
 pub mod sequencer;
 pub mod server;
 pub mod store;
 pub mod views;
+pub mod wire;

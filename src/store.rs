@@ -707,7 +707,14 @@ impl<'a> Group<'a> {
             self.nonces.insert((signer, nonce), index);
         }
         for (id, account) in writes.accounts {
-            self.history.push((id.clone(), index));
+            // The history lists the entries that changed the account (docs/PROTOCOL.md §12.4):
+            // the engine also hands back accounts it only looked at (a refund sweeps a
+            // referrer it claws nothing from). Unreadable state lists the entry rather than
+            // lose it.
+            let before = StateView::account(&*self, &id).map(Option::unwrap_or_default);
+            if before.map_or(true, |b| b != account) {
+                self.history.push((id.clone(), index));
+            }
             self.accounts.insert(id, account);
         }
         self.merchants.extend(writes.merchants);

@@ -376,7 +376,15 @@ fn serve_anchors_through_chain_outage_and_its_own_restart() {
     assert_eq!(page["contract"], json!(contract_s));
     assert_eq!(page["chain_id"], json!(31337));
     let rec = &page["anchors"][0];
-    assert_eq!(rec["root"], json!(hex::encode(root1)));
+    assert_eq!(
+        rec["root_hash"],
+        json!(pointsledger::wire::encode_hash(&root1))
+    );
+    assert_eq!(
+        rec["root"],
+        json!(hex::encode(root1)),
+        "the deprecated hex twin"
+    );
     assert!(rec["tx_hash"].as_str().is_some_and(|t| t.starts_with("0x")));
     assert!(rec["block_number"].as_u64().is_some());
     let chain = rt
@@ -410,16 +418,23 @@ fn serve_anchors_through_chain_outage_and_its_own_restart() {
         (json!(size2), json!("final"), json!(contract_s)),
         "{receipt}"
     );
-    let proof: Vec<[u8; 32]> = a["consistency_proof"]
+    let proof: Vec<[u8; 32]> = a["proof"]
         .as_array()
         .expect("proof")
         .iter()
         .map(|h| {
-            let mut out = [0u8; 32];
-            hex::decode_to_slice(h.as_str().expect("hex"), &mut out).expect("32 bytes");
-            out
+            pointsledger::wire::decode_hash("proof", h.as_str().expect("base64")).expect("hash")
         })
         .collect();
+    // The deprecated hex twins hold the same bytes.
+    let hex_proof: Vec<String> = proof.iter().map(hex::encode).collect();
+    assert_eq!(a["consistency_proof"], json!(hex_proof), "{receipt}");
+    assert_eq!(a["root"], json!(hex::encode(root2)), "{receipt}");
+    assert_eq!(
+        a["root_hash"],
+        json!(pointsledger::wire::encode_hash(&root2)),
+        "{receipt}"
+    );
     assert!(!proof.is_empty());
     merkle::verify_consistency(size1, size2, &root1, &root2, &proof)
         .expect("the receipt's checkpoint is a prefix of the anchored tree");
@@ -486,6 +501,7 @@ fn serve_anchors_through_chain_outage_and_its_own_restart() {
     assert_eq!(v["anchored"]["tree_size"], json!(size2), "{v}");
     let mut doc: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&saved).expect("read")).expect("json");
+    doc["anchor"]["proof"][0] = json!(pointsledger::wire::encode_hash(&[7u8; 32]));
     doc["anchor"]["consistency_proof"][0] = json!(hex::encode([7u8; 32]));
     std::fs::write(&saved, doc.to_string()).expect("write");
     let out = verify();

@@ -103,6 +103,20 @@ fn protocol_example() -> (String, String) {
     (receipt, key)
 }
 
+/// The tlog-proof vectors of tests/vectors/receipts/receipts.json (made and checked against the
+/// library's verifier by tests/receipt_vectors.rs), for verify.js to agree with.
+fn receipt_vectors() -> Value {
+    let text = std::fs::read_to_string(root().join("tests/vectors/receipts/receipts.json"))
+        .expect("the receipt vectors");
+    let file: Value = serde_json::from_str(&text).expect("json");
+    let receipts = file["receipts"].clone();
+    assert!(
+        receipts.as_array().is_some_and(|r| r.len() >= 10),
+        "{receipts}"
+    );
+    receipts
+}
+
 /// Runs the node script with `config`, killing it past [`NODE_TIMEOUT`]; returns (success,
 /// stdout and stderr).
 fn run_script(config: &Path, playwright: &Path) -> (bool, String) {
@@ -219,6 +233,7 @@ async fn explorer_in_chromium_shows_the_ledger_and_verifies_receipts() {
             "receipt": example_receipt,
             "key": example_key,
         }],
+        "receipt_vectors": receipt_vectors(),
         "screenshot": screenshot,
     });
     let dir = tempfile::tempdir().expect("tempdir");
@@ -241,6 +256,7 @@ async fn explorer_in_chromium_shows_the_ledger_and_verifies_receipts() {
         "ok - receipt with one byte of the leaf changed is INVALID",
         "ok - receipt with a proof hash changed is INVALID",
         "ok - good receipt under another log's key is INVALID",
+        "ok - verify.js gives every receipt vector its verdict and code",
         "ok - the worked example's receipt (docs/PROTOCOL.md) under its key is VALID",
         "ok - no console errors",
     ] {

@@ -174,9 +174,12 @@ fn walk_through_the_command_line() {
         .expect("a proof hash");
     lines[hash_line] = format!("A{}", &lines[hash_line][1..]);
     let bad = save(t, "bad.tlog-proof", &(lines.join("\n") + "\n"));
-    fails(&["verify", "--log-key", &key, &bad]);
+    fails_with(&["verify", "--log-key", &key, &bad], "bad_inclusion_proof");
     let other_key = "try.pointsledger.local+00000000+AQyhAneWVOvbwKb9H1N0zavxlYkdfHV72DRgaX2ujy2m";
-    fails(&["verify", "--log-key", other_key, &proof]);
+    fails_with(
+        &["verify", "--log-key", other_key, &proof],
+        "bad_verifier_key",
+    );
 
     assert_eq!(
         ok(&["leaves", "--data", d, "--start", "0", "--end", "3"])

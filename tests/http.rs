@@ -14,6 +14,7 @@ mod common;
 #[path = "common/server.rs"]
 mod server;
 
+use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
 use common::{rules, sign, Party, T0};
 use pointsledger::checkpoint::{self, TlogProof};
 use pointsledger::clock::{Clock, ManualClock, DAY_MS};
@@ -22,7 +23,9 @@ use pointsledger::evm;
 use pointsledger::keys;
 use pointsledger::ledger::{self, DataDir, Leaf};
 use pointsledger::merkle;
+use pointsledger::receipt;
 use pointsledger::server::Settings;
+use pointsledger::wire::ReceiptDocument;
 use serde_json::{json, Value};
 use server::{
     conforms, eventually, tamper_signature, test_settings, Api, Binary, Signer, TestServer,
@@ -68,7 +71,6 @@ fn hash_from_hex(s: &str) -> merkle::Hash {
 }
 
 fn hashes_from_b64(v: &Value) -> Vec<merkle::Hash> {
-    use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
     v.as_array()
         .expect("proof")
         .iter()
@@ -246,8 +248,12 @@ async fn story_of_bob_and_alice_over_http() {
     assert!(ctype.starts_with("text/plain"), "{ctype}");
     let proof = TlogProof::parse(&text).expect("tlog-proof");
     let leaf = proof.extra.clone().expect("leaf bytes");
-    let cp = checkpoint::verify_tlog_proof(&proof, &vkey, &leaf).expect("receipt verifies");
-    assert_eq!((cp.size, cp.root), (size, root));
+    let verified = receipt::verify_text(&text, &vkey).expect("receipt verifies");
+    let cp = verified.checkpoint;
+    assert_eq!((cp.size, cp.root, verified.index), (size, root, index));
+    assert_eq!(verified.leaf_bytes, leaf);
+    // The leaf hash in base64, and (deprecated, for one release) in hex.
+    assert_eq!(json!(B64.encode(merkle::leaf_hash(&leaf))), last["hash"]);
     assert_eq!(hex::encode(merkle::leaf_hash(&leaf)), last["leaf_hash"]);
     assert_eq!(Leaf::decode(index, &leaf).expect("leaf").index, index);
     let resp = api
@@ -258,6 +264,13 @@ async fn story_of_bob_and_alice_over_http() {
         .await
         .expect("GET");
     let doc: Value = resp.json().await.expect("json");
+    let typed: ReceiptDocument = serde_json::from_value(doc.clone()).expect("a receipt document");
+    assert_eq!(
+        receipt::verify_document(&typed, &vkey)
+            .expect("verifies")
+            .index,
+        index
+    );
     assert_eq!(doc["tlog_proof"], json!(text));
     assert_eq!(
         (&doc["index"], &doc["checkpoint_size"], &doc["anchor"]),
@@ -269,14 +282,13 @@ async fn story_of_bob_and_alice_over_http() {
     let (status, inc) = api.get("/v1/proofs/inclusion?index=1").await;
     assert_eq!(status, 200, "{inc}");
     assert_eq!(inc["size"], json!(size));
-    merkle::verify_inclusion(
-        1,
-        size,
-        &hash_from_hex(inc["leaf_hash"].as_str().expect("hash")),
-        &hashes_from_b64(&inc["proof"]),
-        &root,
-    )
-    .expect("inclusion proof verifies");
+    let inc_hash = hashes_from_b64(&json!([inc["hash"]]))[0];
+    assert_eq!(
+        hash_from_hex(inc["leaf_hash"].as_str().expect("deprecated hex hash")),
+        inc_hash
+    );
+    merkle::verify_inclusion(1, size, &inc_hash, &hashes_from_b64(&inc["proof"]), &root)
+        .expect("inclusion proof verifies");
     let (status, con) = api
         .get(&format!("/v1/proofs/consistency?from={mid_size}&to={size}"))
         .await;
@@ -1171,4 +1183,50 @@ async fn settings_come_from_flags_then_environment_then_file_then_defaults() {
         .expect("run");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a duration"));
+}
+
+/// An account's history lists exactly the entries that changed its record (docs/PROTOCOL.md
+/// §12.4): a referral binding, which moves no points, is listed for both sides; a refund too
+/// small to reverse a point looks at the consumer's and the referrer's accounts, changes
+/// neither and is listed for neither; an entry that never names an account is not listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_lists_the_entries_that_change_the_account() {
+    let (s, _clock) = TestServer::manual().await;
+    let (api, sg) = (&s.api, &s.signer);
+    let (shop, alice, bob, carol) = (Party::new(), Party::new(), Party::new(), Party::new());
+    s.register(&shop).await;
+    let index = |r: &Value| r["index"].as_u64().expect("index");
+    let listed = |rows: &[Value]| rows.iter().map(index).collect::<Vec<_>>();
+    let a1 = index(&api.accept(&sg.purchase(&shop, &alice, "a1", 10_000)).await);
+    let refer = index(&api.accept(&sg.refer(&bob, &alice)).await);
+    let b1 = api.accept(&sg.purchase(&shop, &bob, "b1", 20_000)).await;
+    assert_eq!(
+        changes(&b1).len(),
+        2,
+        "Bob earns and Alice is rewarded: {b1}"
+    );
+    let c1 = index(&api.accept(&sg.purchase(&shop, &carol, "c1", 5_000)).await);
+    // 1 of 20,000 refunded: no point of Bob's earn or Alice's reward to reverse.
+    let tiny = api.accept(&sg.refund(&shop, "b1", 1)).await;
+    assert_eq!(changes(&tiny), ch(&[]), "{tiny}");
+
+    let alice_rows = all_history(api, &alice, 10).await;
+    assert_eq!(listed(&alice_rows), [a1, refer, index(&b1)]);
+    let bob_rows = all_history(api, &bob, 10).await;
+    assert_eq!(listed(&bob_rows), [refer, index(&b1)]);
+    assert_eq!(listed(&all_history(api, &carol, 10).await), [c1]);
+    // The binding is in both histories without moving a point.
+    for row in [&alice_rows[1], &bob_rows[0]] {
+        assert_eq!(
+            (&row["kind"], &row["delta"], &row["changes"]),
+            (&json!("referral.accept"), &json!(0), &json!([])),
+            "{row}"
+        );
+    }
+    // The account view agrees: Bob is bound and Alice counts him.
+    let (_, bob_account) = api.get(&format!("/v1/accounts/{}", bob.id)).await;
+    let (_, alice_account) = api.get(&format!("/v1/accounts/{}", alice.id)).await;
+    assert_eq!(bob_account["referrer"], json!(alice.id));
+    assert_eq!(alice_account["referees"], json!(1));
+    s.stop().await.expect("clean stop");
 }

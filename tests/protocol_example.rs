@@ -285,6 +285,7 @@ fn worked_example_matches_the_document() {
         let leaf_text = String::from_utf8(leaf_bytes.clone()).expect("utf-8");
         doc.has(&label("leaf"), &leaf_text);
         let leaf_hash = merkle::leaf_hash(&leaf_bytes);
+        assert_eq!(receipt.hash, BASE64.encode(leaf_hash));
         assert_eq!(receipt.leaf_hash, hex::encode(leaf_hash));
         doc.has(&label("leaf hash"), &receipt.leaf_hash);
         doc.has(

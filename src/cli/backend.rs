@@ -4,7 +4,7 @@
 //! command line prints the same thing whichever way it reaches the ledger.
 
 use crate::checkpoint::TlogProof;
-use crate::client::{BatchResult, Client};
+use crate::client::Client;
 use crate::clock::{Clock, SystemClock};
 use crate::dsse::Envelope;
 use crate::engine::{self, Quote, StateView};
@@ -12,8 +12,8 @@ use crate::ledger::{self, Receipt};
 use crate::merkle;
 use crate::store::Store;
 use crate::views::{self, AccountView, HistoryRow};
+use crate::wire::BatchItem;
 use anyhow::{anyhow, bail, Result};
-use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
 use std::path::PathBuf;
 
 /// Selects the ledger a command works on: exactly one of `--data` or `--server`.
@@ -115,12 +115,7 @@ impl Backend {
     pub fn size(&self) -> Result<u64> {
         match self {
             Backend::Local(store) => Ok(store.size()?),
-            Backend::Remote(c, rt) => {
-                let info = rt.block_on(c.log_info())?;
-                info["size"]
-                    .as_u64()
-                    .ok_or_else(|| anyhow!("the server's /v1/log has no size"))
-            }
+            Backend::Remote(c, rt) => Ok(rt.block_on(c.log_info())?.size),
         }
     }
 
@@ -195,11 +190,12 @@ impl Backend {
             bail!("need 1 <= FROM <= TO <= {size} (the log's size); got {from}..{to}");
         }
         match self {
-            Backend::Local(store) => Ok(merkle::prove_consistency(from, to, store)?
-                .iter()
-                .map(|h| B64.encode(h))
-                .collect()),
-            Backend::Remote(c, rt) => Ok(rt.block_on(c.consistency(from, to))?),
+            Backend::Local(store) => Ok(crate::wire::encode_hashes(&merkle::prove_consistency(
+                from, to, store,
+            )?)),
+            Backend::Remote(c, rt) => Ok(crate::wire::encode_hashes(
+                &rt.block_on(c.consistency(from, to))?,
+            )),
         }
     }
 
@@ -227,13 +223,7 @@ impl Backend {
                 let key = crate::keys::parse_public_id(&config.log_key)?;
                 Ok(crate::checkpoint::verifier_key(&config.log.origin, &key))
             }
-            Backend::Remote(c, rt) => {
-                let info = rt.block_on(c.log_info())?;
-                info["verifier_key"]
-                    .as_str()
-                    .map(str::to_owned)
-                    .ok_or_else(|| anyhow!("the server's /v1/log has no verifier_key"))
-            }
+            Backend::Remote(c, rt) => Ok(rt.block_on(c.log_info())?.verifier_key),
         }
     }
 }
@@ -249,8 +239,8 @@ pub fn submit_remote(
         for chunk in envelopes.chunks(256) {
             match client.submit_batch(chunk).await {
                 Ok(results) => out.extend(results.into_iter().map(|r| match r {
-                    BatchResult::Accepted { receipt } => Ok(receipt),
-                    BatchResult::Refused {
+                    BatchItem::Accepted { receipt } => Ok(receipt),
+                    BatchItem::Refused {
                         error,
                         message,
                         status,

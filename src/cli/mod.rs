@@ -6,12 +6,11 @@
 //! append sign a checkpoint covering what they wrote before they exit, so a data directory at
 //! rest is always verifiable.
 
-use crate::checkpoint::{self, TlogProof};
 use crate::client::Client;
 use crate::clock::SystemClock;
 use crate::dsse::{self, Envelope};
 use crate::errors::Code;
-use crate::ledger::{self, Leaf, Ledger, LedgerError};
+use crate::ledger::{self, Ledger, LedgerError};
 use crate::payload::{Payload, KINDS};
 use crate::{keys, merkle};
 use anyhow::{anyhow, bail, Context, Result};
@@ -393,6 +392,8 @@ fn error_code(e: &anyhow::Error) -> Option<Code> {
             Some(e.code())
         } else if let Some(e) = cause.downcast_ref::<dsse::DsseError>() {
             Some(e.code())
+        } else if let Some(e) = cause.downcast_ref::<crate::receipt::ReceiptError>() {
+            Some(e.code())
         } else if let Some(crate::client::ClientError::Api { code, .. }) =
             cause.downcast_ref::<crate::client::ClientError>()
         {
@@ -556,14 +557,8 @@ fn run(cli: Cli) -> Result<()> {
                 let doc =
                     backend::runtime()?.block_on(client.receipt_document(index, checkpoint))?;
                 match anchored {
-                    true => (format!("{doc:#}\n"), "json"),
-                    false => (
-                        doc["tlog_proof"]
-                            .as_str()
-                            .ok_or_else(|| anyhow!("the server's receipt has no tlog_proof"))?
-                            .to_owned(),
-                        "tlog-proof",
-                    ),
+                    true => (format!("{}\n", serde_json::to_string_pretty(&doc)?), "json"),
+                    false => (doc.tlog_proof, "tlog-proof"),
                 }
             } else {
                 (
@@ -932,22 +927,8 @@ fn parse_contract(contract: &str) -> Result<ethers::types::Address> {
         .map_err(|_| anyhow!("--contract must be a 0x address, got {contract:?}"))
 }
 
-/// The anchor part of a JSON receipt, as `GET /v1/receipts/{index}` serves it.
-#[derive(serde::Deserialize)]
-struct ReceiptAnchorDoc {
-    contract: String,
-    tree_size: u64,
-    root: String,
-    consistency_proof: Vec<String>,
-}
-
-fn hex32(what: &str, h: &str) -> Result<[u8; 32]> {
-    let mut out = [0u8; 32];
-    hex::decode_to_slice(h.trim_start_matches("0x"), &mut out)
-        .map_err(|_| anyhow!("{what} is not 32 bytes of hex: {h:?}"))?;
-    Ok(out)
-}
-
+/// Runs `pointsledger verify`: the library's receipt verifier on a receipt file, then with
+/// --rpc the root on chain; prints what the receipt proves.
 fn verify(
     log_key: &str,
     proof_file: &Path,
@@ -955,120 +936,29 @@ fn verify(
 ) -> Result<()> {
     let key = key_or_file(log_key)?;
     let text = String::from_utf8(read_input(proof_file)?).context("the proof is not UTF-8")?;
-    // A JSON receipt wraps the tlog-proof and adds the anchor; a .tlog-proof is the text alone.
-    let (text, anchor) = if text.trim_start().starts_with('{') {
-        let doc: serde_json::Value =
-            serde_json::from_str(&text).context("the receipt is not valid JSON")?;
-        let tlog = doc["tlog_proof"]
-            .as_str()
-            .ok_or_else(|| anyhow!("the JSON receipt has no tlog_proof"))?
-            .to_owned();
-        let anchor: Option<ReceiptAnchorDoc> = serde_json::from_value(doc["anchor"].clone())
-            .context("the receipt's anchor is malformed")?;
-        (tlog, anchor)
-    } else {
-        (text, None)
-    };
-    let proof = TlogProof::parse(&text)?;
-    let leaf_bytes = proof
-        .extra
-        .clone()
-        .ok_or_else(|| anyhow!("the proof carries no leaf (no `extra` line)"))?;
-    let cp = checkpoint::verify_tlog_proof(&proof, &key, &leaf_bytes)?;
-    let leaf = Leaf::decode(proof.index, &leaf_bytes)?;
-    if leaf.index != proof.index {
-        bail!(
-            "the leaf says index {} but the proof is for {}",
-            leaf.index,
-            proof.index
-        );
-    }
-    let env = leaf.envelope()?;
-    env.verify()?;
-    let payload = Payload::parse(env.kind(), env.payload())?;
-    let mut required: Vec<&str> = payload.required_signers();
-    required.sort_unstable();
-    let mut signers: Vec<&str> = env.signers().collect();
-    signers.sort_unstable();
-    if required != signers {
-        bail!(
-            "the envelope is signed by {signers:?} but a {} needs {required:?}",
-            env.kind()
-        );
-    }
+    let v = crate::receipt::verify_file(&text, &key)
+        .map_err(|e| anyhow::Error::new(e).context("the receipt does not verify"))?;
     let anchored = match chain {
         None => None,
-        Some((rpc, chain_id, contract)) => Some(verify_anchor(
-            &cp,
-            anchor.as_ref(),
-            &rpc,
-            chain_id,
-            contract,
-        )?),
+        Some((rpc, chain_id, contract)) => Some(
+            backend::runtime()?
+                .block_on(crate::receipt::check_on_chain(&v, &rpc, chain_id, contract))
+                .map_err(|e| anyhow::Error::new(e).context("the receipt is not anchored"))?,
+        ),
     };
+    let hash = merkle::leaf_hash(&v.leaf_bytes);
     print_json(&serde_json::json!({
         "valid": true,
         "anchored": anchored,
-        "origin": cp.origin,
-        "tree_size": cp.size,
-        "root": B64.encode(cp.root),
-        "index": proof.index,
-        "leaf_hash": hex::encode(merkle::leaf_hash(&leaf_bytes)),
-        "kind": env.kind(),
-        "signers": signers,
-        "timestamp_ms": leaf.timestamp_ms,
-        "effects": leaf.effects,
-    }))
-}
-
-/// Checks that the chain covers checkpoint `cp`: the receipt's anchor is in `contract` at its
-/// size with its root, and the consistency proof links `cp` to it (without an anchor in the
-/// receipt, the chain must hold `cp`'s own root at its size). Returns what was checked.
-fn verify_anchor(
-    cp: &checkpoint::Checkpoint,
-    anchor: Option<&ReceiptAnchorDoc>,
-    rpc: &str,
-    chain_id: u64,
-    contract: ethers::types::Address,
-) -> Result<serde_json::Value> {
-    let (size, root, proof) = match anchor {
-        Some(a) => {
-            if parse_contract(&a.contract)? != contract {
-                bail!(
-                    "the receipt's anchor is in contract {}, not {contract:#x}",
-                    a.contract
-                );
-            }
-            let proof = a
-                .consistency_proof
-                .iter()
-                .map(|h| hex32("a consistency proof hash", h))
-                .collect::<Result<Vec<_>>>()?;
-            (a.tree_size, hex32("the anchored root", &a.root)?, proof)
-        }
-        None => (cp.size, cp.root, Vec::new()),
-    };
-    merkle::verify_consistency(cp.size, size, &cp.root, &root, &proof).map_err(|e| {
-        anyhow!(
-            "the checkpoint of size {} is not a prefix of the anchored tree of size {size}: {e}",
-            cp.size
-        )
-    })?;
-    let on_chain = backend::runtime()?.block_on(async {
-        let chain = crate::anchor::Chain::read_only(rpc, chain_id, contract).await?;
-        chain.root_at(size).await
-    })?;
-    if on_chain != root {
-        bail!(
-            "the chain holds root {} at size {size}, not the receipt's anchored root {}",
-            hex::encode(on_chain),
-            hex::encode(root)
-        );
-    }
-    Ok(serde_json::json!({
-        "chain_id": chain_id,
-        "contract": format!("{contract:#x}"),
-        "tree_size": size,
-        "root": hex::encode(root),
+        "origin": v.checkpoint.origin,
+        "tree_size": v.checkpoint.size,
+        "root": B64.encode(v.checkpoint.root),
+        "index": v.index,
+        "hash": B64.encode(hash),
+        "leaf_hash": hex::encode(hash),
+        "kind": v.kind,
+        "signers": v.signers,
+        "timestamp_ms": v.leaf.timestamp_ms,
+        "effects": v.leaf.effects,
     }))
 }

@@ -17,7 +17,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::wire::ErrorBody;
+use crate::wire::ErrorBody;
 
 /// Why the service refused or failed a request, or could not start.
 #[derive(Debug, thiserror::Error)]
@@ -99,7 +99,9 @@ impl ServerError {
 
 /// The HTTP status of `code`, as the table gives it.
 pub fn status_of(code: Code) -> StatusCode {
-    StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    code.status()
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 impl From<StoreError> for ServerError {
@@ -165,7 +167,7 @@ pub fn error_response(code: Code, message: String) -> Response {
 impl IntoResponse for ServerError {
     fn into_response(self) -> Response {
         let code = self.code();
-        if code.status() >= 500 {
+        if status_of(code).is_server_error() {
             tracing::warn!(code = code.as_str(), error = %self, "request failed");
         }
         error_response(code, self.to_string())

@@ -16,7 +16,7 @@
 //! - `routes`: the handlers, their shared state and the layers (limits, timeouts, metrics).
 //! - [`error`]: [`ServerError`] and the status and code of every refusal.
 //! - `explorer`: the web explorer at `/`, its files embedded in the binary.
-//! - [`wire`]: the JSON shapes the service defines.
+//! - the JSON shapes the service serves are [`crate::wire`]'s, shared with the client.
 //! - [`metrics`]: the Prometheus counters.
 //! - [`openapi`]: the generated OpenAPI document and descriptions of core types.
 
@@ -26,7 +26,6 @@ mod explorer;
 pub mod metrics;
 pub mod openapi;
 mod routes;
-pub mod wire;
 
 pub use config::{ServeArgs, ServeConfig, Settings};
 pub use error::ServerError;

@@ -21,7 +21,11 @@ pub use crate::views::{AccountView, HistoryRow};
         title = "pointsledger",
         description = "A verifiable points-and-rewards ledger: DSSE-signed requests appended to \
                        an RFC 6962 Merkle log with C2SP signed checkpoints. Every error answer \
-                       is `{\"error\": CODE, \"message\": TEXT}`."
+                       is `{\"error\": CODE, \"message\": TEXT}`. Every hash and proof is \
+                       standard base64; hex is for key ids and EVM values. The hex fields \
+                       `leaf_hash`, `root` and `consistency_proof` are deprecated twins of \
+                       `hash`, `root_hash` and `proof` and go in the next release \
+                       (docs/PROTOCOL.md §12.1)."
     ),
     paths(
         routes::submit_entry,

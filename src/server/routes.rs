@@ -13,11 +13,6 @@ use super::config::Settings;
 use super::error::{json_errors, ErrorCode, ServerError};
 use super::metrics::{AnchorGauges, Metrics};
 use super::openapi as doc;
-use super::wire::{
-    AnchorsPage, BatchItem, BatchResponse, ConsistencyProof, ErrorBody, Health, HistoryPage,
-    InclusionProof, LeavesPage, LogInfo, MerchantInfo, QuoteRequest, ReceiptAnchor,
-    ReceiptDocument,
-};
 use crate::anchor::AnchorBoard;
 use crate::checkpoint::TlogProof;
 use crate::clock::Clock;
@@ -31,6 +26,11 @@ use crate::payload::MAX_SAFE_INT;
 use crate::sequencer::SequencerHandle;
 use crate::store::Store;
 use crate::views::{self, AccountView};
+use crate::wire::{
+    self, AnchorView, AnchorsPage, BatchItem, BatchResponse, ConsistencyProof, ErrorBody, Health,
+    HistoryPage, InclusionProof, LeavesPage, LogInfo, MerchantInfo, QuoteRequest, ReceiptAnchor,
+    ReceiptDocument,
+};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
@@ -283,7 +283,7 @@ fn latest_checkpoint_size(store: &Store) -> Result<Option<u64>, ServerError> {
 }
 
 fn b64_hashes(hashes: Vec<merkle::Hash>) -> Vec<String> {
-    hashes.into_iter().map(|h| B64.encode(h)).collect()
+    wire::encode_hashes(&hashes)
 }
 
 /// Append one entry.
@@ -381,7 +381,7 @@ pub(crate) async fn submit_batch(
                     BatchItem::Refused {
                         error: code.as_str().to_owned(),
                         message: e.to_string(),
-                        status: code.status(),
+                        status: super::error::status_of(code).as_u16(),
                     }
                 }
             }
@@ -514,6 +514,9 @@ pub(crate) struct InclusionQuery {
 
 /// An inclusion proof.
 ///
+/// `hash` is the leaf hash in base64; `leaf_hash`, the same in hex, is deprecated and goes in
+/// the next release.
+///
 /// `size` may be any tree size the log has reached, not only one with a checkpoint, so that a
 /// client can prove against a root it computed itself; against a checkpoint's size the proof
 /// checks against its signed root.
@@ -552,10 +555,12 @@ pub(crate) async fn inclusion_proof(
         let leaf = s
             .leaf(index)?
             .ok_or_else(|| ServerError::Unavailable(format!("leaf {index} is missing")))?;
+        let hash = merkle::leaf_hash(&leaf);
         Ok(InclusionProof {
             index,
             size,
-            leaf_hash: hex::encode(merkle::leaf_hash(&leaf)),
+            hash: wire::encode_hash(&hash),
+            leaf_hash: hex::encode(hash),
             proof: b64_hashes(merkle::prove_inclusion(size, index, s)?),
         })
     })
@@ -629,7 +634,8 @@ pub(crate) struct ReceiptQuery {
 ///
 /// A c2sp.org/tlog-proof against the latest checkpoint (or the one named), with the leaf bytes
 /// on its `extra` line; with `Accept: application/json`, the same text wrapped in JSON with the
-/// on-chain anchor that covers the checkpoint.
+/// on-chain anchor that covers the checkpoint. In the anchor, `root` and `consistency_proof`
+/// (hex) are deprecated twins of `root_hash` and `proof` (base64) and go in the next release.
 #[utoipa::path(
     get, path = "/v1/receipts/{index}", tag = "proofs",
     params(("index" = u64, Path, description = "Leaf index"), ReceiptQuery),
@@ -710,15 +716,18 @@ fn covering_anchor(s: &Store, size: u64) -> Result<Option<ReceiptAnchor>, Server
         return Ok(None);
     }
     let proof = merkle::prove_consistency(size, rec.tree_size, s)?;
+    let root_hash = AnchorView::from(rec.clone()).root_hash;
     Ok(Some(ReceiptAnchor {
         chain_id,
         contract,
         tree_size: rec.tree_size,
+        root_hash,
         root: rec.root,
         status: rec.status,
         tx_hash: rec.tx_hash,
         block_number: rec.block_number,
-        consistency_proof: proof.into_iter().map(hex::encode).collect(),
+        proof: wire::encode_hashes(&proof),
+        consistency_proof: proof.iter().map(hex::encode).collect(),
     }))
 }
 
@@ -735,7 +744,8 @@ pub(crate) struct AnchorsQuery {
 /// Anchors of checkpoints to the chain, newest first.
 ///
 /// Each record follows one checkpoint: `pending`, `sent` (a transaction in flight), `confirmed`
-/// (mined) and `final` (as deep as the confirmation depth, its block hash re-checked).
+/// (mined) and `final` (as deep as the confirmation depth, its block hash re-checked). Its root
+/// is `root_hash` (base64); `root` (hex) is deprecated and goes in the next release.
 #[utoipa::path(
     get, path = "/v1/anchors", tag = "proofs",
     params(AnchorsQuery),
@@ -763,10 +773,10 @@ pub(crate) async fn anchors(
         let mut anchors = Vec::with_capacity(limit);
         let mut more = s.anchors_newest_first(q.before);
         for rec in more.by_ref().take(limit) {
-            anchors.push(rec?);
+            anchors.push(AnchorView::from(rec?));
         }
         let next = match more.next() {
-            Some(_) => anchors.last().map(|r| r.tree_size),
+            Some(_) => anchors.last().map(|r| r.record.tree_size),
             None => None,
         };
         let (chain_id, contract) = match (s.anchor_target()?, &configured) {
@@ -825,7 +835,13 @@ pub(crate) struct HistoryQuery {
     limit: Option<usize>,
 }
 
-/// An account's history: every entry that changed it, with why its points moved.
+/// An account's history: the entries that changed its record, in leaf order.
+///
+/// An entry is listed exactly when the account differs after it: points moved (a change names
+/// the account), a lot was created, drawn or swept, or its debt, referrer binding, referee or
+/// purchase count, referral rewards or EVM link changed. So a `referral.accept` is listed for
+/// both sides and an `account.link_evm` for the consumer with `delta` 0; an entry that only
+/// reads the account is not (docs/PROTOCOL.md §12.4).
 #[utoipa::path(
     get, path = "/v1/accounts/{id}/history", tag = "accounts",
     params(("id" = String, Path, description = "The account's public key id"), HistoryQuery),

@@ -6,7 +6,8 @@
 // seeded ledger must show (`checkpoint_size`, `consumer`, `balance_total`, `merchant`,
 // `merchant_name`, `entry`), the log key (`verifier_key`, and `other_key` of another log),
 // receipts (`good_receipt`, `tampered`: [{name, text}]) and receipts of other logs that must
-// verify (`known_answers`: [{name, receipt, key}]); `screenshot`, if set, is where to write a
+// verify (`known_answers`: [{name, receipt, key}]), the receipt vectors of the library's verifier
+// (`receipt_vectors`: [{name, key, receipt, valid, code}]); `screenshot`, if set, is where to write a
 // PNG of the overview. Prints one `ok - ...` or `not ok - ...` line per check and exits
 // non-zero if any failed.
 
@@ -186,6 +187,30 @@ for (const t of cfg.tampered) {
 
 for (const k of cfg.known_answers || []) {
   await check(`${k.name} is VALID`, () => verify(k.receipt, k.key, 'valid'));
+}
+
+// The known-answer vectors (tests/vectors/receipts/receipts.json), through verify.js as the
+// page loads it: each must get the verdict and the failure code the library gives it.
+if (cfg.receipt_vectors) {
+  await check('verify.js gives every receipt vector its verdict and code', async () => {
+    await go('#/verify');
+    await page.locator('#verify-button').waitFor();
+    const got = await page.evaluate(async (vectors) => {
+      const m = await import('/explorer/verify.js');
+      const out = [];
+      for (const v of vectors) {
+        const r = await m.verifyReceipt(v.receipt, v.key);
+        out.push({ name: v.name, valid: r.valid, code: r.code });
+      }
+      return out;
+    }, cfg.receipt_vectors);
+    const wrong = cfg.receipt_vectors
+      .map((v, i) => ({ want: v, got: got[i] }))
+      .filter(({ want, got }) => got.valid !== want.valid || got.code !== want.code)
+      .map(({ want, got }) => `${want.name}: got ${got.valid}/${got.code}, want ${want.valid}/${want.code}`);
+    if (wrong.length) throw new Error(wrong.join('; '));
+    return `${got.length} vectors`;
+  });
 }
 
 if (cfg.other_key) {

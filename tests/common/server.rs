@@ -443,6 +443,27 @@ pub fn conforms(doc: &Value, schema: &Value, v: &Value, at: &str) -> Result<(), 
         }
         return conforms(doc, target, v, at);
     }
+    if let Some(parts) = schema.get("allOf").and_then(Value::as_array) {
+        // A flattened struct: one object schema with every part's properties and required
+        // members (each part alone would call the others' properties unknown).
+        let mut properties = serde_json::Map::new();
+        let mut required = Vec::new();
+        for part in parts {
+            let part = match part.get("$ref").and_then(Value::as_str) {
+                Some(r) => {
+                    &doc["components"]["schemas"][r.trim_start_matches("#/components/schemas/")]
+                }
+                None => part,
+            };
+            if let Some(p) = part["properties"].as_object() {
+                properties.extend(p.clone());
+            }
+            required.extend(part["required"].as_array().into_iter().flatten().cloned());
+        }
+        let merged =
+            serde_json::json!({"type": "object", "properties": properties, "required": required});
+        return conforms(doc, &merged, v, at);
+    }
     if let Some(alts) = schema.get("oneOf").and_then(Value::as_array) {
         let errors: Vec<String> = alts
             .iter()

@@ -25,6 +25,7 @@ import {
   decodeLeaf,
   leafHash,
   b64decode,
+  b64encode,
   toHex,
   MAX_RECEIPT_BYTES,
 } from '/explorer/verify.js';
@@ -242,7 +243,7 @@ async function overview() {
           'dl',
           { class: 'facts' },
           field('Log', h('span', { class: 'mono' }, cp.origin)),
-          field('Root', h('span', { class: 'mono wrap', title: `base64 ${cp.rootB64}` }, cp.rootHex)),
+          field('Root', h('span', { class: 'mono wrap', title: `hex ${cp.rootHex}` }, cp.rootB64)),
           field('Log size', `${fmtInt(info.size)} entries`, info.size > cp.size ? h('span', { class: 'muted' }, ` (${fmtInt(info.size - cp.size)} awaiting the next checkpoint)`) : null),
           field('Verifier key', h('span', { class: 'mono wrap' }, info.verifier_key), ' ', copyButton(info.verifier_key)),
         ),
@@ -415,7 +416,8 @@ async function entry(params) {
   const index = Number(raw);
   const bytes = await api(`/v1/entries/${index}`, 'bytes');
   const d = decodeForDisplay(bytes);
-  const hash = toHex(await leafHash(bytes));
+  // Hashes are shown in base64, as the API and checkpoints write them.
+  const hash = b64encode(await leafHash(bytes));
   const view = h(
     'div',
     { class: 'view' },
@@ -805,7 +807,7 @@ function renderVerdict(r) {
           field('Point changes', changesSummary(leaf.effects)),
           field('Log', h('span', { class: 'mono' }, checkpoint.origin)),
           field('Tree size', fmtInt(Number(checkpoint.size))),
-          field('Root', h('span', { class: 'mono wrap' }, toHex(checkpoint.root))),
+          field('Root', h('span', { class: 'mono wrap' }, b64encode(checkpoint.root))),
         ),
         h('p', { class: 'muted small' }, 'To hold the log to this tree, compare the root with an anchor on the chain or with a checkpoint you saved earlier (a consistency proof links the two).'),
       ),

@@ -47,6 +47,23 @@ export const STEPS = [
   'Signers',
 ];
 
+/**
+ * The code of each step's failure, as the library's verifier names it (`ReceiptError::code` in
+ * src/receipt.rs): both verifiers are held to the known-answer vectors in
+ * tests/vectors/receipts/receipts.json, verdict and code alike.
+ */
+export const STEP_CODES = {
+  'Receipt format': 'malformed_receipt',
+  'Log verifier key': 'bad_verifier_key',
+  'Checkpoint signature': 'bad_checkpoint_signature',
+  Checkpoint: 'bad_checkpoint',
+  'Leaf hash': 'malformed_leaf',
+  'Inclusion proof': 'bad_inclusion_proof',
+  'Leaf content': 'malformed_leaf',
+  'Envelope signatures': 'bad_envelope_signature',
+  Signers: 'wrong_signers',
+};
+
 /** A reason to refuse: the message is shown to people as is. */
 export class VerifyError extends Error {}
 
@@ -428,8 +445,9 @@ function normalize(text) {
 
 /**
  * Verifies a receipt against a pasted log verifier key. Resolves (never rejects) to
- * `{ valid, reason, steps: [{ name, status: 'ok'|'failed'|'skipped', detail }], result }`;
- * `result` (when valid) holds the checkpoint and the decoded entry.
+ * `{ valid, reason, code, steps: [{ name, status: 'ok'|'failed'|'skipped', detail }], result }`;
+ * `code` (when invalid) is the failed step's code (STEP_CODES); `result` (when valid) holds the
+ * checkpoint and the decoded entry.
  */
 export async function verifyReceipt(receiptText, verifierKeyText) {
   const steps = STEPS.map((name) => ({ name, status: 'skipped', detail: 'not checked' }));
@@ -453,10 +471,10 @@ export async function verifyReceipt(receiptText, verifierKeyText) {
     pass(`signed by ${vkey.name}+${vkey.keyIdHex}`);
 
     const cp = parseCheckpoint(body, vkey);
-    pass(`tree size ${cp.size}, root ${toHex(cp.root)}`);
+    pass(`tree size ${cp.size}, root ${b64encode(cp.root)}`);
 
     const hash = await leafHash(proof.extra);
-    pass(`SHA-256(0x00 ‖ leaf) = ${toHex(hash)}`);
+    pass(`SHA-256(0x00 ‖ leaf) = ${b64encode(hash)}`);
 
     await verifyInclusion(proof.index, cp.size, hash, proof.proof, cp.root);
     pass(`leaf ${proof.index} is in the tree of size ${cp.size}`);
@@ -479,6 +497,7 @@ export async function verifyReceipt(receiptText, verifierKeyText) {
 
     return {
       valid: true,
+      code: null,
       reason:
         `Entry ${proof.index} is in the log ${cp.origin} at tree size ${cp.size}, whose ` +
         `checkpoint the pasted key signed, and its request is signed by exactly its signers.`,
@@ -488,6 +507,6 @@ export async function verifyReceipt(receiptText, verifierKeyText) {
   } catch (e) {
     const reason = e instanceof VerifyError ? e.message : `unexpected error: ${e && e.message}`;
     steps[at] = { name: STEPS[at], status: 'failed', detail: reason };
-    return { valid: false, reason, steps, result: null };
+    return { valid: false, reason, code: STEP_CODES[STEPS[at]], steps, result: null };
   }
 }

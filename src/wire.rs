@@ -1,19 +1,61 @@
-//! The JSON shapes the service itself defines: request bodies, pages, proofs and the error body.
+//! The JSON shapes of the HTTP API, written once for both sides: the server ([`crate::server`])
+//! serializes them and the client ([`crate::client`]) decodes them, so the two cannot drift.
 //!
-//! Core types that travel unchanged (receipts, account views, history rows, quotes) are
-//! serialized by their own `serde` derives; their OpenAPI descriptions live in
-//! [`super::openapi`], referenced here with `value_type`.
+//! Core types that travel unchanged (receipts, account views, history rows, quotes, anchor
+//! records) are serialized by their own `serde` derives and appear here as fields.
+//!
+//! Encoding: every hash and every proof is standard base64 with padding (as C2SP checkpoints and
+//! tlog-proofs write them); hex is kept for key ids and EVM values (addresses, transaction and
+//! block hashes). A few fields that were hex before are still served beside their base64
+//! successors, marked deprecated, for one release (see docs/PROTOCOL.md §12.1).
 
-use super::openapi as doc;
 use crate::anchor::{AnchorRecord, AnchorStatus};
 use crate::ledger::Receipt;
+use crate::merkle::Hash;
 use crate::payload::ProgramRules;
 use crate::views::HistoryRow;
+use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+/// A hash or proof field that is not one SHA-256 hash in standard base64.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} is not one SHA-256 hash in standard base64: {value:?}")]
+pub struct BadHash {
+    /// Which field.
+    pub what: String,
+    /// What it held (cut to 100 characters).
+    pub value: String,
+}
+
+/// A hash as the API writes it: standard base64.
+pub fn encode_hash(h: &Hash) -> String {
+    B64.encode(h)
+}
+
+/// Hashes as the API writes them.
+pub fn encode_hashes(hashes: &[Hash]) -> Vec<String> {
+    hashes.iter().map(encode_hash).collect()
+}
+
+/// Decodes one base64 hash; `what` names the field in the error.
+pub fn decode_hash(what: &str, s: &str) -> Result<Hash, BadHash> {
+    B64.decode(s)
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+        .ok_or_else(|| BadHash {
+            what: what.to_owned(),
+            value: s.chars().take(100).collect(),
+        })
+}
+
+/// Decodes a list of base64 hashes (a proof).
+pub fn decode_hashes(what: &str, list: &[String]) -> Result<Vec<Hash>, BadHash> {
+    list.iter().map(|s| decode_hash(what, s)).collect()
+}
+
 /// Every error response.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
     /// A stable machine-readable code, e.g. `insufficient_points`.
     pub error: String,
@@ -22,20 +64,20 @@ pub struct ErrorBody {
 }
 
 /// The answer to a batch: one result per envelope, in order.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct BatchResponse {
     /// One result per envelope of the request, in the same order.
     pub results: Vec<BatchItem>,
 }
 
 /// The result for one envelope of a batch.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum BatchItem {
     /// The envelope was appended (or is an identical resubmission of an entry).
     Accepted {
         /// Its receipt.
-        #[schema(value_type = doc::Receipt)]
+        #[schema(value_type = crate::ledger::Receipt)]
         receipt: Receipt,
     },
     /// The envelope was refused; nothing of it was written.
@@ -50,7 +92,7 @@ pub enum BatchItem {
 }
 
 /// A page of leaves.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct LeavesPage {
     /// Index of the first leaf in `leaves`.
     pub start: u64,
@@ -61,20 +103,23 @@ pub struct LeavesPage {
 }
 
 /// An RFC 6962 inclusion proof.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct InclusionProof {
     /// The leaf index.
     pub index: u64,
     /// The tree size the proof is for.
     pub size: u64,
-    /// Hex SHA-256(0x00 || leaf bytes).
+    /// The leaf's hash SHA-256(0x00 || leaf bytes), standard base64.
+    pub hash: String,
+    /// Deprecated (removed in the next release): `hash` in lowercase hex.
+    #[schema(deprecated)]
     pub leaf_hash: String,
     /// The audit path, leaf's sibling first, standard base64 hashes.
     pub proof: Vec<String>,
 }
 
 /// An RFC 6962 consistency proof.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ConsistencyProof {
     /// The older tree size.
     pub from: u64,
@@ -84,8 +129,12 @@ pub struct ConsistencyProof {
     pub proof: Vec<String>,
 }
 
-/// A receipt as JSON: the tlog-proof text and what it is against.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+/// A receipt as JSON (`GET /v1/receipts/{index}` with `Accept: application/json`): the
+/// tlog-proof text and the on-chain anchor that covers its checkpoint. This is also the file
+/// `pointsledger receipt --anchored` saves and `pointsledger verify` checks
+/// ([`crate::receipt::verify_document`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ReceiptDocument {
     /// The c2sp.org/tlog-proof text (leaf bytes on the `extra` line).
     pub tlog_proof: String,
@@ -98,7 +147,8 @@ pub struct ReceiptDocument {
 }
 
 /// The on-chain anchor that covers a receipt's checkpoint, with what links the two.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ReceiptAnchor {
     /// The chain id.
     pub chain_id: u64,
@@ -106,7 +156,10 @@ pub struct ReceiptAnchor {
     pub contract: String,
     /// The anchored tree size (at least the checkpoint's).
     pub tree_size: u64,
-    /// The anchored root, hex.
+    /// The anchored root, standard base64.
+    pub root_hash: String,
+    /// Deprecated (removed in the next release): `root_hash` in lowercase hex.
+    #[schema(deprecated)]
     pub root: String,
     /// `confirmed` (mined) or `final` (mined and as deep as the confirmation depth).
     pub status: AnchorStatus,
@@ -114,14 +167,34 @@ pub struct ReceiptAnchor {
     pub tx_hash: Option<String>,
     /// The block that holds it.
     pub block_number: Option<u64>,
-    /// The RFC 6962 consistency proof from the checkpoint's size to `tree_size`, as hex
-    /// hashes (bytes32, as the contract's `verifyConsistency` takes them); empty when the
-    /// sizes are equal.
+    /// The RFC 6962 consistency proof from the checkpoint's size to `tree_size`, standard
+    /// base64 hashes; empty when the sizes are equal.
+    pub proof: Vec<String>,
+    /// Deprecated (removed in the next release): `proof` as lowercase hex hashes.
+    #[schema(deprecated)]
     pub consistency_proof: Vec<String>,
 }
 
+/// One anchor record as `GET /v1/anchors` lists it: the anchorer's record and its root in the
+/// API's encoding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AnchorView {
+    /// The record (its `root` is hex: deprecated, removed from the API in the next release).
+    #[serde(flatten)]
+    pub record: AnchorRecord,
+    /// The anchored root, standard base64.
+    pub root_hash: String,
+}
+
+impl From<AnchorRecord> for AnchorView {
+    fn from(record: AnchorRecord) -> Self {
+        let root_hash = hex::decode(&record.root).map_or_else(|_| String::new(), |b| B64.encode(b));
+        AnchorView { record, root_hash }
+    }
+}
+
 /// `GET /v1/anchors`: where anchoring stands, and a page of anchor records, newest first.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AnchorsPage {
     /// Whether this server runs the anchorer.
     pub enabled: bool,
@@ -137,37 +210,37 @@ pub struct AnchorsPage {
     /// The anchorer's last failure (RPC outage, refusal), cleared by its next success.
     pub last_error: Option<String>,
     /// Anchor records, newest first.
-    pub anchors: Vec<AnchorRecord>,
+    pub anchors: Vec<AnchorView>,
     /// The `before` of the next page, or `null` if this is the last.
     pub next: Option<u64>,
 }
 
 /// A page of an account's history.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct HistoryPage {
     /// Rows in leaf order.
-    #[schema(value_type = Vec<doc::HistoryRow>)]
+    #[schema(value_type = Vec<crate::views::HistoryRow>)]
     pub rows: Vec<HistoryRow>,
     /// The `from` of the next page, or `null` if this is the last.
     pub next: Option<u64>,
 }
 
 /// A registered merchant.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct MerchantInfo {
     /// The merchant's key id.
     pub merchant: String,
     /// Display name.
     pub name: String,
     /// The program in force.
-    #[schema(value_type = doc::ProgramRules)]
+    #[schema(value_type = crate::payload::ProgramRules)]
     pub rules: ProgramRules,
     /// Leaf index of the registration.
     pub registered_at_index: u64,
 }
 
 /// What `POST /v1/quote` takes.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuoteRequest {
     /// The merchant's key id.
@@ -179,7 +252,7 @@ pub struct QuoteRequest {
 }
 
 /// What the log is.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct LogInfo {
     /// The log's origin (first line of every checkpoint).
     pub origin: String,
@@ -194,7 +267,7 @@ pub struct LogInfo {
 }
 
 /// `GET /healthz`.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Health {
     /// Always `ok`.
     pub status: String,
