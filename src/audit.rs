@@ -123,7 +123,7 @@ pub struct AuditOptions {
     /// required to match on later runs.
     pub log_key: Option<String>,
     /// Chain RPC URL, chain id and contract, to check the on-chain anchors.
-    pub chain: Option<(String, u64, ethers::types::Address)>,
+    pub chain: Option<(String, u64, crate::anchor::Address)>,
     /// Draw a progress bar on stderr.
     pub progress: bool,
 }

@@ -268,11 +268,11 @@ pub async fn check_on_chain(
     v: &VerifiedReceipt,
     rpc_url: &str,
     chain_id: u64,
-    contract: ethers::types::Address,
+    contract: crate::anchor::Address,
 ) -> Result<VerifiedAnchor, ReceiptError> {
     let (size, root) = match &v.anchor {
         Some(a) => {
-            let named: Option<ethers::types::Address> = a.contract.parse().ok();
+            let named: Option<crate::anchor::Address> = a.contract.parse().ok();
             if named != Some(contract) || a.chain_id != chain_id {
                 return Err(ReceiptError::AnchorMismatch(format!(
                     "the receipt's anchor is in contract {} on chain {}, not {contract:#x} on \

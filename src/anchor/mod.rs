@@ -1,7 +1,9 @@
 //! Anchoring checkpoints to an EVM chain through the `LedgerAnchor` contract.
 //!
-//! This is the only module that talks to a chain, and the only one that uses `ethers` (archived
-//! upstream; this seam is where a move to alloy would happen). The contract keeps the last
+//! This is the only module that talks to a chain, and the only one that uses the `ethers`
+//! client (archived upstream; this seam is where a move to alloy would happen). Other modules
+//! name EVM addresses through [`Address`]; the EIP-191 recovery in [`crate::evm`] uses only the
+//! `ethers-core` crypto. The contract keeps the last
 //! anchored `(treeSize, root)` and accepts a new root only with a valid RFC 6962 consistency
 //! proof from it, so the chain itself refuses a rewritten or forked history.
 //!
@@ -24,6 +26,10 @@
 pub mod chain;
 pub mod service;
 pub mod state;
+
+/// An EVM address, as the chain client speaks it (re-exported so that no other module imports
+/// `ethers`).
+pub use ethers::types::Address;
 
 pub use chain::{deploy, redact_url, Chain, ChainError, ChainSettings};
 pub use service::{AnchorBoard, AnchorHealth, AnchorSettings};

@@ -49,7 +49,7 @@ struct ChainRead {
 
 impl ChainRead {
     /// `(rpc, chain id, contract)` when both --rpc and --contract are given.
-    fn resolve(self) -> Result<Option<(String, u64, ethers::types::Address)>> {
+    fn resolve(self) -> Result<Option<(String, u64, crate::anchor::Address)>> {
         match (self.rpc, self.contract) {
             (Some(rpc), Some(c)) => Ok(Some((rpc, self.chain_id, parse_contract(&c)?))),
             _ => Ok(None),
@@ -668,7 +668,7 @@ fn audit(
     server: String,
     state: PathBuf,
     log_key: Option<String>,
-    chain: Option<(String, u64, ethers::types::Address)>,
+    chain: Option<(String, u64, crate::anchor::Address)>,
     json: bool,
 ) -> Result<()> {
     let log_key = log_key.map(|k| key_or_file(&k)).transpose()?;
@@ -921,7 +921,7 @@ fn key_or_file(key: &str) -> Result<String> {
     })
 }
 
-fn parse_contract(contract: &str) -> Result<ethers::types::Address> {
+fn parse_contract(contract: &str) -> Result<crate::anchor::Address> {
     contract
         .parse()
         .map_err(|_| anyhow!("--contract must be a 0x address, got {contract:?}"))
@@ -932,7 +932,7 @@ fn parse_contract(contract: &str) -> Result<ethers::types::Address> {
 fn verify(
     log_key: &str,
     proof_file: &Path,
-    chain: Option<(String, u64, ethers::types::Address)>,
+    chain: Option<(String, u64, crate::anchor::Address)>,
 ) -> Result<()> {
     let key = key_or_file(log_key)?;
     let text = String::from_utf8(read_input(proof_file)?).context("the proof is not UTF-8")?;
