@@ -14,6 +14,7 @@
 //! | 408 | `timeout` |
 //! | 409 | `nonce_reused`, `order_exists`, `merchant_exists`, `address_linked` |
 //! | 413 | `too_large`, `too_many_entries` |
+//! | 429 | `rate_limited` (with `Retry-After`: consumer-signed writes over the per-address rate) |
 //! | 422 | every other engine code (`insufficient_points`, `unknown_merchant`, ...) |
 //! | 503 | `storage_full` (the data volume is below its free-space reserve; reads go on), `unavailable` (the store or the writer cannot take the request) |
 //!
@@ -59,6 +60,13 @@ pub enum ServerError {
         count: usize,
         /// The limit.
         max: usize,
+    },
+    /// The client's address has used up its allowance of writes no merchant or operator signs
+    /// (`account.link_evm`, `referral.accept`; see `--consumer-writes-per-minute`).
+    #[error("too many consumer-signed writes from this address; retry in {retry_after} s")]
+    RateLimited {
+        /// Seconds until the next write is allowed (sent as `Retry-After`).
+        retry_after: u64,
     },
     /// The writer has stopped or a read task failed: the service cannot answer now.
     #[error("{0}")]
@@ -110,6 +118,7 @@ impl ServerError {
             ServerError::TooManyEntries { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "too_many_entries")
             }
+            ServerError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ServerError::Unavailable(_) | ServerError::Io { .. } => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
             }
@@ -209,7 +218,12 @@ impl IntoResponse for ServerError {
         if status.is_server_error() {
             tracing::warn!(code, error = %self, "request failed");
         }
-        error_response(status, code, self.to_string())
+        let mut resp = error_response(status, code, self.to_string());
+        if let ServerError::RateLimited { retry_after } = self {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        }
+        resp
     }
 }
 
