@@ -277,6 +277,9 @@ codes! {
     /// A batch holds more envelopes than the service takes.
     TooManyEntries = "too_many_entries", Limit, 413,
         "A batch holds more envelopes than the service takes (`max_batch`).";
+    /// A consumer-signed write over the per-address rate.
+    RateLimited = "rate_limited", Limit, 429,
+        "Over the per-address rate of writes signed by a consumer alone (`referral.accept`, `account.link_evm`); retry after the `Retry-After` header's seconds ([§10.1](#101-limits-at-the-http-edge)).";
     /// The data volume is below the writer's free-space reserve.
     StorageFull = "storage_full", Unavailable, 503,
         "The data volume has less free space than the writer keeps in reserve (`--min-free-bytes`); nothing is written, reads go on, and writes pass again once space is freed.";

@@ -757,6 +757,7 @@ async fn a_slow_request_gets_408_and_changes_nothing() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let settings = Settings {
         request_timeout: Duration::from_millis(200),
+        body_timeout: Duration::from_millis(200),
         ..test_settings()
     };
     let s = TestServer::start(Arc::new(ManualClock::new(T0)), settings).await;
@@ -1169,6 +1170,22 @@ async fn settings_come_from_flags_then_environment_then_file_then_defaults() {
         "4096",
         "--max-concurrency",
         "POINTSLEDGER_MAX_CONCURRENCY",
+        "--max-read-concurrency",
+        "POINTSLEDGER_MAX_READ_CONCURRENCY",
+        "--body-timeout",
+        "POINTSLEDGER_BODY_TIMEOUT",
+        "--header-timeout",
+        "POINTSLEDGER_HEADER_TIMEOUT",
+        "--idle-timeout",
+        "POINTSLEDGER_IDLE_TIMEOUT",
+        "--max-connections ",
+        "POINTSLEDGER_MAX_CONNECTIONS",
+        "--max-connections-per-ip",
+        "POINTSLEDGER_MAX_CONNECTIONS_PER_IP",
+        "--consumer-writes-per-minute",
+        "POINTSLEDGER_CONSUMER_WRITES_PER_MINUTE",
+        "--consumer-write-burst",
+        "POINTSLEDGER_CONSUMER_WRITE_BURST",
     ] {
         assert!(
             help.contains(word),

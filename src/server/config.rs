@@ -62,10 +62,52 @@ pub struct ServeArgs {
     /// [default: 4096].
     #[arg(long, env = "POINTSLEDGER_MAX_GROUP", value_name = "N")]
     pub max_group: Option<usize>,
-    /// Most requests handled at once; further requests wait for a slot within their timeout
-    /// [default: 512].
+    /// Most write requests (`POST /v1/entries` and `/v1/entries/batch`) handled at once;
+    /// further writes wait for a slot within their request timeout. Reads, `/healthz` and
+    /// `/metrics` never wait for these slots [default: 512].
     #[arg(long, env = "POINTSLEDGER_MAX_CONCURRENCY", value_name = "N")]
     pub max_concurrency: Option<usize>,
+    /// Most read requests (every other route but `/healthz` and `/metrics`, which have no
+    /// limit) handled at once; further reads wait for a slot within their request timeout
+    /// [default: 512].
+    #[arg(long, env = "POINTSLEDGER_MAX_READ_CONCURRENCY", value_name = "N")]
+    pub max_read_concurrency: Option<usize>,
+    /// Longest a request body may take to arrive, as `<n>ms`, `<n>s` or `<n>m`, counted apart
+    /// from the request timeout; a slower body gets 408 `timeout` and its connection is closed
+    /// (nothing was appended) [default: 5s].
+    #[arg(long, env = "POINTSLEDGER_BODY_TIMEOUT", value_name = "DURATION")]
+    pub body_timeout: Option<DurationSetting>,
+    /// Longest a request's headers may take from its first byte; slower connections are closed
+    /// [default: 5s].
+    #[arg(long, env = "POINTSLEDGER_HEADER_TIMEOUT", value_name = "DURATION")]
+    pub header_timeout: Option<DurationSetting>,
+    /// How long a connection may stay open with no request in progress and no bytes moving
+    /// (before its first request and between kept-alive requests) [default: 30s].
+    #[arg(long, env = "POINTSLEDGER_IDLE_TIMEOUT", value_name = "DURATION")]
+    pub idle_timeout: Option<DurationSetting>,
+    /// Most connections open at once; connections over it are closed as soon as they are
+    /// accepted. 0 derives it from the descriptor limit, which the server raises to its hard
+    /// limit at start: that limit less 256 (half of it below 512). A larger value is lowered
+    /// to that [default: 0].
+    #[arg(long, env = "POINTSLEDGER_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Most connections open at once from one client address (one /64 for IPv6); further ones
+    /// are closed as soon as they are accepted [default: 1024].
+    #[arg(long, env = "POINTSLEDGER_MAX_CONNECTIONS_PER_IP", value_name = "N")]
+    pub max_connections_per_ip: Option<usize>,
+    /// Writes signed by a consumer alone (`account.link_evm`, `referral.accept`) accepted per
+    /// client address per minute, after a burst of `--consumer-write-burst`; more get 429
+    /// `rate_limited` with `Retry-After`. 0 turns the limit off [default: 60].
+    #[arg(
+        long,
+        env = "POINTSLEDGER_CONSUMER_WRITES_PER_MINUTE",
+        value_name = "N"
+    )]
+    pub consumer_writes_per_minute: Option<u32>,
+    /// Consumer-signed writes one address may make at once before the per-minute rate applies;
+    /// 0 turns the limit off [default: 20].
+    #[arg(long, env = "POINTSLEDGER_CONSUMER_WRITE_BURST", value_name = "N")]
+    pub consumer_write_burst: Option<u32>,
     /// Free bytes kept on the data volume: below this, writes get 503 `storage_full` (reads go
     /// on) until space is freed; 0 turns the check off. Keep it above what one group can write
     /// [default: 67108864, 64 MiB].
@@ -183,6 +225,14 @@ struct FileConfig {
     checkpoint_interval: Option<DurationSetting>,
     max_group: Option<usize>,
     max_concurrency: Option<usize>,
+    max_read_concurrency: Option<usize>,
+    body_timeout: Option<DurationSetting>,
+    header_timeout: Option<DurationSetting>,
+    idle_timeout: Option<DurationSetting>,
+    max_connections: Option<usize>,
+    max_connections_per_ip: Option<usize>,
+    consumer_writes_per_minute: Option<u32>,
+    consumer_write_burst: Option<u32>,
     min_free_bytes: Option<u64>,
     contract: Option<String>,
     rpc_url: Option<String>,
@@ -209,8 +259,24 @@ pub struct Settings {
     pub checkpoint_interval: Duration,
     /// Most envelopes in one sequencer group.
     pub max_group: usize,
-    /// Most requests handled at once.
+    /// Most write requests handled at once.
     pub max_concurrency: usize,
+    /// Most read requests handled at once (`/healthz` and `/metrics` are not counted).
+    pub max_read_concurrency: usize,
+    /// Longest a request body may take to arrive (apart from the request timeout).
+    pub body_timeout: Duration,
+    /// Longest a request's headers may take from its first byte.
+    pub header_timeout: Duration,
+    /// Longest a connection may stay open with no request in progress and nothing moving.
+    pub idle_timeout: Duration,
+    /// Most connections open at once; 0 derives it from the descriptor limit.
+    pub max_connections: usize,
+    /// Most connections open at once from one address.
+    pub max_connections_per_ip: usize,
+    /// Consumer-signed writes per address per minute (0: no limit).
+    pub consumer_writes_per_minute: u32,
+    /// Consumer-signed writes one address may make at once (0: no limit).
+    pub consumer_write_burst: u32,
     /// Free bytes the writer keeps on the data volume (0: no check).
     pub min_free_bytes: u64,
     /// Anchoring to an EVM chain, if on.
@@ -227,6 +293,14 @@ impl Default for Settings {
             checkpoint_interval: Duration::from_secs(1),
             max_group: 4096,
             max_concurrency: 512,
+            max_read_concurrency: 512,
+            body_timeout: Duration::from_secs(5),
+            header_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30),
+            max_connections: 0,
+            max_connections_per_ip: 1024,
+            consumer_writes_per_minute: 60,
+            consumer_write_burst: 20,
             min_free_bytes: crate::ledger::DEFAULT_MIN_FREE_BYTES,
             anchor: None,
         }
@@ -234,7 +308,8 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// Refuses settings the service cannot run with (zero sizes, counts or durations).
+    /// Refuses settings the service cannot run with (zero sizes, counts or durations; 0 is
+    /// allowed only where it means "derive" or "off").
     pub fn validate(&self) -> Result<(), ServerError> {
         let counts = [
             ("max_body_bytes", self.max_body_bytes),
@@ -242,6 +317,8 @@ impl Settings {
             ("max_batch", self.max_batch),
             ("max_group", self.max_group),
             ("max_concurrency", self.max_concurrency),
+            ("max_read_concurrency", self.max_read_concurrency),
+            ("max_connections_per_ip", self.max_connections_per_ip),
         ];
         if let Some((name, _)) = counts.iter().find(|(_, v)| *v == 0) {
             return Err(ServerError::Config(format!("{name} must be at least 1")));
@@ -249,6 +326,9 @@ impl Settings {
         let durations = [
             ("request_timeout", self.request_timeout),
             ("checkpoint_interval", self.checkpoint_interval),
+            ("body_timeout", self.body_timeout),
+            ("header_timeout", self.header_timeout),
+            ("idle_timeout", self.idle_timeout),
         ];
         if let Some((name, _)) = durations.iter().find(|(_, d)| d.is_zero()) {
             return Err(ServerError::Config(format!("{name} must be longer than 0")));
@@ -321,6 +401,29 @@ impl ServeConfig {
                 .max_concurrency
                 .or(file.max_concurrency)
                 .unwrap_or(d.max_concurrency),
+            max_read_concurrency: args
+                .max_read_concurrency
+                .or(file.max_read_concurrency)
+                .unwrap_or(d.max_read_concurrency),
+            body_timeout: dur(args.body_timeout, file.body_timeout, d.body_timeout),
+            header_timeout: dur(args.header_timeout, file.header_timeout, d.header_timeout),
+            idle_timeout: dur(args.idle_timeout, file.idle_timeout, d.idle_timeout),
+            max_connections: args
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(d.max_connections),
+            max_connections_per_ip: args
+                .max_connections_per_ip
+                .or(file.max_connections_per_ip)
+                .unwrap_or(d.max_connections_per_ip),
+            consumer_writes_per_minute: args
+                .consumer_writes_per_minute
+                .or(file.consumer_writes_per_minute)
+                .unwrap_or(d.consumer_writes_per_minute),
+            consumer_write_burst: args
+                .consumer_write_burst
+                .or(file.consumer_write_burst)
+                .unwrap_or(d.consumer_write_burst),
             min_free_bytes: args
                 .min_free_bytes
                 .or(file.min_free_bytes)
@@ -450,6 +553,47 @@ mod tests {
         assert_eq!(c.settings.request_timeout, Duration::from_secs(3));
         assert_eq!(c.settings.checkpoint_interval, Duration::from_millis(250));
         assert_eq!(c.settings.max_body_bytes, 64 * 1024);
+        assert_eq!(
+            c.settings.max_connections, 0,
+            "derived from the descriptor limit"
+        );
+    }
+
+    #[test]
+    fn edge_settings_come_from_the_file_too() {
+        let file: FileConfig = toml::from_str(
+            "data = \"/d\"\nbody_timeout = \"2s\"\nheader_timeout = \"1s\"\n\
+             idle_timeout = \"9s\"\nmax_connections = 5000\nmax_connections_per_ip = 40\n\
+             max_read_concurrency = 64\nconsumer_writes_per_minute = 0\n\
+             consumer_write_burst = 5\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            header_timeout: Some(DurationSetting(Duration::from_millis(300))),
+            ..ServeArgs::default()
+        };
+        let s = ServeConfig::merge(&args, file).unwrap().settings;
+        assert_eq!(s.body_timeout, Duration::from_secs(2));
+        assert_eq!(s.header_timeout, Duration::from_millis(300));
+        assert_eq!(s.idle_timeout, Duration::from_secs(9));
+        assert_eq!(
+            (
+                s.max_connections,
+                s.max_connections_per_ip,
+                s.max_read_concurrency
+            ),
+            (5000, 40, 64)
+        );
+        assert_eq!(
+            (s.consumer_writes_per_minute, s.consumer_write_burst),
+            (0, 5)
+        );
+        let zero = ServeArgs {
+            data: Some("/d".into()),
+            idle_timeout: Some(DurationSetting(Duration::ZERO)),
+            ..ServeArgs::default()
+        };
+        assert!(ServeConfig::merge(&zero, FileConfig::default()).is_err());
     }
 
     #[test]

@@ -47,6 +47,13 @@ pub enum ServerError {
         /// The limit.
         max: usize,
     },
+    /// The client's address has used up its allowance of writes no merchant or operator signs
+    /// (`account.link_evm`, `referral.accept`; see `--consumer-writes-per-minute`).
+    #[error("too many consumer-signed writes from this address; retry in {retry_after} s")]
+    RateLimited {
+        /// Seconds until the next write is allowed (sent as `Retry-After`).
+        retry_after: u64,
+    },
     /// The writer has stopped or a read task failed: the service cannot answer now.
     #[error("{0}")]
     Unavailable(String),
@@ -91,6 +98,7 @@ impl ServerError {
             ServerError::NotFound(_) => Code::NotFound,
             ServerError::TooLarge(_) => Code::TooLarge,
             ServerError::TooManyEntries { .. } => Code::TooManyEntries,
+            ServerError::RateLimited { .. } => Code::RateLimited,
             ServerError::Unavailable(_) | ServerError::Io { .. } => Code::Unavailable,
             ServerError::Config(_) => Code::Internal,
         }
@@ -170,7 +178,12 @@ impl IntoResponse for ServerError {
         if status_of(code).is_server_error() {
             tracing::warn!(code = code.as_str(), error = %self, "request failed");
         }
-        error_response(code, self.to_string())
+        let mut resp = error_response(code, self.to_string());
+        if let ServerError::RateLimited { retry_after } = self {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        }
+        resp
     }
 }
 

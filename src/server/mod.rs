@@ -14,6 +14,8 @@
 //!
 //! - [`config`]: flags, environment variables and the TOML file.
 //! - `routes`: the handlers, their shared state and the layers (limits, timeouts, metrics).
+//! - `edge`: the accept loop, connection caps and timeouts, body reading, the per-address rate
+//!   limit.
 //! - [`error`]: [`ServerError`] and the status and code of every refusal.
 //! - `explorer`: the web explorer at `/`, its files embedded in the binary.
 //! - the JSON shapes the service serves are [`crate::wire`]'s, shared with the client.
@@ -21,6 +23,7 @@
 //! - [`openapi`]: the generated OpenAPI document and descriptions of core types.
 
 pub mod config;
+mod edge;
 pub mod error;
 mod explorer;
 pub mod metrics;
@@ -47,6 +50,9 @@ const SHUTDOWN_SLACK: Duration = Duration::from_secs(2);
 /// Serves the API on `listener` until `shutdown` completes, then drains and hands the ledger
 /// back with a final checkpoint signed and everything flushed.
 ///
+/// At start the descriptor limit is raised to its hard limit, and the connection cap is derived
+/// from it (or lowered to fit it), with a log line saying both.
+///
 /// `clock` is the time reads use (account balances, quotes); pass the clock the ledger was
 /// opened with.
 pub async fn serve<F>(
@@ -69,6 +75,7 @@ where
         operator_key: config.log.operator,
     };
     let start_size = ledger.size();
+    let edge = edge_settings(&settings);
     let grace = settings.request_timeout + SHUTDOWN_SLACK;
     let (sequencer, writer) = Sequencer::spawn(
         ledger,
@@ -109,20 +116,17 @@ where
 
     tokio::spawn(async move {
         shutdown.await;
+        tracing::info!("shutting down: no new connections, finishing in-flight requests");
         let _ = stop_tx.send(true);
     });
-    let mut graceful_rx = stop_rx.clone();
-    let graceful = async move {
-        let _ = graceful_rx.wait_for(|stop| *stop).await;
-        tracing::info!("shutting down: no new connections, finishing in-flight requests");
-    };
+    let serving = edge::serve(listener, app, edge, stop_rx.clone());
     let mut deadline_rx = stop_rx;
     let deadline = async move {
         let _ = deadline_rx.wait_for(|stop| *stop).await;
         tokio::time::sleep(grace).await;
     };
     let served = tokio::select! {
-        r = axum::serve(listener, app).with_graceful_shutdown(graceful) => r.map_err(|source| {
+        r = serving => r.map_err(|source| {
             ServerError::Io { context: "serving".into(), source }
         }),
         () = deadline => {
@@ -152,6 +156,37 @@ where
         "stopped: log flushed and checkpointed"
     );
     Ok(ledger)
+}
+
+/// The accept loop's settings: the connection cap as configured, or derived from the descriptor
+/// limit (raised to its hard limit first), and never above what that limit allows.
+fn edge_settings(settings: &Settings) -> edge::Edge {
+    let limit = edge::descriptor_limit();
+    let fits = edge::connections_for(limit.unwrap_or(1024));
+    let max_connections = match settings.max_connections {
+        0 => fits,
+        n if n > fits => {
+            tracing::warn!(
+                configured = n,
+                max_connections = fits,
+                "max_connections is over what the descriptor limit allows; lowered"
+            );
+            fits
+        }
+        n => n,
+    };
+    tracing::info!(
+        descriptor_limit = limit,
+        max_connections,
+        max_connections_per_ip = settings.max_connections_per_ip,
+        "connection cap"
+    );
+    edge::Edge {
+        max_connections,
+        max_connections_per_ip: settings.max_connections_per_ip,
+        idle_timeout: settings.idle_timeout,
+        header_timeout: settings.header_timeout,
+    }
 }
 
 /// Completes on SIGTERM or Ctrl-C (SIGINT). The handlers are installed when this is called, so
@@ -202,7 +237,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let ledger = Ledger::open(&config.data, clock.clone())?;
         let shutdown = shutdown_signal().context("installing signal handlers")?;
-        let listener = TcpListener::bind(&config.listen)
+        let listener = edge::bind(&config.listen)
             .await
             .with_context(|| format!("listening on {}", config.listen))?;
         let addr = listener.local_addr().context("reading the bound address")?;

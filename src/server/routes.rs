@@ -4,12 +4,14 @@
 //! holds its entries to be durable. Reads go straight to a [`Store`] clone on the blocking pool,
 //! so they never queue behind the writer and never stall the async workers.
 //!
-//! Layers, outermost first: tracing, metrics, JSON error bodies, request timeout (408), the
-//! concurrency limit, then per-route body limits (413): a declared length over the limit is
-//! refused after the body is discarded ([`refuse_oversized`]), and tower-http's limit cuts off
-//! bodies of undeclared length.
+//! Layers, outermost first: tracing, metrics and JSON error bodies around every route; then,
+//! per route, the body read (its own timeout and size limit, see [`edge::read_body`]), the
+//! request timeout (408) and the concurrency limit of the route's class (writes, reads;
+//! `/healthz` and `/metrics` have none), taken inside the timeout. The accept loop, connection
+//! caps and timeouts are in [`super::edge`].
 
 use super::config::Settings;
+use super::edge::{self, BodyRule, Client, RateLimiter, Slots};
 use super::error::{json_errors, ErrorCode, ServerError};
 use super::metrics::{AnchorGauges, Metrics};
 use super::openapi as doc;
@@ -44,9 +46,8 @@ use serde::Deserialize;
 use std::ops::Deref;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use tower::limit::GlobalConcurrencyLimitLayer;
+use tokio::sync::Semaphore;
 use tower::ServiceBuilder;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::IntoParams;
@@ -61,9 +62,6 @@ pub const MAX_ANCHORS_PAGE: usize = 1000;
 pub const DEFAULT_ANCHORS_PAGE: usize = 100;
 /// History rows per page when `limit` is not given.
 pub const DEFAULT_HISTORY_PAGE: usize = 100;
-/// The most of an oversized body read and discarded before answering 413 (see
-/// [`refuse_oversized`]); larger declared bodies are refused without reading them.
-pub const MAX_DRAIN_BYTES: usize = 4 * 1024 * 1024;
 
 const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
 const APPLICATION_JSON: &str = "application/json";
@@ -91,6 +89,8 @@ pub(crate) struct Inner {
     openapi: String,
     /// What the running anchorer last saw, if anchoring is on.
     anchor_board: Option<Arc<AnchorBoard>>,
+    /// The per-address limit on writes no merchant or operator signs.
+    rate: RateLimiter,
 }
 
 /// Cheap-to-clone handle on [`Inner`].
@@ -119,6 +119,10 @@ impl AppState {
             sequencer: writer.stats(),
             writer: Mutex::new(Some(writer)),
             clock,
+            rate: RateLimiter::new(
+                settings.consumer_writes_per_minute,
+                settings.consumer_write_burst,
+            ),
             settings,
             log,
             metrics: Metrics::new(start_size),
@@ -170,35 +174,43 @@ impl AppState {
 /// Builds the router with every route and layer.
 pub(crate) fn router(state: AppState) -> Router {
     let s = &state.settings;
-    let body_limit = ServiceBuilder::new()
-        .layer(middleware::from_fn_with_state(
-            s.max_body_bytes,
-            refuse_oversized,
-        ))
-        .layer(RequestBodyLimitLayer::new(s.max_body_bytes));
-    let batch_limit = ServiceBuilder::new()
-        .layer(middleware::from_fn_with_state(
-            s.max_batch_body_bytes,
-            refuse_oversized,
-        ))
-        .layer(RequestBodyLimitLayer::new(s.max_batch_body_bytes));
-    let layers = ServiceBuilder::new()
-        .layer(TraceLayer::new_for_http())
-        .layer(middleware::from_fn_with_state(state.clone(), track))
-        .layer(middleware::map_response(json_errors))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            s.request_timeout,
-        ))
-        .layer(GlobalConcurrencyLimitLayer::new(s.max_concurrency));
-    Router::new()
+    let timeout = TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, s.request_timeout);
+    let body = |limit| {
+        middleware::from_fn_with_state(
+            BodyRule {
+                limit,
+                timeout: s.body_timeout,
+            },
+            edge::read_body,
+        )
+    };
+    let write_slots = Slots(Arc::new(Semaphore::new(s.max_concurrency)));
+    let read_slots = Slots(Arc::new(Semaphore::new(s.max_read_concurrency)));
+    // Outermost first: the body is read before the request timeout starts and before a slot is
+    // taken, so a slow body holds neither.
+    let write = |limit| {
+        ServiceBuilder::new()
+            .layer(body(limit))
+            .layer(timeout)
+            .layer(middleware::from_fn_with_state(
+                write_slots.clone(),
+                edge::take_slot,
+            ))
+    };
+    let read = ServiceBuilder::new()
+        .layer(timeout)
+        .layer(middleware::from_fn_with_state(read_slots, edge::take_slot));
+    let writes = Router::new()
         .route(
             "/v1/entries",
-            post(submit_entry)
-                .layer(body_limit.clone())
-                .get(list_entries),
+            post(submit_entry).layer(write(s.max_body_bytes)),
         )
-        .route("/v1/entries/batch", post(submit_batch).layer(batch_limit))
+        .route(
+            "/v1/entries/batch",
+            post(submit_batch).layer(write(s.max_batch_body_bytes)),
+        );
+    let reads = Router::new()
+        .route("/v1/entries", get(list_entries))
         .route("/v1/entries/{index}", get(get_entry))
         .route("/v1/checkpoint", get(latest_checkpoint))
         .route("/v1/checkpoints/{size}", get(checkpoint_at))
@@ -209,12 +221,31 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/accounts/{id}", get(account))
         .route("/v1/accounts/{id}/history", get(account_history))
         .route("/v1/merchants/{id}", get(merchant))
-        .route("/v1/quote", post(quote).layer(body_limit))
         .route("/v1/log", get(log_info))
         .route("/v1/openapi.json", get(openapi_json))
+        .merge(super::explorer::routes())
+        .route_layer(read.clone());
+    let quotes = Router::new().route(
+        "/v1/quote",
+        post(quote).layer(
+            ServiceBuilder::new()
+                .layer(body(s.max_body_bytes))
+                .layer(read),
+        ),
+    );
+    let service = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .merge(super::explorer::routes())
+        .route_layer(timeout);
+    let layers = ServiceBuilder::new()
+        .layer(TraceLayer::new_for_http())
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .layer(middleware::map_response(json_errors));
+    Router::new()
+        .merge(writes)
+        .merge(reads)
+        .merge(quotes)
+        .merge(service)
         .fallback(fallback)
         .layer(DefaultBodyLimit::disable())
         .layer(layers)
@@ -235,30 +266,6 @@ async fn track(State(st): State<AppState>, req: Request, next: Next) -> Response
         st.metrics.record_error(*code);
     }
     resp
-}
-
-/// Answers 413 to a body whose declared length is over `limit`, after reading and discarding
-/// it (up to [`MAX_DRAIN_BYTES`]): a server that closes the connection on unread data makes the
-/// kernel reset it, and a client still sending would see the reset instead of the answer.
-/// Bodies without a declared length are cut off by the tower-http limit behind this.
-async fn refuse_oversized(State(limit): State<usize>, req: Request, next: Next) -> Response {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    match declared {
-        Some(len) if len > limit as u64 => {
-            if len <= MAX_DRAIN_BYTES as u64 {
-                let _ = axum::body::to_bytes(req.into_body(), MAX_DRAIN_BYTES).await;
-            }
-            ServerError::TooLarge(format!(
-                "the body is {len} bytes; this route accepts at most {limit}"
-            ))
-            .into_response()
-        }
-        _ => next.run(req).await,
-    }
 }
 
 async fn fallback() -> ServerError {
@@ -299,16 +306,20 @@ fn b64_hashes(hashes: Vec<merkle::Hash>) -> Vec<String> {
         (status = 401, description = "A signature does not verify (`bad_signature`)", body = ErrorBody),
         (status = 403, description = "Wrong signers for the kind (`wrong_signers`, `not_operator`)", body = ErrorBody),
         (status = 409, description = "Conflict (`nonce_reused`, `order_exists`, `merchant_exists`, `address_linked`)", body = ErrorBody),
+        (status = 408, description = "The body or the request took too long (`timeout`)", body = ErrorBody),
         (status = 413, description = "Body too large (`too_large`)", body = ErrorBody),
         (status = 422, description = "A ledger rule refuses it", body = ErrorBody),
+        (status = 429, description = "A consumer-signed write over the per-address rate (`rate_limited`, with `Retry-After`)", body = ErrorBody),
         (status = 503, description = "The store cannot take writes (`unavailable`)", body = ErrorBody),
     )
 )]
 pub(crate) async fn submit_entry(
     State(st): State<AppState>,
+    client: Client,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Receipt>, ServerError> {
     let envelope = dsse::parse(&body?)?;
+    st.rate.check(client, envelope.kind())?;
     let result = st
         .submit(vec![envelope])
         .await?
@@ -333,6 +344,7 @@ pub(crate) async fn submit_entry(
 )]
 pub(crate) async fn submit_batch(
     State(st): State<AppState>,
+    client: Client,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<BatchResponse>, ServerError> {
     let body = body?;
@@ -348,14 +360,17 @@ pub(crate) async fn submit_batch(
             max: st.settings.max_batch,
         });
     }
-    let mut slots: Vec<Option<Result<Receipt, LedgerError>>> = Vec::with_capacity(raw.len());
+    let mut slots: Vec<Option<Result<Receipt, ServerError>>> = Vec::with_capacity(raw.len());
     let mut envelopes = Vec::with_capacity(raw.len());
     for r in raw {
         match dsse::parse(r.get().as_bytes()) {
-            Ok(env) => {
-                envelopes.push(env);
-                slots.push(None);
-            }
+            Ok(env) => match st.rate.check(client, env.kind()) {
+                Ok(()) => {
+                    envelopes.push(env);
+                    slots.push(None);
+                }
+                Err(e) => slots.push(Some(Err(e))),
+            },
             Err(e) => slots.push(Some(Err(e.into()))),
         }
     }
@@ -368,11 +383,11 @@ pub(crate) async fn submit_batch(
     let results = slots
         .into_iter()
         .map(|slot| {
-            let result = slot.or_else(|| submitted.next()).unwrap_or_else(|| {
-                Err(LedgerError::Internal(
-                    "the writer returned no result".into(),
-                ))
-            });
+            let result = slot
+                .or_else(|| submitted.next().map(|r| r.map_err(ServerError::from)))
+                .unwrap_or_else(|| {
+                    Err(LedgerError::Internal("the writer returned no result".into()).into())
+                });
             match result {
                 Ok(receipt) => BatchItem::Accepted { receipt },
                 Err(e) => {
