@@ -36,7 +36,7 @@ pub trait LogFile: Send + Sync + Debug {
     /// Makes every earlier write and the file's size durable (`fdatasync`).
     fn sync_data(&self) -> io::Result<()>;
     /// The current length of the file.
-    fn len(&self) -> io::Result<u64>;
+    fn length(&self) -> io::Result<u64>;
     /// Sets the length of the file (truncating or extending with zeros). Not durable until
     /// [`sync_data`](LogFile::sync_data).
     fn set_len(&self, len: u64) -> io::Result<()>;
@@ -87,7 +87,7 @@ impl LogFile for StdFile {
         self.0.sync_data()
     }
 
-    fn len(&self) -> io::Result<u64> {
+    fn length(&self) -> io::Result<u64> {
         Ok(self.0.metadata()?.len())
     }
 
@@ -215,8 +215,8 @@ impl LogFile for CountingFile {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.inner.sync_data()
     }
-    fn len(&self) -> io::Result<u64> {
-        self.inner.len()
+    fn length(&self) -> io::Result<u64> {
+        self.inner.length()
     }
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.inner.set_len(len)

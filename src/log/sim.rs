@@ -351,7 +351,7 @@ impl LogFile for SimFile {
         Ok(())
     }
 
-    fn len(&self) -> io::Result<u64> {
+    fn length(&self) -> io::Result<u64> {
         let mut s = self.fs.lock();
         s.alive(self.epoch)?;
         Ok(s.inode(self.inode)?.current.len() as u64)
@@ -538,9 +538,9 @@ mod tests {
             b.write_at(b"x", 0).unwrap();
             b.sync_data().unwrap();
             copy.reboot(&mut StdRng::seed_from_u64(seed));
-            assert!(a.len().is_err(), "old handles are dead after a reboot");
+            assert!(a.length().is_err(), "old handles are dead after a reboot");
             let a = copy.open_file(&dir.join("a"), OpenMode::Existing).unwrap();
-            let len = a.len().unwrap() as usize;
+            let len = a.length().unwrap() as usize;
             assert!((5..=11).contains(&len));
             let mut buf = vec![0; len];
             a.read_at(&mut buf, 0).unwrap();
@@ -578,6 +578,6 @@ mod tests {
         assert_eq!(e.kind(), io::ErrorKind::StorageFull);
         fs.set_full(false);
         f.write_at(b"grow", 6).unwrap();
-        assert_eq!(f.len().unwrap(), 10);
+        assert_eq!(f.length().unwrap(), 10);
     }
 }

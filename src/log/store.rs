@@ -377,7 +377,7 @@ impl LogWriter {
             let f = fs
                 .open_file(&wm_path, OpenMode::Existing)
                 .map_err(io_err("reading the watermark"))?;
-            let len = f.len().map_err(io_err("reading the watermark"))?;
+            let len = f.length().map_err(io_err("reading the watermark"))?;
             let mut b = vec![0u8; len.min(WATERMARK_LEN as u64 + 1) as usize];
             f.read_at(&mut b, 0)
                 .map_err(io_err("reading the watermark"))?;
@@ -408,7 +408,7 @@ impl LogWriter {
         });
         let allocated = shared
             .segment
-            .len()
+            .length()
             .map_err(io_err("reading the segment"))?;
         let mut w = LogWriter {
             shared,
@@ -492,6 +492,10 @@ impl LogWriter {
         }
         self.cut_tail()?;
         self.shared.size.store(self.size, Ordering::Release);
+        if self.recovery.rebuilt {
+            // The rebuilt files are not synced yet: the old watermark must not vouch for them.
+            self.mark = Watermark::genesis();
+        }
         if self.recovery.replayed_groups > 0 || self.recovery.rebuilt {
             self.flush_derived()?;
         }
@@ -1146,7 +1150,7 @@ impl LogReader {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_err("reading the checkpoint")(e)),
         };
-        let len = f.len().map_err(io_err("reading the checkpoint"))?;
+        let len = f.length().map_err(io_err("reading the checkpoint"))?;
         if len > 1 << 20 {
             return Err(LogError::Corrupt(
                 "the checkpoint file is over 1 MiB".into(),
