@@ -320,7 +320,7 @@ fn bench_log_append() {
         let f = bench_append(&tmp.path().join("log"), entries, group, 800).unwrap();
         println!(
             "group {:>5}: {:>9.0} entries/s {:>8.0} groups/s {:>8.0} syncs/s ({:.3} per group) \
-             {:>6.0} disk bytes/entry, reopen {:.1} ms, proof p50 {:.0} us p99 {:.0} us \
+             {:>6.0} disk bytes/entry, reopen {:.1} ms, replay {:.0} entries/s, proof p50 {:.0} us p99 {:.0} us \
              ({} entries)",
             f.group,
             f.entries_per_s,
@@ -329,6 +329,7 @@ fn bench_log_append() {
             f.syncs_per_group,
             f.disk_bytes_per_entry,
             f.reopen_seconds * 1e3,
+            f.replay_entries_per_s,
             f.proof_p50_us,
             f.proof_p99_us,
             f.entries
