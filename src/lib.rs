@@ -16,6 +16,8 @@
 //! - [`evm`]: EIP-191 proofs that bind an EVM address to a consumer.
 //! - [`merkle`]: RFC 6962 hashes, proofs and verifiers over a persisted tree.
 //! - [`checkpoint`]: C2SP checkpoints, signed notes, verifier keys and tlog-proof receipts.
+//! - [`log`](mod@log): the append-only log on disk, laid out as C2SP tlog-tiles: one synced
+//!   segment of group records, tiles and bundles cut from it by offset, torn tails cut on open.
 //! - [`store`]: the sled layout; a group of entries commits as one batch and one flush.
 //! - [`ledger`]: the data directory and the single writer: verify, sequence, commit, checkpoint,
 //!   rebuild.
@@ -46,6 +48,7 @@ pub mod errors;
 pub mod evm;
 pub mod keys;
 pub mod ledger;
+pub mod log;
 pub mod merkle;
 pub mod payload;
 pub mod receipt;

@@ -598,6 +598,18 @@ pub fn stored_index_of_leaf(n: u64) -> u64 {
     tlog::stored_hash_index(0, n)
 }
 
+/// The stored hash index of the node at tree `level` (0 = leaves) and position `n` within that
+/// level: the root of leaves `n 2^level .. (n + 1) 2^level`. Hash tiles are read this way.
+pub fn stored_index(level: u8, n: u64) -> u64 {
+    tlog::stored_hash_index(level, n)
+}
+
+/// The number of stored hashes a tree of `size` leaves has (about `2 size`): where the hashes of
+/// the next leaf start.
+pub fn stored_hash_count(size: u64) -> u64 {
+    tlog::stored_hash_count(size)
+}
+
 /// The tree level of the hash at stored index `index` (0 = leaf hashes).
 pub fn stored_index_level(index: u64) -> u8 {
     tlog::split_stored_hash_index(index).0
