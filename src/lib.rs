@@ -34,6 +34,10 @@
 //! - [`clock`]: where leaf timestamps come from (injectable for tests).
 //! - [`demo`], [`bench`](mod@bench), [`cli`]: the seeded demo program, the benchmark and the command line.
 
+// The library's lint table (the tests' helper modules are exempt): every public item is
+// documented, and nothing is `pub` that the crate does not export.
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod anchor;
 pub mod audit;
 pub mod bench;

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 /// Selects the ledger a command works on: exactly one of `--data` or `--server`.
 #[derive(clap::Args, Debug, Clone)]
 #[group(required = true, multiple = false)]
-pub struct Target {
+pub(super) struct Target {
     /// The data directory (embedded mode, no server needed).
     #[arg(long)]
     pub data: Option<PathBuf>,
@@ -29,7 +29,7 @@ pub struct Target {
 }
 
 /// An opened target.
-pub enum Backend {
+pub(super) enum Backend {
     /// A store opened read-only from a data directory.
     Local(Store),
     /// A server, with a runtime to drive its async client.
@@ -37,7 +37,7 @@ pub enum Backend {
 }
 
 /// A runtime for the blocking command line to drive async HTTP calls.
-pub fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)
@@ -45,7 +45,7 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
 
 impl Backend {
     /// Opens the target.
-    pub fn open(target: &Target) -> Result<Backend> {
+    pub(super) fn open(target: &Target) -> Result<Backend> {
         match (&target.data, &target.server) {
             (Some(dir), None) => Ok(Backend::Local(ledger::open_store(dir)?.0)),
             (None, Some(url)) => Ok(Backend::Remote(Client::new(url)?, runtime()?)),
@@ -54,7 +54,7 @@ impl Backend {
     }
 
     /// An account's view now.
-    pub fn account(&self, id: &str) -> Result<AccountView> {
+    pub(super) fn account(&self, id: &str) -> Result<AccountView> {
         match self {
             Backend::Local(store) => {
                 let acc = store.account(id)?.unwrap_or_default();
@@ -65,7 +65,11 @@ impl Backend {
     }
 
     /// Every history row of an account, page by page, passed to `each`.
-    pub fn history(&self, id: &str, each: &mut dyn FnMut(HistoryRow) -> Result<()>) -> Result<()> {
+    pub(super) fn history(
+        &self,
+        id: &str,
+        each: &mut dyn FnMut(HistoryRow) -> Result<()>,
+    ) -> Result<()> {
         let mut from = 0;
         loop {
             let (rows, next) = match self {
@@ -91,7 +95,7 @@ impl Backend {
     }
 
     /// The latest checkpoint note.
-    pub fn checkpoint(&self) -> Result<String> {
+    pub(super) fn checkpoint(&self) -> Result<String> {
         match self {
             Backend::Local(store) => Ok(store
                 .latest_checkpoint()?
@@ -112,7 +116,7 @@ impl Backend {
     }
 
     /// The log's size.
-    pub fn size(&self) -> Result<u64> {
+    pub(super) fn size(&self) -> Result<u64> {
         match self {
             Backend::Local(store) => Ok(store.size()?),
             Backend::Remote(c, rt) => Ok(rt.block_on(c.log_info())?.size),
@@ -120,7 +124,7 @@ impl Backend {
     }
 
     /// Leaves `start..end`, passed to `each` in order.
-    pub fn leaves(
+    pub(super) fn leaves(
         &self,
         start: u64,
         end: u64,
@@ -149,7 +153,7 @@ impl Backend {
     }
 
     /// A c2sp.org/tlog-proof for leaf `index` against the checkpoint of `size` (default latest).
-    pub fn inclusion(&self, index: u64, size: Option<u64>) -> Result<TlogProof> {
+    pub(super) fn inclusion(&self, index: u64, size: Option<u64>) -> Result<TlogProof> {
         let note = match size {
             Some(n) => self.checkpoint_at(n)?,
             None => self.checkpoint()?,
@@ -184,7 +188,7 @@ impl Backend {
     }
 
     /// The consistency proof from `from` to `to`, as base64 hashes.
-    pub fn consistency(&self, from: u64, to: u64) -> Result<Vec<String>> {
+    pub(super) fn consistency(&self, from: u64, to: u64) -> Result<Vec<String>> {
         let size = self.size()?;
         if from == 0 || from > to || to > size {
             bail!("need 1 <= FROM <= TO <= {size} (the log's size); got {from}..{to}");
@@ -200,7 +204,7 @@ impl Backend {
     }
 
     /// A quote for an order at the current time.
-    pub fn quote(&self, merchant: &str, consumer: &str, amount: u64) -> Result<Quote> {
+    pub(super) fn quote(&self, merchant: &str, consumer: &str, amount: u64) -> Result<Quote> {
         match self {
             Backend::Local(store) => Ok(engine::quote(
                 store,
@@ -214,7 +218,7 @@ impl Backend {
     }
 
     /// The log's verifier key.
-    pub fn verifier_key(&self) -> Result<String> {
+    pub(super) fn verifier_key(&self) -> Result<String> {
         match self {
             Backend::Local(store) => {
                 let config = store
@@ -229,7 +233,7 @@ impl Backend {
 }
 
 /// Submits envelopes to a server one by one; one result per envelope.
-pub fn submit_remote(
+pub(super) fn submit_remote(
     client: &Client,
     rt: &tokio::runtime::Runtime,
     envelopes: &[Envelope],

@@ -18,7 +18,7 @@ use rand::RngCore;
 use std::path::Path;
 
 /// Signs a redemption as the consumer, saves it to `out` and prints it as a QR code.
-pub fn redeem_request(
+pub(super) fn redeem_request(
     key: &Path,
     merchant: &str,
     order_id: &str,
@@ -61,7 +61,7 @@ pub fn redeem_request(
 }
 
 /// Checks a consumer's redemption, countersigns it as the merchant and submits it.
-pub fn redeem_accept(server: &str, key: &Path, envelope: &Path) -> Result<()> {
+pub(super) fn redeem_accept(server: &str, key: &Path, envelope: &Path) -> Result<()> {
     let merchant_key = keys::read_key_file(key)?;
     let me = keys::public_id(&merchant_key.verifying_key());
     let mut env = read_envelope(envelope)?;

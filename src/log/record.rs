@@ -56,14 +56,14 @@ pub(crate) struct Header {
 
 impl Header {
     /// Total record length.
-    pub fn record_len(&self) -> u64 {
+    pub(super) fn record_len(&self) -> u64 {
         HEADER_LEN as u64 + u64::from(self.payload_len)
     }
 
     /// Decodes a header, refusing anything a writer could not have written (wrong magic,
     /// reserved bits set, impossible lengths). It does not prove the record whole: that is
     /// [`check`]'s job once the payload is read.
-    pub fn decode(b: &[u8; HEADER_LEN]) -> Option<Header> {
+    pub(super) fn decode(b: &[u8; HEADER_LEN]) -> Option<Header> {
         if b[0..4] != MAGIC || b[20..24] != [0; 4] {
             return None;
         }

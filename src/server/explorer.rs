@@ -32,13 +32,13 @@ use std::sync::LazyLock;
 
 /// The policy every explorer response carries: this origin only, nothing inline, no plugins,
 /// no `<base>` rewriting, no form posts, no framing.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+pub(super) const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
      style-src 'self'; img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; \
      frame-ancestors 'none'";
 
 /// The largest asset the build accepts. The explorer is meant to stay small enough to read in
 /// one sitting; a file past this is a mistake (a bundle, a data dump) the build should refuse.
-pub const MAX_ASSET_BYTES: usize = 128 * 1024;
+pub(super) const MAX_ASSET_BYTES: usize = 128 * 1024;
 
 /// `Cache-Control` of every explorer response: keep, but revalidate before each use (see the
 /// module docs for why not `max-age`).

@@ -53,15 +53,15 @@ use tower_http::trace::TraceLayer;
 use utoipa::IntoParams;
 
 /// Most leaves in one page of `GET /v1/entries`.
-pub const MAX_LEAVES_PAGE: u64 = 1000;
+pub(super) const MAX_LEAVES_PAGE: u64 = 1000;
 /// Most rows in one page of an account's history.
-pub const MAX_HISTORY_PAGE: usize = 1000;
+pub(super) const MAX_HISTORY_PAGE: usize = 1000;
 /// Most anchors in one page of `GET /v1/anchors`.
-pub const MAX_ANCHORS_PAGE: usize = 1000;
+pub(super) const MAX_ANCHORS_PAGE: usize = 1000;
 /// Anchors per page when `limit` is not given.
-pub const DEFAULT_ANCHORS_PAGE: usize = 100;
+pub(super) const DEFAULT_ANCHORS_PAGE: usize = 100;
 /// History rows per page when `limit` is not given.
-pub const DEFAULT_HISTORY_PAGE: usize = 100;
+pub(super) const DEFAULT_HISTORY_PAGE: usize = 100;
 
 const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
 const APPLICATION_JSON: &str = "application/json";
