@@ -515,7 +515,20 @@ fn serve_anchors_through_chain_outage_and_its_own_restart() {
     assert_eq!((code, body["error"].clone()), (404, json!("not_found")));
 
     // 3. anvil is killed (SIGKILL) with an anchor transaction in flight, and comes back.
-    std::thread::sleep(Duration::from_millis(1500)); // the chain state is dumped every second
+    // The chain state is dumped every second: wait for a dump made after everything so far,
+    // so that the restarted node holds every anchor that was final (a loaded machine can make
+    // a dump late, and a restart from an older one would forget a final anchor).
+    let now = std::time::SystemTime::now();
+    let dumped_after = |t| {
+        std::fs::metadata(&chain_state)
+            .and_then(|m| m.modified())
+            .is_ok_and(|m| m > t)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !dumped_after(now + Duration::from_millis(100)) {
+        assert!(Instant::now() < deadline, "anvil did not dump its state");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     rt.block_on(rpc(&url, "evm_setAutomine", json!([false])));
     let (in_flight, in_flight_root) = rt.block_on(purchases(9, 12));
     rt.block_on(until_anchor(&api, &url, in_flight, "sent", false));
