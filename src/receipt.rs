@@ -201,20 +201,16 @@ pub fn verify_text(text: &str, verifier_key: &str) -> Result<VerifiedReceipt, Re
         .map_err(|e| ReceiptError::Leaf(format!("its payload: {e}")))?;
     env.verify()
         .map_err(|e| ReceiptError::EnvelopeSignature(e.to_string()))?;
-    let mut required: Vec<String> = payload
-        .required_signers()
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
-    required.sort_unstable();
-    required.dedup();
     let mut signers: Vec<String> = env.signers().map(str::to_owned).collect();
     signers.sort_unstable();
-    if required != signers {
+    if let Err(crate::engine::EngineError::WrongSigners {
+        required, actual, ..
+    }) = crate::engine::check_signers(&payload, &signers)
+    {
         return Err(ReceiptError::WrongSigners {
             kind: env.kind().to_owned(),
             required,
-            found: signers,
+            found: actual,
         });
     }
     Ok(VerifiedReceipt {

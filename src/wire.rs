@@ -177,13 +177,29 @@ pub struct ReceiptAnchor {
 
 /// One anchor record as `GET /v1/anchors` lists it: the anchorer's record and its root in the
 /// API's encoding.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct AnchorView {
     /// The record (its `root` is hex: deprecated, removed from the API in the next release).
     #[serde(flatten)]
     pub record: AnchorRecord,
     /// The anchored root, standard base64.
     pub root_hash: String,
+}
+
+/// Read through a JSON object rather than serde's derive: a flattened record goes through
+/// serde's buffer, which cannot hold the record's `u128` gas price.
+impl<'de> Deserialize<'de> for AnchorView {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let mut object = serde_json::Map::deserialize(d)?;
+        let root_hash = match object.remove("root_hash") {
+            Some(serde_json::Value::String(s)) => s,
+            _ => return Err(D::Error::missing_field("root_hash")),
+        };
+        let record = AnchorRecord::deserialize(serde_json::Value::Object(object))
+            .map_err(D::Error::custom)?;
+        Ok(AnchorView { record, root_hash })
+    }
 }
 
 impl From<AnchorRecord> for AnchorView {
@@ -273,4 +289,33 @@ pub struct Health {
     pub status: String,
     /// Entries in the log.
     pub size: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::anchor::AnchorStatus;
+
+    #[test]
+    fn an_anchor_view_with_a_gas_price_reads_back() {
+        let view = AnchorView::from(AnchorRecord {
+            tree_size: 11,
+            root: hex::encode([7u8; 32]),
+            status: AnchorStatus::Sent,
+            tx_hash: Some(format!("0x{}", "ab".repeat(32))),
+            nonce: Some(3),
+            gas_price_wei: Some(1_472_360_777),
+            block_number: None,
+            block_hash: None,
+            sent_at_ms: Some(1),
+            sends: 2,
+            from_size: 10,
+        });
+        let json = serde_json::to_string(&view).expect("serialize");
+        let back: AnchorView = serde_json::from_str(&json).expect("deserialize");
+        assert_eq!(back, view);
+        assert_eq!(back.root_hash, B64.encode([7u8; 32]));
+        let no_hash = json.replace("\"root_hash\"", "\"other\"");
+        assert!(serde_json::from_str::<AnchorView>(&no_hash).is_err());
+    }
 }

@@ -405,7 +405,9 @@ pub fn apply(
     Ok((tx.effects, tx.writes))
 }
 
-fn check_signers(payload: &Payload, signers: &[String]) -> Result<(), EngineError> {
+/// The envelope's signers must be exactly the roles `payload` names (the one signer check: the
+/// engine and the receipt verifier both use it).
+pub fn check_signers(payload: &Payload, signers: &[String]) -> Result<(), EngineError> {
     let mut required: Vec<String> = payload
         .required_signers()
         .into_iter()
