@@ -286,6 +286,9 @@ codes! {
     /// The store or the writer cannot take the request now.
     Unavailable = "unavailable", Unavailable, 503,
         "The store cannot be read or written, the free space of the data volume cannot be read, or the writer has stopped after a failed group commit and refuses every write until the server is restarted (nothing of the failed group was acknowledged).";
+    /// The service's settings are unusable.
+    BadSettings = "bad_settings", Malformed, 0,
+        "`serve`: a flag, environment variable or the settings file holds a value the service cannot run with, a needed setting is missing, or the file cannot be read; nothing is started.";
     /// The receipt or its document does not parse.
     MalformedReceipt = "malformed_receipt", Malformed, 0,
         "`verify`: the receipt (tlog-proof text or JSON document) does not parse.";

@@ -337,3 +337,58 @@ fn sign_compacts_a_hand_written_payload_file() {
     let env_file = save(t, "register.env", &env.to_string());
     ok(&["append", "--data", d, &env_file]);
 }
+
+#[test]
+fn serve_refuses_unusable_settings_before_it_starts() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+    let data = t.join("ledger");
+    let d = data.to_str().expect("path");
+    ok(&[
+        "init",
+        "--data",
+        d,
+        "--origin",
+        "settings.pointsledger.local",
+    ]);
+    let port0 = "127.0.0.1:0";
+
+    let err = fails_with(
+        &["serve", "--data", d, "--listen", port0, "--max-group", "0"],
+        "bad_settings",
+    );
+    assert!(err.contains("max_group must be at least 1"), "{err}");
+    let err = fails_with(
+        &[
+            "serve",
+            "--data",
+            d,
+            "--listen",
+            port0,
+            "--contract",
+            "0x1234",
+        ],
+        "bad_settings",
+    );
+    assert!(err.contains("contract must be a 0x address"), "{err}");
+    let misspelt = save(t, "serve.toml", "max_bdy_bytes = 10\n");
+    let err = fails_with(
+        &[
+            "serve", "--data", d, "--listen", port0, "--config", &misspelt,
+        ],
+        "bad_settings",
+    );
+    assert!(err.contains("max_bdy_bytes"), "{err}");
+    let missing = t.join("absent.toml");
+    fails_with(
+        &[
+            "serve",
+            "--listen",
+            port0,
+            "--config",
+            missing.to_str().expect("path"),
+        ],
+        "bad_settings",
+    );
+    fails_with(&["serve", "--listen", port0], "bad_settings");
+}

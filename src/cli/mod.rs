@@ -394,6 +394,10 @@ fn error_code(e: &anyhow::Error) -> Option<Code> {
             Some(e.code())
         } else if let Some(e) = cause.downcast_ref::<crate::receipt::ReceiptError>() {
             Some(e.code())
+        } else if let Some(e) = cause.downcast_ref::<crate::server::ServerError>() {
+            Some(e.code())
+        } else if let Some(e) = cause.downcast_ref::<crate::server::ConfigError>() {
+            Some(e.code())
         } else if let Some(crate::client::ClientError::Api { code, .. }) =
             cause.downcast_ref::<crate::client::ClientError>()
         {

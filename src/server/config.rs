@@ -7,13 +7,37 @@
 //! long flag names with `_` for `-` (`max_body_bytes = 65536`, `request_timeout = "10s"`);
 //! unknown keys are refused so that a misspelt setting is not silently ignored.
 
-use super::error::ServerError;
 use crate::anchor::chain::{DEFAULT_CHAIN_ID, DEFAULT_GAS_PRICE_CEILING_GWEI, DEFAULT_RPC_URL};
 use crate::anchor::{AnchorSettings, ChainSettings};
+use crate::errors::Code;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
+
+/// Why `serve` cannot start with the settings it was given.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A setting has a value the service cannot run with, or a needed one is missing.
+    #[error("invalid settings: {0}")]
+    Invalid(String),
+    /// The settings file named by `--config` cannot be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file, as given.
+        path: PathBuf,
+        /// Why it cannot be read.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl ConfigError {
+    /// The error's code in the one table.
+    pub fn code(&self) -> Code {
+        Code::BadSettings
+    }
+}
 
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -310,7 +334,7 @@ impl Default for Settings {
 impl Settings {
     /// Refuses settings the service cannot run with (zero sizes, counts or durations; 0 is
     /// allowed only where it means "derive" or "off").
-    pub fn validate(&self) -> Result<(), ServerError> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let counts = [
             ("max_body_bytes", self.max_body_bytes),
             ("max_batch_body_bytes", self.max_batch_body_bytes),
@@ -321,7 +345,7 @@ impl Settings {
             ("max_connections_per_ip", self.max_connections_per_ip),
         ];
         if let Some((name, _)) = counts.iter().find(|(_, v)| *v == 0) {
-            return Err(ServerError::Config(format!("{name} must be at least 1")));
+            return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
         }
         let durations = [
             ("request_timeout", self.request_timeout),
@@ -331,16 +355,18 @@ impl Settings {
             ("idle_timeout", self.idle_timeout),
         ];
         if let Some((name, _)) = durations.iter().find(|(_, d)| d.is_zero()) {
-            return Err(ServerError::Config(format!("{name} must be longer than 0")));
+            return Err(ConfigError::Invalid(format!(
+                "{name} must be longer than 0"
+            )));
         }
         if let Some(a) = &self.anchor {
             if a.interval.is_zero() || a.resend_after.is_zero() {
-                return Err(ServerError::Config(
+                return Err(ConfigError::Invalid(
                     "anchor_interval and anchor_resend_after must be longer than 0".into(),
                 ));
             }
             if a.confirmations == 0 {
-                return Err(ServerError::Config(
+                return Err(ConfigError::Invalid(
                     "confirmations must be at least 1".into(),
                 ));
             }
@@ -363,7 +389,7 @@ pub struct ServeConfig {
 impl ServeConfig {
     /// Resolves `args` (flags and environment, already merged by clap) over the file named by
     /// `args.config`, if any, over the defaults.
-    pub fn resolve(args: &ServeArgs) -> Result<ServeConfig, ServerError> {
+    pub fn resolve(args: &ServeArgs) -> Result<ServeConfig, ConfigError> {
         let file = match &args.config {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
@@ -371,7 +397,7 @@ impl ServeConfig {
         ServeConfig::merge(args, file)
     }
 
-    fn merge(args: &ServeArgs, file: FileConfig) -> Result<ServeConfig, ServerError> {
+    fn merge(args: &ServeArgs, file: FileConfig) -> Result<ServeConfig, ConfigError> {
         let d = Settings::default();
         let dur = |a: Option<DurationSetting>, f: Option<DurationSetting>, default: Duration| {
             a.or(f).map_or(default, |s| s.0)
@@ -432,7 +458,7 @@ impl ServeConfig {
         };
         settings.validate()?;
         let data = args.data.clone().or(file.data).ok_or_else(|| {
-            ServerError::Config(
+            ConfigError::Invalid(
                 "no data directory: pass --data DIR, set POINTSLEDGER_DATA or put `data` in the \
                  config file"
                     .into(),
@@ -455,12 +481,12 @@ impl ServeConfig {
 fn anchor_settings(
     args: &ServeArgs,
     file: &FileConfig,
-) -> Result<Option<AnchorSettings>, ServerError> {
+) -> Result<Option<AnchorSettings>, ConfigError> {
     let Some(contract) = args.contract.clone().or(file.contract.clone()) else {
         return Ok(None);
     };
     let contract = contract.trim().parse().map_err(|_| {
-        ServerError::Config(format!(
+        ConfigError::Invalid(format!(
             "contract must be a 0x address of 40 hex digits, got {contract:?}"
         ))
     })?;
@@ -469,7 +495,7 @@ fn anchor_settings(
         .clone()
         .or(file.evm_key.clone())
         .ok_or_else(|| {
-            ServerError::Config(
+            ConfigError::Invalid(
                 "anchoring to a contract needs the operator's EVM key: pass --evm-key FILE, set \
              POINTSLEDGER_EVM_KEY or put `evm_key` in the config file"
                     .into(),
@@ -499,14 +525,14 @@ fn anchor_settings(
     }))
 }
 
-fn read_file(path: &Path) -> Result<FileConfig, ServerError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ServerError::Io {
-        context: format!("reading {}", path.display()),
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
         source,
     })?;
     toml::from_str(&text).map_err(|e| {
         let msg = e.to_string().replace('\n', " ");
-        ServerError::Config(format!("{}: {}", path.display(), msg.trim()))
+        ConfigError::Invalid(format!("{}: {}", path.display(), msg.trim()))
     })
 }
 

@@ -58,9 +58,9 @@ pub enum ServerError {
     #[error("{0}")]
     Unavailable(String),
     /// The settings are unusable.
-    #[error("invalid settings: {0}")]
-    Config(String),
-    /// An I/O operation of the service itself (binding, serving, reading the config) failed.
+    #[error(transparent)]
+    Config(#[from] crate::server::config::ConfigError),
+    /// An I/O operation of the service itself (binding, serving) failed.
     #[error("{context}: {source}")]
     Io {
         /// What was being done.
@@ -100,7 +100,7 @@ impl ServerError {
             ServerError::TooManyEntries { .. } => Code::TooManyEntries,
             ServerError::RateLimited { .. } => Code::RateLimited,
             ServerError::Unavailable(_) | ServerError::Io { .. } => Code::Unavailable,
-            ServerError::Config(_) => Code::Internal,
+            ServerError::Config(e) => e.code(),
         }
     }
 }

@@ -20,7 +20,6 @@
 //! in place is never mixed with stale modules from a cache.
 
 use super::error::ServerError;
-use super::routes::AppState;
 use axum::extract::rejection::PathRejection;
 use axum::extract::Path;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -113,8 +112,8 @@ static ETAGS: LazyLock<Vec<Option<HeaderValue>>> = LazyLock::new(|| {
 });
 
 /// The explorer's routes, to be merged into the API router (which keeps its layers and its
-/// JSON 404 for every other path).
-pub(crate) fn routes() -> Router<AppState> {
+/// JSON 404 for every other path). They read no state, so they fit any router's.
+pub(super) fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route("/", get(index))
         .route("/explorer/{name}", get(asset))

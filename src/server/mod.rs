@@ -12,15 +12,16 @@
 //! Logs go to stderr, filtered by `RUST_LOG` (default `info`; `tower_http=debug` adds one line
 //! per request). They name methods, paths, statuses and errors, never bodies, headers or keys.
 //!
-//! - [`config`]: flags, environment variables and the TOML file.
-//! - `routes`: the handlers, their shared state and the layers (limits, timeouts, metrics).
+//! - [`config`]: flags, environment variables and the TOML file, and [`ConfigError`].
+//! - `state`: what every handler shares (the store, the writer, settings, counters).
+//! - `routes`: the API's handlers and the layers around them (limits, timeouts, metrics).
 //! - `edge`: the accept loop, connection caps and timeouts, body reading, the per-address rate
 //!   limit.
 //! - [`error`]: [`ServerError`] and the status and code of every refusal.
 //! - `explorer`: the web explorer at `/`, its files embedded in the binary.
 //! - the JSON shapes the service serves are [`crate::wire`]'s, shared with the client.
 //! - [`metrics`]: the Prometheus counters.
-//! - [`openapi`]: the generated OpenAPI document and descriptions of core types.
+//! - [`openapi`]: the generated OpenAPI document and its route; `schemas`: the bodies' shapes.
 
 pub mod config;
 mod edge;
@@ -29,8 +30,10 @@ mod explorer;
 pub mod metrics;
 pub mod openapi;
 mod routes;
+mod schemas;
+mod state;
 
-pub use config::{ServeArgs, ServeConfig, Settings};
+pub use config::{ConfigError, ServeArgs, ServeConfig, Settings};
 pub use error::ServerError;
 
 use crate::clock::{Clock, SystemClock};
@@ -69,7 +72,7 @@ where
     ledger.set_min_free_bytes(settings.min_free_bytes);
     let store = ledger.store().clone();
     let config = ledger.config().clone();
-    let log = routes::LogIdentity {
+    let log = state::LogIdentity {
         origin: config.log.origin,
         verifier_key: ledger.verifier_key(),
         operator_key: config.log.operator,
@@ -99,7 +102,7 @@ where
     if anchoring.is_none() {
         tracing::info!("anchoring is off (no contract configured)");
     }
-    let state = routes::AppState::new(
+    let state = state::AppState::new(
         store,
         writer,
         clock,
@@ -108,7 +111,7 @@ where
         start_size,
         anchoring.as_ref().map(|(board, _)| board.clone()),
     );
-    let app = routes::router(state.clone());
+    let app = routes::router(state.clone(), openapi::routes().merge(explorer::routes()));
     match listener.local_addr() {
         Ok(addr) => tracing::info!(%addr, size = start_size, "serving"),
         Err(e) => tracing::warn!(error = %e, "the listener has no local address"),

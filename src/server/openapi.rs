@@ -1,18 +1,13 @@
-//! The OpenAPI document, generated from the handlers' `#[utoipa::path]` attributes.
-//!
-//! The core types the API returns unchanged (receipts, effects, account views, history rows,
-//! quotes, program rules) derive their schemas where they are defined and are re-exported here.
-//! Envelopes and leaves travel as raw JSON, so their shapes are described here; `tests/http.rs`
-//! checks the property names against real responses.
+//! The OpenAPI document, generated from the handlers' `#[utoipa::path]` attributes (their
+//! bodies' schemas are in `schemas`), and the route that serves it.
 
 use super::routes;
-use utoipa::{OpenApi, ToSchema};
-
-pub use crate::engine::state::{Balance, Lot, LotSource};
-pub use crate::engine::{Change, Discount, DiscountSource, Effects, Quote, Reason};
-pub use crate::ledger::Receipt;
-pub use crate::payload::ProgramRules;
-pub use crate::views::{AccountView, HistoryRow};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use std::sync::LazyLock;
+use utoipa::OpenApi;
 
 /// The API description.
 #[derive(OpenApi)]
@@ -45,7 +40,7 @@ pub use crate::views::{AccountView, HistoryRow};
         routes::log_info,
         routes::healthz,
         routes::metrics,
-        routes::openapi_json,
+        openapi_json,
     ),
     tags(
         (name = "entries", description = "Appending and reading entries"),
@@ -66,38 +61,26 @@ pub fn document() -> String {
     })
 }
 
-/// A DSSE envelope (see `crate::dsse`).
-#[derive(ToSchema)]
-#[allow(non_snake_case)]
-pub struct Envelope {
-    /// `application/vnd.pointsledger.<kind>+json`.
-    pub payloadType: String,
-    /// Standard base64 of the payload JSON bytes.
-    pub payload: String,
-    /// One to four signatures by distinct keys.
-    pub signatures: Vec<EnvelopeSignature>,
+/// The document, built once.
+static DOCUMENT: LazyLock<String> = LazyLock::new(document);
+
+/// The route that serves the document, to be merged among the reads. It reads no state, so it
+/// fits any router's.
+pub(super) fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    Router::new().route("/v1/openapi.json", get(openapi_json))
 }
 
-/// One signature of an envelope.
-#[derive(ToSchema)]
-pub struct EnvelopeSignature {
-    /// The signer's public key id (64 hex digits).
-    pub keyid: String,
-    /// Standard base64 of the 64-byte Ed25519 signature over the PAE.
-    pub sig: String,
-}
-
-/// The bytes the log stores for one entry (`crate::ledger::Leaf`).
-#[derive(ToSchema)]
-pub struct Leaf {
-    /// Position in the log.
-    pub index: u64,
-    /// Sequencing time, unix milliseconds.
-    pub timestamp_ms: u64,
-    /// The envelope as received.
-    pub envelope: Envelope,
-    /// What the engine computed.
-    pub effects: Effects,
+/// This document.
+#[utoipa::path(
+    get, path = "/v1/openapi.json", tag = "service",
+    responses((status = 200, description = "The OpenAPI 3.1 document", body = Object)),
+)]
+pub(crate) async fn openapi_json() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        DOCUMENT.as_str(),
+    )
+        .into_response()
 }
 
 #[cfg(test)]

@@ -10,22 +10,19 @@
 //! `/healthz` and `/metrics` have none), taken inside the timeout. The accept loop, connection
 //! caps and timeouts are in [`super::edge`].
 
-use super::config::Settings;
-use super::edge::{self, BodyRule, Client, RateLimiter, Slots};
+use super::edge::{self, BodyRule, Client, Slots};
 use super::error::{json_errors, ErrorCode, ServerError};
-use super::metrics::{AnchorGauges, Metrics};
-use super::openapi as doc;
-use crate::anchor::AnchorBoard;
+use super::metrics::AnchorGauges;
+use super::schemas as doc;
+use super::state::AppState;
 use crate::checkpoint::TlogProof;
-use crate::clock::Clock;
-use crate::dsse::{self, Envelope};
+use crate::dsse;
 use crate::engine::{self, Quote, StateView};
 use crate::errors::Code;
 use crate::keys;
 use crate::ledger::{LedgerError, Receipt};
 use crate::merkle;
 use crate::payload::MAX_SAFE_INT;
-use crate::sequencer::SequencerHandle;
 use crate::store::Store;
 use crate::views::{self, AccountView};
 use crate::wire::{
@@ -43,9 +40,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
 use serde::Deserialize;
-use std::ops::Deref;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tower::ServiceBuilder;
 use tower_http::timeout::TimeoutLayer;
@@ -66,113 +61,9 @@ pub(super) const DEFAULT_HISTORY_PAGE: usize = 100;
 const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
 const APPLICATION_JSON: &str = "application/json";
 
-/// The log's fixed identity, served by `GET /v1/log`.
-#[derive(Debug, Clone)]
-pub(crate) struct LogIdentity {
-    pub origin: String,
-    pub verifier_key: String,
-    pub operator_key: String,
-}
-
-/// What every handler shares.
-pub(crate) struct Inner {
-    store: Store,
-    /// The writer; taken out at shutdown so that lingering connections cannot keep the
-    /// sequencer alive.
-    writer: Mutex<Option<SequencerHandle>>,
-    clock: Arc<dyn Clock>,
-    settings: Settings,
-    log: LogIdentity,
-    metrics: Metrics,
-    /// The sequencer's own counters (groups committed, time spent committing).
-    sequencer: Arc<crate::sequencer::SequencerStats>,
-    openapi: String,
-    /// What the running anchorer last saw, if anchoring is on.
-    anchor_board: Option<Arc<AnchorBoard>>,
-    /// The per-address limit on writes no merchant or operator signs.
-    rate: RateLimiter,
-}
-
-/// Cheap-to-clone handle on [`Inner`].
-#[derive(Clone)]
-pub(crate) struct AppState(Arc<Inner>);
-
-impl Deref for AppState {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
-        &self.0
-    }
-}
-
-impl AppState {
-    pub(crate) fn new(
-        store: Store,
-        writer: SequencerHandle,
-        clock: Arc<dyn Clock>,
-        settings: Settings,
-        log: LogIdentity,
-        start_size: u64,
-        anchor_board: Option<Arc<AnchorBoard>>,
-    ) -> AppState {
-        AppState(Arc::new(Inner {
-            store,
-            sequencer: writer.stats(),
-            writer: Mutex::new(Some(writer)),
-            clock,
-            rate: RateLimiter::new(
-                settings.consumer_writes_per_minute,
-                settings.consumer_write_burst,
-            ),
-            settings,
-            log,
-            metrics: Metrics::new(start_size),
-            openapi: doc::document(),
-            anchor_board,
-        }))
-    }
-
-    /// Drops the state's writer handle; submissions after this get 503.
-    pub(crate) fn close_writer(&self) {
-        self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
-    }
-
-    fn writer(&self) -> Result<SequencerHandle, ServerError> {
-        self.writer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .ok_or_else(|| ServerError::Unavailable("the service is shutting down".into()))
-    }
-
-    /// Hands envelopes to the sequencer and waits until they are durable or refused.
-    async fn submit(
-        &self,
-        envelopes: Vec<Envelope>,
-    ) -> Result<Vec<Result<Receipt, LedgerError>>, ServerError> {
-        let writer = self.writer()?;
-        let started = Instant::now();
-        let results = writer.submit_many(envelopes).await.map_err(|_| {
-            ServerError::Unavailable("the writer has stopped; the store cannot take writes".into())
-        })?;
-        self.metrics.observe_commit(started.elapsed());
-        Ok(results)
-    }
-
-    /// Runs a read against the store on the blocking pool.
-    async fn read<T, F>(&self, f: F) -> Result<T, ServerError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Store) -> Result<T, ServerError> + Send + 'static,
-    {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || f(&store))
-            .await
-            .map_err(|e| ServerError::Unavailable(format!("the read failed: {e}")))?
-    }
-}
-
-/// Builds the router with every route and layer.
-pub(crate) fn router(state: AppState) -> Router {
+/// Builds the router with every route and layer; `more_reads` (the OpenAPI document, the
+/// explorer) are served as reads, under the read class's timeout and slots.
+pub(super) fn router(state: AppState, more_reads: Router<AppState>) -> Router {
     let s = &state.settings;
     let timeout = TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, s.request_timeout);
     let body = |limit| {
@@ -222,8 +113,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/accounts/{id}/history", get(account_history))
         .route("/v1/merchants/{id}", get(merchant))
         .route("/v1/log", get(log_info))
-        .route("/v1/openapi.json", get(openapi_json))
-        .merge(super::explorer::routes())
+        .merge(more_reads)
         .route_layer(read.clone());
     let quotes = Router::new().route(
         "/v1/quote",
@@ -1028,17 +918,4 @@ pub(crate) async fn metrics(State(st): State<AppState>) -> Result<Response, Serv
         body,
     )
         .into_response())
-}
-
-/// This document.
-#[utoipa::path(
-    get, path = "/v1/openapi.json", tag = "service",
-    responses((status = 200, description = "The OpenAPI 3.1 document", body = Object)),
-)]
-pub(crate) async fn openapi_json(State(st): State<AppState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, APPLICATION_JSON)],
-        st.openapi.clone(),
-    )
-        .into_response()
 }
