@@ -273,7 +273,7 @@ codes! {
         "The request (its body, or its handling) took longer than the service allows; an entry may still have been appended: resubmit the identical envelope to get its receipt.";
     /// The body or an envelope is larger than the route or the format accepts.
     TooLarge = "too_large", Limit, 413,
-        "The body is larger than the route accepts, an envelope or payload is larger than [§3](#3-dsse-envelopes) allows, or a payload is longer than its kind allows (1024 bytes for programs, 512 for the other kinds, [§4](#4-payloads-common-rules)). A body declared too large is refused before it is read.";
+        "The body is larger than the route accepts, an envelope or payload is larger than [§3](#3-dsse-envelopes) allows, or a payload is longer than its kind allows (1024 bytes for programs, 512 for the other kinds, [§4](#4-payloads-common-rules)), or the entry's leaf would pass the 65,535 bytes an entry bundle holds ([§12.12](#1212-the-log-as-tlog-tiles); a redemption drawing from about 500 lots or more: split it). A body declared too large is refused before it is read.";
     /// A batch holds more envelopes than the service takes.
     TooManyEntries = "too_many_entries", Limit, 413,
         "A batch holds more envelopes than the service takes (`max_batch`).";

@@ -15,6 +15,7 @@ use crate::dsse::{DsseError, Envelope};
 use crate::engine::{self, Effects, EngineError, LogConfig};
 use crate::errors::Code;
 use crate::keys::{self, KeyError};
+use crate::log::layout::MAX_LEAF_LEN;
 use crate::merkle::{self, Hash, HashSource, MerkleError};
 use crate::payload::Payload;
 use crate::store::{Group, Store, StoreError, StoredConfig, WriterCache};
@@ -60,6 +61,15 @@ pub enum LedgerError {
     /// sequencer thread. Never a refusal of the request.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The entry's leaf would not fit an entry bundle of the tlog-tiles API, whose lengths are
+    /// `u16` (a redemption drawing from very many lots); refused before it is sequenced.
+    #[error("the entry's leaf would be {len} bytes, over the {max} bytes a tlog-tiles entry bundle holds; a redemption drawing from this many lots must be split into smaller ones")]
+    LeafTooLarge {
+        /// The leaf's length.
+        len: usize,
+        /// The largest leaf ([`crate::log::layout::MAX_LEAF_LEN`]).
+        max: usize,
+    },
     /// The data directory's volume has less free space than the writer keeps in reserve, so
     /// the write is refused before it could fail half-way; it goes through once space returns.
     #[error("the data volume has {free} bytes free, below the {reserve} bytes kept in reserve: writes are refused until space is freed (reads go on)")]
@@ -109,6 +119,7 @@ impl LedgerError {
             LedgerError::NotFound(_) | LedgerError::NotInitialized(_) => Code::NotFound,
             LedgerError::AlreadyInitialized(_) => Code::MalformedRequest,
             LedgerError::StorageFull { .. } => Code::StorageFull,
+            LedgerError::LeafTooLarge { .. } => Code::TooLarge,
             LedgerError::Merkle(
                 MerkleError::IndexOutOfRange { .. }
                 | MerkleError::SizeZero
@@ -599,6 +610,12 @@ impl Ledger {
             index,
             reason: e.to_string(),
         })?;
+        if bytes.len() > MAX_LEAF_LEN {
+            return Err(LedgerError::LeafTooLarge {
+                len: bytes.len(),
+                max: MAX_LEAF_LEN,
+            });
+        }
         let hash = merkle::leaf_hash(&bytes);
         let hashes = merkle::hashes_to_store(index, &hash, &*group)?;
         group.push(bytes, hashes, writes);

@@ -29,7 +29,8 @@
 
 use crate::engine::state::{Account, Lot, Merchant, Order};
 use crate::engine::{EngineError, LogConfig, StateView, Writes};
-use crate::merkle::{Hash, HashSource, MerkleError};
+use crate::log::layout::{Resource, TILE_HEIGHT, TILE_WIDTH};
+use crate::merkle::{stored_index, Hash, HashSource, MerkleError};
 use serde::{de::DeserializeOwned, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
@@ -281,6 +282,52 @@ impl Store {
                 let (k, v) = kv?;
                 let size = decode_u64(&k, &k[1..])?;
                 Ok(Some((size, String::from_utf8_lossy(&v).into_owned())))
+            }
+        }
+    }
+
+    /// The body of a tlog-tiles resource ([`crate::log::layout`]): the latest checkpoint note,
+    /// an entry bundle (each leaf behind its `u16` big-endian length) or a hash tile (its
+    /// stored hashes, 32 bytes each). `None` when the log does not hold it yet.
+    pub fn tile(&self, resource: &Resource) -> Result<Option<Vec<u8>>, StoreError> {
+        let size = self.size()?;
+        if resource.needs_size().is_none_or(|n| n > size) {
+            return Ok(None);
+        }
+        match *resource {
+            Resource::Checkpoint => {
+                Ok(self.latest_checkpoint()?.map(|(_, note)| note.into_bytes()))
+            }
+            Resource::Bundle { index, width } => {
+                let first = index * TILE_WIDTH;
+                let mut body = Vec::new();
+                for (i, leaf) in self
+                    .leaves(first, first + u64::from(width))?
+                    .into_iter()
+                    .enumerate()
+                {
+                    let len = u16::try_from(leaf.len()).map_err(|_| StoreError::Corrupt {
+                        key: format!("L{}", first + i as u64),
+                        reason: format!("{} bytes do not fit an entry bundle", leaf.len()),
+                    })?;
+                    body.extend_from_slice(&len.to_be_bytes());
+                    body.extend_from_slice(&leaf);
+                }
+                Ok(Some(body))
+            }
+            Resource::Tile {
+                level,
+                index,
+                width,
+            } => {
+                // needs_size() holds only for levels whose tree level fits 0..64.
+                let tree_level = (u32::from(level) * TILE_HEIGHT) as u8;
+                let first = index * TILE_WIDTH;
+                let mut body = Vec::with_capacity(32 * usize::from(width));
+                for n in first..first + u64::from(width) {
+                    body.extend_from_slice(&self.read_hash(stored_index(tree_level, n))?);
+                }
+                Ok(Some(body))
             }
         }
     }

@@ -648,3 +648,47 @@ fn a_refund_cannot_return_points_beyond_the_cap() {
     let (before, after) = f.ledger.rebuild(&|_| {}).expect("rebuild");
     assert_eq!(before, after);
 }
+
+#[test]
+fn a_redemption_whose_leaf_would_not_fit_a_bundle_is_refused() {
+    let mut f = Fixture::new();
+    let shop = Party::new();
+    let carol = Party::new();
+    f.register(&shop, &rules());
+    // 1000 purchases of 100: 1000 lots of 10 points.
+    let envs: Vec<_> = (0..1000)
+        .map(|i| {
+            let p = json!({"merchant": shop.id, "consumer": carol.id, "order_id": format!("p{i}"),
+                           "amount": 100, "nonce": f.nonce()});
+            sign("purchase", &p, &[&shop.key])
+        })
+        .collect();
+    for r in f.ledger.submit(envs) {
+        r.expect("purchase");
+    }
+    f.clock.advance(15 * DAY_MS);
+    let before = (f.tree(), f.account(&carol));
+    // Drawing all 1000 lots: one change of about 130 bytes each, over 65,535 bytes of leaf.
+    let err = match f.redeem(&carol, &shop, "big", 20_000, 10_000) {
+        Ok(r) => panic!(
+            "a redemption of 1000 lots was accepted as entry {}",
+            r.index
+        ),
+        Err(e) => e,
+    };
+    assert!(
+        matches!(err, LedgerError::LeafTooLarge { max: 65_535, .. }),
+        "{err}"
+    );
+    assert_eq!(err.code().as_str(), "too_large");
+    assert!(err.to_string().contains("split"), "{err}");
+    assert_eq!((f.tree(), f.account(&carol)), before, "nothing changed");
+    // Split into smaller redemptions, the same points go through.
+    for (i, points) in [4000u64, 4000, 2000].into_iter().enumerate() {
+        let r = f
+            .redeem(&carol, &shop, &format!("part{i}"), 2 * points, points)
+            .expect("a redemption that fits");
+        let leaf = f.ledger.store().leaf(r.index).expect("read").expect("leaf");
+        assert!(leaf.len() <= 65_535, "{} bytes", leaf.len());
+    }
+}

@@ -948,7 +948,7 @@ async fn sigterm_during_load_loses_no_acknowledged_entry() {
 }
 
 /// Every route the server serves, as (method, path).
-const ROUTES: [(&str, &str); 18] = [
+const ROUTES: [(&str, &str); 20] = [
     ("post", "/v1/entries"),
     ("get", "/v1/entries"),
     ("post", "/v1/entries/batch"),
@@ -967,6 +967,8 @@ const ROUTES: [(&str, &str); 18] = [
     ("get", "/v1/openapi.json"),
     ("get", "/healthz"),
     ("get", "/metrics"),
+    ("get", "/checkpoint"),
+    ("get", "/tile/{path}"),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1010,6 +1012,7 @@ async fn openapi_lists_every_route_and_answers_conform() {
         let concrete = path
             .replace("{index}", "1")
             .replace("{size}", &size.to_string())
+            .replace("{path}", "0/000.p/1")
             .replace(
                 "{id}",
                 if path.starts_with("/v1/merchants") {

@@ -74,6 +74,30 @@ pub fn bundle_path(index: u64, width: u16) -> String {
 }
 
 impl Resource {
+    /// The log size from which the resource exists: its last leaf plus one (0 for the
+    /// checkpoint); `None` for a tile or bundle no log reaches (its leaves pass 2^64 - 1), or
+    /// one of width 0 or over 256.
+    pub fn needs_size(&self) -> Option<u64> {
+        let (tree_level, index, width) = match *self {
+            Resource::Checkpoint => return Some(0),
+            Resource::Tile {
+                level,
+                index,
+                width,
+            } => (u32::from(level) * TILE_HEIGHT, index, width),
+            Resource::Bundle { index, width } => (0, index, width),
+        };
+        let w = u64::from(width);
+        if w == 0 || w > TILE_WIDTH || tree_level >= 64 {
+            return None;
+        }
+        // (256 index + width) nodes of tree level `tree_level`, each 2^tree_level leaves.
+        index
+            .checked_mul(TILE_WIDTH)
+            .and_then(|n| n.checked_add(w))
+            .and_then(|n| n.checked_mul(1u64 << tree_level))
+    }
+
     /// The resource's path, as a client requests it (without a leading `/`).
     pub fn path(&self) -> String {
         match *self {
@@ -152,6 +176,38 @@ impl Resource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_resource_needs_all_its_leaves() {
+        let tile = |level, index, width| Resource::Tile {
+            level,
+            index,
+            width,
+        };
+        assert_eq!(Resource::Checkpoint.needs_size(), Some(0));
+        assert_eq!(
+            Resource::Bundle {
+                index: 2,
+                width: 89
+            }
+            .needs_size(),
+            Some(601)
+        );
+        assert_eq!(tile(0, 0, 256).needs_size(), Some(256));
+        assert_eq!(tile(1, 0, 2).needs_size(), Some(512));
+        assert_eq!(tile(2, 1, 256).needs_size(), Some(512 * 65_536));
+        assert_eq!(tile(8, 0, 1).needs_size(), None, "2^64 leaves");
+        assert_eq!(tile(7, u64::MAX, 1).needs_size(), None);
+        assert_eq!(tile(0, 0, 0).needs_size(), None);
+        assert_eq!(
+            Resource::Bundle {
+                index: 0,
+                width: 257
+            }
+            .needs_size(),
+            None
+        );
+    }
 
     #[test]
     fn paths_as_the_spec_writes_them() {

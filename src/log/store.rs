@@ -1095,8 +1095,7 @@ impl LogReader {
             return Err(LogError::BadPath(format!("bundle width {width}")));
         }
         let size = self.size();
-        let first = index.checked_mul(TILE_WIDTH);
-        match first.and_then(|f| f.checked_add(w)) {
+        match (Resource::Bundle { index, width }).needs_size() {
             Some(end) if end <= size => self.framed(end - w, w),
             _ => Err(LogError::NotYet {
                 resource: super::layout::bundle_path(index, width),
@@ -1113,27 +1112,18 @@ impl LogReader {
             return Err(LogError::BadPath(format!("tile width {width}")));
         }
         let size = self.size();
-        let tree_level = u32::from(level) * TILE_HEIGHT;
-        // Leaves the tile needs: (256 index + width) 2^(8 level), with overflow meaning "never".
-        let needed = index
-            .checked_mul(TILE_WIDTH)
-            .and_then(|n| n.checked_add(w))
-            .and_then(|n| {
-                if tree_level >= 64 {
-                    None
-                } else {
-                    n.checked_mul(1u64 << tree_level)
-                }
+        let tile = Resource::Tile {
+            level,
+            index,
+            width,
+        };
+        if tile.needs_size().is_none_or(|n| n > size) {
+            return Err(LogError::NotYet {
+                resource: tile.path(),
+                size,
             });
-        match needed {
-            Some(n) if n <= size => {}
-            _ => {
-                return Err(LogError::NotYet {
-                    resource: super::layout::tile_path(level, index, width),
-                    size,
-                })
-            }
         }
+        let tree_level = u32::from(level) * TILE_HEIGHT;
         let first = index * TILE_WIDTH;
         let indexes: Vec<u64> = (0..w)
             .map(|i| stored_index(tree_level as u8, first + i))

@@ -18,6 +18,7 @@
 //! - `edge`: the accept loop, connection caps and timeouts, body reading, the per-address rate
 //!   limit.
 //! - [`error`]: [`ServerError`] and the status and code of every refusal.
+//! - `tiles`: the C2SP tlog-tiles read API (`/checkpoint`, `/tile/...`).
 //! - `explorer`: the web explorer at `/`, its files embedded in the binary.
 //! - the JSON shapes the service serves are [`crate::wire`]'s, shared with the client.
 //! - [`metrics`]: the Prometheus counters.
@@ -32,6 +33,7 @@ pub mod openapi;
 mod routes;
 mod schemas;
 mod state;
+mod tiles;
 
 pub use config::{ConfigError, ServeArgs, ServeConfig, Settings};
 pub use error::ServerError;
@@ -111,7 +113,12 @@ where
         start_size,
         anchoring.as_ref().map(|(board, _)| board.clone()),
     );
-    let app = routes::router(state.clone(), openapi::routes().merge(explorer::routes()));
+    let app = routes::router(
+        state.clone(),
+        openapi::routes()
+            .merge(explorer::routes())
+            .merge(tiles::routes()),
+    );
     match listener.local_addr() {
         Ok(addr) => tracing::info!(%addr, size = start_size, "serving"),
         Err(e) => tracing::warn!(error = %e, "the listener has no local address"),

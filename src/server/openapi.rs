@@ -41,12 +41,15 @@ use utoipa::OpenApi;
         routes::healthz,
         routes::metrics,
         openapi_json,
+        super::tiles::checkpoint,
+        super::tiles::tile,
     ),
     tags(
         (name = "entries", description = "Appending and reading entries"),
         (name = "proofs", description = "Checkpoints, proofs and receipts"),
         (name = "accounts", description = "Accounts, merchants and quotes"),
         (name = "service", description = "The log and the service"),
+        (name = "tiles", description = "The log as C2SP tlog-tiles (https://c2sp.org/tlog-tiles)"),
     )
 )]
 pub struct ApiDoc;
@@ -92,7 +95,7 @@ mod tests {
     fn every_path_has_its_schemas() {
         let doc: serde_json::Value = serde_json::from_str(&document()).unwrap();
         assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
-        assert_eq!(doc["paths"].as_object().unwrap().len(), 17);
+        assert_eq!(doc["paths"].as_object().unwrap().len(), 19);
         let schemas = doc["components"]["schemas"].as_object().unwrap();
         for name in [
             "Receipt",
