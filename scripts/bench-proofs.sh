@@ -24,7 +24,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if [ ! -d "$WORK/ledger/db" ]; then
+if [ -d "$WORK/ledger/db" ]; then
+  say "migrating the kept ledger to the current layout"
+  "$PL" migrate --data "$WORK/ledger" >/dev/null
+fi
+if [ ! -d "$WORK/ledger/state" ]; then
   say "seeding $ENTRIES entries into $WORK/ledger"
   "$PL" init --data "$WORK/ledger" --origin bench.pointsledger.local >/dev/null
   "$PL" demo --data "$WORK/ledger" --consumers 1000 --purchases "$ENTRIES" >/dev/null
@@ -43,6 +47,6 @@ awk '/VmHWM/ {printf "server_rss_peak %.1f MiB\n", $2 / 1024} /VmRSS/ {printf "s
   "/proc/$SERVER_PID/status"
 size=$(curl -s "$URL/v1/log" 2>/dev/null | sed -n 's/.*"size":\([0-9]*\).*/\1/p')
 [ -n "$size" ] || size=$(sed -n 's/.*"entries":\([0-9]*\).*/\1/p' "$WORK/ledger/demo-summary.json")
-bytes=$(du -sb "$WORK/ledger/db" | awk '{print $1}')
+bytes=$(du -sb "$WORK/ledger/log" "$WORK/ledger/state" | awk '{s += $1} END {print s}')
 echo "entries $size entries"
 echo "disk_per_entry $((bytes / size)) B"

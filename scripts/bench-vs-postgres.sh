@@ -127,7 +127,7 @@ URL=$(sed -n 's/^listening on //p' "$WORK/serve.out")
 fig() { awk -v n="$1" '$1 == n {print $2}' "$WORK/pl.out"; }
 pl_rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$SERVER_PID/status")
 kill -TERM "$SERVER_PID"; wait "$SERVER_PID" || true; SERVER_PID=""
-pl_bytes=$(du -sb "$WORK/pl/db" | awk '{print $1}')
+pl_bytes=$(du -sb "$WORK/pl/log" "$WORK/pl/state" | awk '{s += $1} END {print s}')
 pl_total=$((2 * ENTRIES + 1))
 
 node - "$pg_tps1" "$pg_p50_1" "$pg_p99_1" "$pg_tps2" "$pg_p50_2" "$pg_p99_2" "$pg_rows" "$pg_bytes" \

@@ -37,7 +37,11 @@ say "building (release)"
 cargo build --locked --release
 PL=target/release/pointsledger
 
-if [ ! -d "$DATA/db" ]; then
+if [ -d "$DATA/db" ]; then
+  say "$DATA holds a ledger of the earlier layout: migrating it"
+  "$PL" migrate --data "$DATA"
+fi
+if [ ! -d "$DATA/state" ]; then
   say "creating a ledger in $DATA"
   "$PL" init --data "$DATA" --origin "$ORIGIN"
   say "seeding a demo program (merchants, consumers, purchases, a referral, a redemption)"

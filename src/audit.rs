@@ -24,8 +24,10 @@
 //! - balances: every account the new entries touched, as the server reports it, against the
 //!   mirror's replayed state.
 //!
-//! Leaves are committed to the mirror a page at a time, after the page passed, so a run that
-//! stops (or finds a discrepancy) resumes from the last good page. The first discrepancy ends
+//! Leaves are fetched through the tlog-tiles API (docs/PROTOCOL.md §12.12), one entry bundle of
+//! 256 per request, the next fetched while one is checked, and committed to the mirror a bundle
+//! at a time after it passed, so a run that stops (or finds a discrepancy) resumes from the last
+//! good bundle. The first discrepancy ends
 //! the run and is named: where (entry index, checkpoint or anchor size, account), what was
 //! expected and what was found.
 
@@ -37,6 +39,8 @@ use crate::engine::state::Account;
 use crate::engine::{self, Effects, EngineError, LogConfig, StateView, Writes};
 use crate::keys;
 use crate::ledger::{self, Leaf, LedgerError};
+use crate::log::layout::TILE_WIDTH;
+use crate::log::LogWriter;
 use crate::merkle::{self, Hash, MerkleError};
 use crate::payload::{Payload, MAX_SAFE_INT};
 use crate::store::{Group, Store, StoreError, StoredConfig, WriterCache};
@@ -47,8 +51,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// Leaves fetched and committed to the mirror at a time.
-const PAGE: u64 = 1000;
 /// Most anchor records read from the server in one run.
 const MAX_ANCHORS: usize = 100_000;
 
@@ -154,10 +156,13 @@ pub struct AuditReport {
     pub pinned_from_server: Option<String>,
 }
 
-/// The mirror: a store of the audited log's leaves, tree and replayed state.
+/// The mirror: the audited log's leaves and tree in a log of its own (`STATE/log`) and its
+/// replayed state behind it (`STATE/state`), kept the way the ledger keeps its own.
 struct Mirror {
     /// Set when this run pinned the server's own key.
     pinned_from_server: Option<String>,
+    /// The mirrored log; appended to only after a page passed every check.
+    mirrored: LogWriter,
     store: Store,
     log: LogConfig,
     verifier_key: String,
@@ -188,7 +193,17 @@ impl Mirror {
         };
         let (origin, public) = checkpoint::parse_verifier_key(&verifier_key)
             .map_err(|e| AuditError::State(format!("the log key: {e}")))?;
-        let store = Store::open(&opts.state.join("db"))?;
+        if opts.state.join("db").exists() {
+            return Err(AuditError::State(format!(
+                "{} is an audit state of the earlier layout; move it aside and audit into a new \
+                 state directory with --log-key set to the key it pinned ({})",
+                opts.state.display(),
+                key_file.display()
+            )));
+        }
+        let mirrored = LogWriter::open(&opts.state.join("log"))
+            .map_err(|e| AuditError::State(format!("the mirror's log: {e}")))?;
+        let store = Store::open(&opts.state.join("state"), mirrored.reader())?;
         let config = match store.config()? {
             Some(c) => c,
             None => {
@@ -217,6 +232,19 @@ impl Mirror {
             )));
         }
         let size = store.size()?;
+        // The mirror's state is written behind its log, as the ledger's is: a run cut short
+        // may leave the last pages of the log unreflected. They passed every check before they
+        // were appended, so they are replayed (and checked again) here.
+        let mut cache = WriterCache::default();
+        let state = store.state_size()?;
+        if state > size {
+            return Err(AuditError::State(format!(
+                "the mirror's state reflects {state} entries but its log holds {size}; audit \
+                 into a new state directory"
+            )));
+        }
+        ledger::replay(&store, &config.log, &mut cache, state..size, &|_| {})
+            .map_err(|e| AuditError::State(format!("replaying the mirror's log: {e}")))?;
         let last_ts = match size {
             0 => 0,
             n => {
@@ -231,11 +259,12 @@ impl Mirror {
         Ok(Mirror {
             pinned_from_server: (pinned.is_none() && opts.log_key.is_none())
                 .then(|| verifier_key.clone()),
+            mirrored,
             store,
             log: config.log,
             verifier_key,
             size,
-            cache: WriterCache::default(),
+            cache,
             last_ts,
         })
     }
@@ -336,12 +365,16 @@ impl Mirror {
                 return Ok(Some(d));
             }
             touched.extend(effects.changes.iter().map(|c| c.account.clone()));
-            let hash = merkle::leaf_hash(&bytes);
-            let hashes = merkle::hashes_to_store(index, &hash, &group)?;
-            group.push(bytes, hashes, writes);
+            group.push(bytes, writes);
             last_ts = leaf.timestamp_ms;
         }
         let size = group.size();
+        if let Err(e) = self.mirrored.append(group.new_leaves()) {
+            self.cache = group.into_cache();
+            return Err(AuditError::State(format!(
+                "appending to the mirror's log: {e}"
+            )));
+        }
         let (result, cache) = group.commit();
         self.cache = cache;
         result?;
@@ -466,10 +499,23 @@ async fn audit(
         bar
     });
     let mut touched = BTreeSet::new();
+    // Through the tlog-tiles API: one entry bundle (256 leaves) per request, the part of it
+    // before `start` dropped (a run resuming inside a bundle).
     let fetch = |start: u64| {
         let client = client.clone();
-        let end = (start + PAGE).min(cp.size);
-        tokio::spawn(async move { client.leaves_page(start, end).await })
+        let bundle = start / TILE_WIDTH;
+        let width = (cp.size - bundle * TILE_WIDTH).min(TILE_WIDTH) as u16;
+        let skip = (start - bundle * TILE_WIDTH) as usize;
+        tokio::spawn(async move {
+            // A bundle the checkpoint covers but the server does not have is reported as
+            // missing leaves below, not as a failure to fetch.
+            let mut leaves = match client.entry_bundle(bundle, width).await {
+                Err(ClientError::Api { status: 404, .. }) => return Ok(Vec::new()),
+                other => other?,
+            };
+            leaves.drain(..skip.min(leaves.len()));
+            Ok::<_, ClientError>(leaves)
+        })
     };
     let mut next = (mirror.size < cp.size).then(|| fetch(mirror.size));
     while let Some(pending) = next.take() {

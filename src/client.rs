@@ -247,6 +247,54 @@ impl Client {
             .collect()
     }
 
+    /// The leaves of entry bundle `index`, `width` of them (256 = full): the tlog-tiles
+    /// `tile/entries/<N>[.p/<W>]`, asked for gzip-encoded. Decompression stops at the largest
+    /// bundle that can exist, so a hostile server cannot make the client inflate more.
+    pub async fn entry_bundle(&self, index: u64, width: u16) -> Result<Vec<Vec<u8>>, ClientError> {
+        use std::io::Read as _;
+        const MAX_BUNDLE: u64 = 256 * (2 + crate::log::layout::MAX_LEAF_LEN as u64);
+        let url = format!(
+            "{}/{}",
+            self.base,
+            crate::log::layout::bundle_path(index, width)
+        );
+        let req = self
+            .http
+            .get(&url)
+            .header(reqwest::header::ACCEPT_ENCODING, "gzip");
+        let resp = self.send(req, &url).await?;
+        let gzipped = resp
+            .headers()
+            .get(reqwest::header::CONTENT_ENCODING)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+        let decode = |reason: String| ClientError::Decode {
+            url: url.clone(),
+            reason,
+        };
+        let body = resp.bytes().await.map_err(|e| decode(e.to_string()))?;
+        let raw = if gzipped {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&body[..])
+                .take(MAX_BUNDLE + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| decode(format!("gzip: {e}")))?;
+            out
+        } else {
+            body.to_vec()
+        };
+        if raw.len() as u64 > MAX_BUNDLE {
+            return Err(decode("larger than any entry bundle".into()));
+        }
+        let leaves = crate::log::layout::unbundle(&raw).map_err(|e| decode(e.to_string()))?;
+        if leaves.len() != usize::from(width) {
+            return Err(decode(format!(
+                "{} leaves in a bundle of {width}",
+                leaves.len()
+            )));
+        }
+        Ok(leaves)
+    }
+
     /// The signed checkpoint note cut at tree size `size`.
     pub async fn checkpoint_at(&self, size: u64) -> Result<String, ClientError> {
         self.get_text(&format!("/v1/checkpoints/{size}")).await

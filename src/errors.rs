@@ -285,7 +285,10 @@ codes! {
         "The data volume has less free space than the writer keeps in reserve (`--min-free-bytes`); nothing is written, reads go on, and writes pass again once space is freed.";
     /// The store or the writer cannot take the request now.
     Unavailable = "unavailable", Unavailable, 503,
-        "The store cannot be read or written, the free space of the data volume cannot be read, or the writer has stopped after a failed group commit and refuses every write until the server is restarted (nothing of the failed group was acknowledged).";
+        "The store cannot be read or written, the free space of the data volume cannot be read, the log could not append a group (nothing of it was acknowledged; the next group is tried afresh), or writing a group's state failed after its append: that group is in the log and was acknowledged, and every later write is refused until the server is restarted, which replays it into the state.";
+    /// The data directory is of the earlier layout.
+    NeedsMigration = "needs_migration", Unavailable, 0,
+        "The data directory holds a ledger of the earlier layout (the log inside sled's `DIR/db`): run `pointsledger migrate --data DIR` once; nothing was changed.";
     /// The service's settings are unusable.
     BadSettings = "bad_settings", Malformed, 0,
         "`serve`: a flag, environment variable or the settings file holds a value the service cannot run with, a needed setting is missing, or the file cannot be read; nothing is started.";

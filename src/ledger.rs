@@ -1,13 +1,19 @@
-//! The ledger: a data directory holding keys and the store, and the one writer that appends.
+//! The ledger: a data directory holding keys, the log and the state, and the one writer that
+//! appends.
 //!
 //! [`Ledger::submit`] is the whole write path in one call: verify every envelope's signatures
 //! (in parallel, each with strict verification), then sequence the valid ones one by one
-//! through the engine into one [`Group`], then commit the group with one batch and one flush.
-//! Receipts come back only after the flush, so an acknowledged entry is durable. The sequencer
+//! through the engine into one [`Group`] (an overlay over the state store), then append the
+//! group's leaves to the log with one `fdatasync`. Receipts come back only after that sync, so
+//! an acknowledged entry is durable. The group's state is then written to the state store
+//! without a flush ([`crate::store`]): it is derived from the log, and [`Ledger::open`] replays
+//! whatever part of the log the state store does not reflect after a crash. The sequencer
 //! ([`crate::sequencer`]) drives the same calls from two threads for concurrent producers.
 //!
 //! A data directory `DIR` holds `DIR/keys/log.key` (signs checkpoints), `DIR/keys/operator.key`
-//! (signs merchant programs) and `DIR/db` (the sled store).
+//! (signs merchant programs), `DIR/log` (the log, [`crate::log`]) and `DIR/state` (the sled
+//! state store). A directory of the earlier layout, with the log inside `DIR/db`, is refused
+//! until `pointsledger migrate` ([`crate::migrate`]) has moved it.
 
 use crate::checkpoint::{self, Checkpoint, CheckpointError};
 use crate::clock::Clock;
@@ -16,7 +22,8 @@ use crate::engine::{self, Effects, EngineError, LogConfig};
 use crate::errors::Code;
 use crate::keys::{self, KeyError};
 use crate::log::layout::MAX_LEAF_LEN;
-use crate::merkle::{self, Hash, HashSource, MerkleError};
+use crate::log::{LogError, LogWriter};
+use crate::merkle::{self, Hash, MerkleError};
 use crate::payload::Payload;
 use crate::store::{Group, Store, StoreError, StoredConfig, WriterCache};
 use ed25519_dalek::SigningKey;
@@ -42,6 +49,19 @@ pub enum LedgerError {
     /// The Merkle tree could not be read.
     #[error(transparent)]
     Merkle(#[from] MerkleError),
+    /// The log could not be opened or read.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// The log could not take a group (an I/O error while appending it); nothing of the group
+    /// was acknowledged, and the next group is tried afresh.
+    #[error("the log could not append the group ({0}); nothing of it was acknowledged")]
+    LogAppend(String),
+    /// A file operation on the data directory itself failed (a rename or sync while migrating).
+    #[error("{0}")]
+    Io(String),
+    /// The directory is in the earlier layout, with the log inside sled.
+    #[error("{0} holds a ledger of the earlier layout (the log inside DIR/db); run `pointsledger migrate --data {0}` once to move it (nothing was changed)")]
+    NeedsMigration(String),
     /// A checkpoint could not be signed or verified.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
@@ -120,6 +140,9 @@ impl LedgerError {
             LedgerError::AlreadyInitialized(_) => Code::MalformedRequest,
             LedgerError::StorageFull { .. } => Code::StorageFull,
             LedgerError::LeafTooLarge { .. } => Code::TooLarge,
+            LedgerError::NeedsMigration(_) => Code::NeedsMigration,
+            LedgerError::Log(e) => log_code(e),
+            LedgerError::LogAppend(_) | LedgerError::Io(_) => Code::Unavailable,
             LedgerError::Merkle(
                 MerkleError::IndexOutOfRange { .. }
                 | MerkleError::SizeZero
@@ -136,6 +159,23 @@ impl LedgerError {
             | LedgerError::CorruptLeaf { .. }
             | LedgerError::ReplayMismatch { .. }
             | LedgerError::Internal(_) => Code::Internal,
+        }
+    }
+}
+
+/// The code of a log error: a full volume and oversized groups are the request's limits; a log
+/// that contradicts itself or its checkpoint is a fault; the rest is the store being unavailable.
+fn log_code(e: &LogError) -> Code {
+    match e {
+        LogError::StorageFull { .. } => Code::StorageFull,
+        LogError::LeafTooLarge { .. } | LogError::GroupTooLarge { .. } => Code::TooLarge,
+        LogError::Beyond { .. } | LogError::NotYet { .. } | LogError::BadPath(_) => Code::NotFound,
+        LogError::RangeTooLarge { .. } => Code::OutOfRange,
+        LogError::Corrupt(_) | LogError::CheckpointAhead { .. } | LogError::RootMismatch { .. } => {
+            Code::Internal
+        }
+        LogError::Locked | LogError::Io { .. } | LogError::Poisoned | LogError::Tree(_) => {
+            Code::Unavailable
         }
     }
 }
@@ -203,9 +243,6 @@ impl Receipt {
     }
 }
 
-/// The name of a failed commit's marker, before the size (see [`DataDir::write_failed_marker`]).
-const WRITE_FAILED_PREFIX: &str = "write-failed.";
-
 /// Paths inside a data directory.
 #[derive(Debug, Clone)]
 pub struct DataDir(pub PathBuf);
@@ -219,30 +256,44 @@ impl DataDir {
     pub fn operator_key(&self) -> PathBuf {
         self.0.join("keys").join("operator.key")
     }
-    /// The sled database.
-    pub fn db(&self) -> PathBuf {
-        self.0.join("db")
+    /// The log ([`crate::log`]).
+    pub fn log(&self) -> PathBuf {
+        self.0.join("log")
     }
-    /// An empty file left by a failed group commit, named after the log size before that
-    /// group (see [`Ledger::open`], which repairs the store from it). The size is in the name
-    /// because a full disk may still take a new empty file but not a byte of content.
-    pub fn write_failed_marker(&self, size: u64) -> PathBuf {
-        self.0.join(format!("{WRITE_FAILED_PREFIX}{size}"))
+    /// The state store (sled).
+    pub fn state(&self) -> PathBuf {
+        self.0.join("state")
+    }
+    /// Where the earlier layout kept everything, the log included (see [`crate::migrate`]).
+    pub fn legacy_db(&self) -> PathBuf {
+        self.0.join("db")
     }
 }
 
-/// Creates a new ledger in `dir`: log and operator keys (0600) and an empty store.
+/// Creates a new ledger in `dir`: log and operator keys (0600), an empty log and state store.
 pub fn init(dir: &Path, origin: &str) -> Result<StoredConfig, LedgerError> {
+    init_with_keys(dir, origin, &keys::generate(), &keys::generate())
+}
+
+/// [`init`] with given log and operator keys (the protocol's worked example uses fixed ones).
+pub fn init_with_keys(
+    dir: &Path,
+    origin: &str,
+    log_key: &SigningKey,
+    operator_key: &SigningKey,
+) -> Result<StoredConfig, LedgerError> {
     let data = DataDir(dir.to_owned());
-    if data.db().exists() || data.log_key().exists() {
+    if data.state().exists()
+        || data.log().exists()
+        || data.legacy_db().exists()
+        || data.log_key().exists()
+    {
         return Err(LedgerError::AlreadyInitialized(dir.display().to_string()));
     }
     // Validate the origin as a checkpoint origin / note key name before writing anything.
-    let log_key = keys::generate();
     checkpoint::parse_verifier_key(&checkpoint::verifier_key(origin, &log_key.verifying_key()))?;
-    let operator_key = keys::generate();
-    keys::write_key_file(&data.log_key(), &log_key)?;
-    keys::write_key_file(&data.operator_key(), &operator_key)?;
+    keys::write_key_file(&data.log_key(), log_key)?;
+    keys::write_key_file(&data.operator_key(), operator_key)?;
     let config = StoredConfig {
         log: LogConfig {
             origin: origin.to_owned(),
@@ -250,48 +301,18 @@ pub fn init(dir: &Path, origin: &str) -> Result<StoredConfig, LedgerError> {
         },
         log_key: keys::public_id(&log_key.verifying_key()),
     };
-    let store = Store::open(&data.db())?;
+    let log = LogWriter::open(&data.log())?;
+    let store = Store::open(&data.state(), log.reader())?;
     store.put_config(&config)?;
+    log.close()?;
     Ok(config)
 }
 
-/// The markers failed group commits left in `dir`, with the log size each names; the smallest
-/// size is the one to cut back to.
-fn write_failed_markers(dir: &Path) -> Result<Vec<(u64, PathBuf)>, LedgerError> {
-    let unreadable =
-        |e: std::io::Error| LedgerError::SelfCheck(format!("reading {}: {e}", dir.display()));
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(unreadable)? {
-        let entry = entry.map_err(unreadable)?;
-        let name = entry.file_name();
-        let Some(size) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix(WRITE_FAILED_PREFIX))
-        else {
-            continue;
-        };
-        let size = size.parse().map_err(|_| {
-            LedgerError::SelfCheck(format!(
-                "{} does not name a log size; restore the data directory from a backup",
-                entry.path().display()
-            ))
-        })?;
-        found.push((size, entry.path()));
-    }
-    Ok(found)
-}
-
-/// Opens the store of an initialised ledger for reading.
+/// Opens an initialised ledger for reading, replaying into the state whatever part of the log
+/// it does not reflect; the writer is closed again, and the store stays readable.
 pub fn open_store(dir: &Path) -> Result<(Store, StoredConfig), LedgerError> {
-    let data = DataDir(dir.to_owned());
-    if !data.db().exists() {
-        return Err(LedgerError::NotInitialized(dir.display().to_string()));
-    }
-    let store = Store::open(&data.db())?;
-    let config = store
-        .config()?
-        .ok_or_else(|| LedgerError::NotInitialized(dir.display().to_string()))?;
-    Ok((store, config))
+    let ledger = Ledger::open(dir, Arc::new(crate::clock::SystemClock))?;
+    Ok((ledger.store().clone(), ledger.config().clone()))
 }
 
 /// Checks the signatures of every envelope in `items`, in parallel on all cores (each with
@@ -308,7 +329,10 @@ pub fn verified(items: Vec<Result<Envelope, LedgerError>>) -> Vec<Result<Envelop
 
 /// The single writer of a ledger.
 pub struct Ledger {
-    /// The store; clones of it serve reads while the writer appends.
+    /// The log; the only thing written before an entry is acknowledged.
+    log: LogWriter,
+    /// The store (the log's reader and the state); clones of it serve reads while the writer
+    /// appends.
     store: Store,
     /// Origin, operator and log key ids.
     config: StoredConfig,
@@ -322,14 +346,14 @@ pub struct Ledger {
     size: u64,
     /// Committed state the writer read recently (see [`WriterCache`]).
     cache: WriterCache,
-    /// The data directory: its database's volume is checked for free space before every
-    /// write, and a failed group commit is recorded in it (see [`DataDir::write_failed_marker`]).
+    /// The data directory: its volume is checked for free space before every write.
     data: DataDir,
     /// Free bytes the writer leaves on the volume: a group is refused, not started, below it,
-    /// because sled poisons itself for good on a failed write (see [`LedgerError::WriterFailed`]).
+    /// so that the state store (sled, which poisons itself for good on a failed write) always
+    /// has room for what follows an append.
     min_free_bytes: u64,
-    /// Why the last group commit failed, once one has: sled keeps the failed batch in memory
-    /// and refuses every later write, so the writer stops instead of building on it.
+    /// Why writing a group's state failed, once it has: sled keeps the failed batch in memory
+    /// and refuses every later write, so the writer stops (the group itself is in the log).
     failed: Option<String>,
 }
 
@@ -357,44 +381,45 @@ impl From<Blocked> for LedgerError {
 pub const DEFAULT_MIN_FREE_BYTES: u64 = 64 * 1024 * 1024;
 
 impl Ledger {
-    /// Opens the ledger in `dir` and runs the start-up self-check.
+    /// Opens the ledger in `dir`: opens the log (cutting a torn tail a crash left), checks it
+    /// against the last signed checkpoint, and replays into the state whatever part of the log
+    /// it does not reflect yet (all of it after an interrupted rebuild).
     pub fn open(dir: &Path, clock: Arc<dyn Clock>) -> Result<Ledger, LedgerError> {
-        let (store, config) = open_store(dir)?;
-        let log_key = keys::read_key_file(&DataDir(dir.to_owned()).log_key())?;
+        Self::open_with_progress(dir, clock, &|_| {})
+    }
+
+    /// [`Ledger::open`], telling `progress` the log size the state has reached while it
+    /// replays.
+    pub fn open_with_progress(
+        dir: &Path,
+        clock: Arc<dyn Clock>,
+        progress: &dyn Fn(u64),
+    ) -> Result<Ledger, LedgerError> {
+        let data = DataDir(dir.to_owned());
+        if data.legacy_db().exists() {
+            return Err(LedgerError::NeedsMigration(dir.display().to_string()));
+        }
+        if !data.state().exists() || !data.log().exists() {
+            return Err(LedgerError::NotInitialized(dir.display().to_string()));
+        }
+        let log = LogWriter::open(&data.log())?;
+        let store = Store::open(&data.state(), log.reader())?;
+        let config = store
+            .config()?
+            .ok_or_else(|| LedgerError::NotInitialized(dir.display().to_string()))?;
+        let log_key = keys::read_key_file(&data.log_key())?;
         if keys::public_id(&log_key.verifying_key()) != config.log_key {
             return Err(LedgerError::SelfCheck(
                 "keys/log.key is not the key this log was created with".into(),
             ));
         }
-        let markers = write_failed_markers(dir)?;
-        let repair = markers.iter().map(|(size, _)| *size).min();
-        if let Some(size) = repair {
-            // What a failed flush left on disk is sled's business; none of the group was
-            // acknowledged, so the log goes back to the last committed size and derived state
-            // is replayed from it, whatever sled recovered.
-            tracing::warn!(
-                size,
-                "the last group commit failed; cutting the log back to its last committed size and rebuilding derived state"
-            );
-            store.truncate_log(size)?;
-        }
-        // A repair rebuilds derived state anyway, so one cut short by a crash just runs again.
-        if repair.is_none() && store.rebuild_pending()? {
-            return Err(LedgerError::SelfCheck(
-                "a rebuild was interrupted; run `pointsledger rebuild` to finish it".into(),
-            ));
-        }
-        let size = store.size()?;
+        let size = log.size();
         let last_ts = match size {
             0 => 0,
-            n => {
-                let bytes = store
-                    .leaf(n - 1)?
-                    .ok_or_else(|| LedgerError::SelfCheck(format!("leaf {} is missing", n - 1)))?;
-                Leaf::decode(n - 1, &bytes)?.timestamp_ms
-            }
+            n => Leaf::decode(n - 1, &log.reader().leaf(n - 1)?)?.timestamp_ms,
         };
         let mut ledger = Ledger {
+            log,
             store,
             config,
             log_key,
@@ -402,47 +427,51 @@ impl Ledger {
             last_ts,
             size,
             cache: WriterCache::default(),
-            data: DataDir(dir.to_owned()),
+            data,
             min_free_bytes: DEFAULT_MIN_FREE_BYTES,
             failed: None,
         };
-        if repair.is_some() {
-            ledger.rebuild(&|_| {})?;
-            for (_, path) in markers {
-                std::fs::remove_file(&path).map_err(|e| {
-                    LedgerError::SelfCheck(format!("removing {}: {e}", path.display()))
-                })?;
-            }
-        }
         ledger.self_check()?;
+        let rebuilding = ledger.store.rebuild_pending()?;
+        if rebuilding {
+            tracing::warn!("a rebuild was interrupted; replaying the whole log into fresh state");
+            ledger.store.clear_derived()?;
+        }
+        ledger.catch_up(progress)?;
+        if rebuilding {
+            ledger.store.finish_rebuild()?;
+        }
         Ok(ledger)
     }
 
-    /// The stored tree must reproduce the last checkpoint's root, and the checkpoint must carry
-    /// this log's valid signature.
+    /// The log must reproduce the last checkpoint's root, and the checkpoint must carry this
+    /// log's valid signature.
     fn self_check(&self) -> Result<(), LedgerError> {
         let Some((cp_size, note)) = self.store.latest_checkpoint()? else {
             return Ok(());
         };
         let cp = checkpoint::open_checkpoint(&note, &self.verifier_key())
             .map_err(|e| LedgerError::SelfCheck(format!("checkpoint {cp_size}: {e}")))?;
-        if cp.size > self.size {
+        self.log
+            .verify_against(cp.size, &cp.root)
+            .map_err(|e| LedgerError::SelfCheck(e.to_string()))
+    }
+
+    /// Replays the log from the size the state reflects to the end, checking every leaf's
+    /// effects. A state ahead of the log means acknowledged entries are missing from it.
+    fn catch_up(&mut self, progress: &dyn Fn(u64)) -> Result<(), LedgerError> {
+        let from = self.store.state_size()?;
+        if from > self.size {
             return Err(LedgerError::SelfCheck(format!(
-                "the last checkpoint covers {} entries but the store holds {}",
-                cp.size, self.size
+                "the state reflects {from} entries but the log holds {}: acknowledged entries \
+                 are missing from the log; restore the data directory from a backup",
+                self.size
             )));
         }
-        let root = merkle::root(cp.size, &self.store)
-            .map_err(|e| LedgerError::SelfCheck(format!("tree at size {}: {e}", cp.size)))?;
-        if root != cp.root {
-            return Err(LedgerError::SelfCheck(format!(
-                "the stored tree's root at size {} is {}, the checkpoint says {}",
-                cp.size,
-                hex::encode(root),
-                hex::encode(cp.root)
-            )));
+        if from < self.size {
+            tracing::info!(from, to = self.size, "replaying the log into the state");
         }
-        Ok(())
+        self.replay(from, progress)
     }
 
     /// A read handle on the store.
@@ -465,17 +494,29 @@ impl Ledger {
         checkpoint::verifier_key(&self.config.log.origin, &self.log_key.verifying_key())
     }
 
-    /// Stops the writer after a failed group commit and records the size to cut back to, so
-    /// that the next [`Ledger::open`] drops whatever part of the group reached the disk.
-    fn commit_failed(&mut self, why: String) {
-        tracing::error!(error = %why, "a group commit failed; the writer refuses every later write");
-        // A small file outside sled: sled refuses every write after a failed one.
-        let marker = self.data.write_failed_marker(self.size);
-        if let Err(e) = std::fs::File::create(&marker) {
-            tracing::error!(error = %e, size = self.size,
-                "cannot record the failed commit; run `pointsledger rebuild` before serving again");
+    /// Appends the group's leaves to the log (one sync), then writes its state. `Err` means
+    /// nothing of the group was acknowledged; a failure after the append only stops later
+    /// writes (see `failed`): the group is in the log, and reads go on.
+    fn commit(&mut self, group: Group) -> Result<(), LedgerError> {
+        if let Err(e) = self.log.append(group.new_leaves()) {
+            self.cache = group.into_cache();
+            tracing::error!(error = %e, "the log could not append a group; none of it was acknowledged");
+            return Err(match e {
+                LogError::StorageFull { .. } => LedgerError::StorageFull {
+                    free: fs2::available_space(&self.data.0).unwrap_or(0),
+                    reserve: self.min_free_bytes,
+                },
+                e => LedgerError::LogAppend(e.to_string()),
+            });
         }
-        self.failed = Some(why);
+        self.size = group.size();
+        let (result, cache) = group.commit();
+        self.cache = cache;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "writing a group's state failed; the group is in the log, later writes are refused until the ledger is reopened, which replays it");
+            self.failed = Some(e.to_string());
+        }
+        Ok(())
     }
 
     /// Sets the free space the writer keeps on the data volume (0 turns the check off).
@@ -492,8 +533,7 @@ impl Ledger {
         if self.min_free_bytes == 0 {
             return Ok(());
         }
-        let db = self.data.db();
-        match fs2::available_space(&db) {
+        match fs2::available_space(&self.data.0) {
             Ok(free) if free < self.min_free_bytes => Err(Blocked::Full {
                 free,
                 reserve: self.min_free_bytes,
@@ -540,15 +580,10 @@ impl Ledger {
                 }
             }
         }
-        let new_size = group.size();
-        let (result, cache) = group.commit();
-        self.cache = cache;
-        if let Err(e) = result {
+        if let Err(e) = self.commit(group) {
             self.last_ts = last_ts;
-            self.commit_failed(e.to_string());
-            return Err((0, e.into()));
+            return Err((0, e));
         }
-        self.size = new_size;
         Ok(receipts)
     }
 
@@ -571,22 +606,24 @@ impl Ledger {
             .into_iter()
             .map(|item| item.and_then(|env| self.sequence_one(&mut group, &env)))
             .collect();
-        let new_size = group.size();
-        let (result, cache) = group.commit();
-        self.cache = cache;
-        if let Err(e) = result {
-            // Nothing of the group is durable: every receipt of it is withdrawn, and the
-            // writer stops (see `failed`).
+        let start = self.size;
+        let last_ts = self.last_ts;
+        if let Err(e) = self.commit(group) {
+            // Nothing of the group is durable: every receipt of it is withdrawn.
+            self.last_ts = last_ts;
             let msg = e.to_string();
-            self.commit_failed(msg.clone());
             for r in results.iter_mut() {
-                if matches!(r, Ok(rc) if rc.index >= self.size) {
-                    *r = Err(LedgerError::WriterFailed(msg.clone()));
+                if matches!(r, Ok(rc) if rc.index >= start) {
+                    *r = Err(match &e {
+                        LedgerError::StorageFull { free, reserve } => LedgerError::StorageFull {
+                            free: *free,
+                            reserve: *reserve,
+                        },
+                        _ => LedgerError::LogAppend(msg.clone()),
+                    });
                 }
             }
-            return results;
         }
-        self.size = new_size;
         results
     }
 
@@ -617,8 +654,7 @@ impl Ledger {
             });
         }
         let hash = merkle::leaf_hash(&bytes);
-        let hashes = merkle::hashes_to_store(index, &hash, &*group)?;
-        group.push(bytes, hashes, writes);
+        group.push(bytes, writes);
         self.last_ts = now;
         Ok(Receipt {
             index,
@@ -666,91 +702,128 @@ impl Ledger {
         let cp = Checkpoint {
             origin: self.config.log.origin.clone(),
             size: self.size,
-            root: merkle::root(self.size, &self.store)?,
+            root: self.log.root(),
         };
         let note = checkpoint::sign_checkpoint(&cp, &self.log_key)?;
         self.store.put_checkpoint(self.size, &note)?;
         Ok(Some(note))
     }
 
-    /// Replays every leaf into fresh derived state, checking each leaf's effects and the tree.
+    /// Replays every leaf into fresh derived state, checking each leaf's effects.
     ///
     /// Returns the state digest before and after: equal digests show the state was reproduced
     /// exactly. `progress` is called with the number of leaves replayed so far.
     pub fn rebuild(&mut self, progress: &dyn Fn(u64)) -> Result<(Hash, Hash), LedgerError> {
         let before = self.store.state_digest()?;
-        let total = self.size;
         self.store.clear_derived()?;
         self.cache = WriterCache::default();
-        let store = self.store.clone();
-        const CHUNK: u64 = 1024;
-        let mut next = 0;
-        while next < total {
-            let end = (next + CHUNK).min(total);
-            let mut group = Group::new(&store, next, std::mem::take(&mut self.cache));
-            for (offset, bytes) in store.leaves(next, end)?.into_iter().enumerate() {
-                let index = next + offset as u64;
-                self.replay_one(&mut group, index, bytes)?;
-            }
-            let (result, cache) = group.commit();
-            self.cache = cache;
-            result?;
-            next = end;
-            progress(next);
-        }
-        if let Some((size, note)) = store.latest_checkpoint()? {
-            let cp = checkpoint::open_checkpoint(&note, &self.verifier_key())?;
-            if merkle::root(size, &store)? != cp.root {
-                return Err(LedgerError::SelfCheck(format!(
-                    "tree root at size {size} differs from its checkpoint"
-                )));
-            }
-        }
-        store.finish_rebuild()?;
-        Ok((before, store.state_digest()?))
+        self.replay(0, progress)?;
+        self.store.finish_rebuild()?;
+        Ok((before, self.store.state_digest()?))
     }
 
-    fn replay_one(&self, group: &mut Group, index: u64, bytes: Vec<u8>) -> Result<(), LedgerError> {
-        let leaf = Leaf::decode(index, &bytes)?;
-        if leaf.index != index {
-            return Err(LedgerError::CorruptLeaf {
-                index,
-                reason: format!("leaf says index {}", leaf.index),
-            });
-        }
-        let env = leaf.envelope()?;
-        env.verify()?;
-        let payload = Payload::parse(env.kind(), env.payload()).map_err(EngineError::from)?;
-        let signers: Vec<String> = env.signers().map(str::to_owned).collect();
-        let mismatch = |found: String| LedgerError::ReplayMismatch {
-            index,
-            expected: serde_json::to_string(&leaf.effects).unwrap_or_default(),
-            found,
-        };
-        let (effects, writes) = engine::apply(
-            &*group,
+    fn replay(&mut self, from: u64, progress: &dyn Fn(u64)) -> Result<(), LedgerError> {
+        replay(
+            &self.store,
             &self.config.log,
-            &payload,
-            &signers,
-            leaf.timestamp_ms,
-            index,
+            &mut self.cache,
+            from..self.size,
+            progress,
         )
-        .map_err(|e| mismatch(format!("refusal: {e}")))?;
-        if effects != leaf.effects {
-            return Err(mismatch(
-                serde_json::to_string(&effects).unwrap_or_default(),
-            ));
+    }
+}
+
+/// Replays the log's leaves `range` into `store`'s state (which must reflect the log up to
+/// `range.start`), in groups of 1024 each written as one batch, then flushes: every leaf is
+/// decoded, its envelope's signatures verified and its effects recomputed by the engine and
+/// compared with the recorded ones. The one replay behind [`Ledger::open`], `rebuild` and the
+/// auditor's mirror; `progress` is called with the size reached after each group.
+pub fn replay(
+    store: &Store,
+    log: &LogConfig,
+    cache: &mut WriterCache,
+    range: std::ops::Range<u64>,
+    progress: &dyn Fn(u64),
+) -> Result<(), LedgerError> {
+    const CHUNK: u64 = 1024;
+    let mut next = range.start;
+    while next < range.end {
+        let end = (next + CHUNK).min(range.end);
+        // Decoding and signature checks in parallel on all cores; the engine in order.
+        let checked: Vec<Result<(Leaf, Envelope), LedgerError>> = {
+            use rayon::prelude::*;
+            store
+                .leaves(next, end)?
+                .into_par_iter()
+                .enumerate()
+                .map(|(offset, bytes)| checked_leaf(next + offset as u64, &bytes))
+                .collect()
+        };
+        let mut group = Group::new(store, next, std::mem::take(cache));
+        for (offset, item) in checked.into_iter().enumerate() {
+            let index = next + offset as u64;
+            if let Err(e) =
+                item.and_then(|(leaf, env)| replay_leaf(&mut group, log, index, leaf, &env))
+            {
+                *cache = group.into_cache();
+                return Err(e);
+            }
         }
-        let stored = self
-            .store
-            .read_hashes(&[merkle::stored_index_of_leaf(index)])?;
-        if stored.first() != Some(&merkle::leaf_hash(&bytes)) {
-            return Err(LedgerError::CorruptLeaf {
-                index,
-                reason: "leaf hash differs from the stored tree".into(),
-            });
-        }
-        group.push_replayed(writes);
-        Ok(())
+        let (result, returned) = group.commit();
+        *cache = returned;
+        result?;
+        next = end;
+        progress(next);
+    }
+    store.flush()?;
+    Ok(())
+}
+
+/// Leaf `index` decoded, naming its own index, with its envelope's signatures verified.
+fn checked_leaf(index: u64, bytes: &[u8]) -> Result<(Leaf, Envelope), LedgerError> {
+    let leaf = Leaf::decode(index, bytes)?;
+    if leaf.index != index {
+        return Err(LedgerError::CorruptLeaf {
+            index,
+            reason: format!("leaf says index {}", leaf.index),
+        });
+    }
+    let env = leaf.envelope()?;
+    env.verify()?;
+    Ok((leaf, env))
+}
+
+/// Replays one checked leaf onto `group`: the engine must compute the effects it records.
+fn replay_leaf(
+    group: &mut Group,
+    log: &LogConfig,
+    index: u64,
+    leaf: Leaf,
+    env: &Envelope,
+) -> Result<(), LedgerError> {
+    let payload = Payload::parse(env.kind(), env.payload()).map_err(EngineError::from)?;
+    let signers: Vec<String> = env.signers().map(str::to_owned).collect();
+    let mismatch = |found: String| LedgerError::ReplayMismatch {
+        index,
+        expected: serde_json::to_string(&leaf.effects).unwrap_or_default(),
+        found,
+    };
+    let (effects, writes) =
+        engine::apply(&*group, log, &payload, &signers, leaf.timestamp_ms, index)
+            .map_err(|e| mismatch(format!("refusal: {e}")))?;
+    if effects != leaf.effects {
+        return Err(mismatch(
+            serde_json::to_string(&effects).unwrap_or_default(),
+        ));
+    }
+    group.push_replayed(writes);
+    Ok(())
+}
+
+impl Drop for Ledger {
+    /// Flushes the state store, so that the next open has nothing to replay (nothing is lost
+    /// if this fails or never runs: the log holds every entry).
+    fn drop(&mut self) {
+        let _ = self.store.flush();
     }
 }

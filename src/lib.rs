@@ -54,6 +54,7 @@ pub mod keys;
 pub mod ledger;
 pub mod log;
 pub mod merkle;
+pub mod migrate;
 pub mod payload;
 pub mod receipt;
 pub mod sequencer;

@@ -1,9 +1,10 @@
 //! The write pipeline as two threads: signature checks, then one sequencer with group commit.
 //!
 //! ```text
-//! submit() ──► verifier thread ──────────────► sequencer thread ──► reply after flush
-//!              drains what is queued (a group)   engine + leaves + tree, one sled batch,
-//!              verifies it in parallel (strict)  one flush; cuts checkpoints each interval
+//! submit() ──► verifier thread ──────────────► sequencer thread ──► reply after the sync
+//!              drains what is queued (a group)   engine over the state, the leaves appended
+//!              verifies it in parallel (strict)  to the log (one fdatasync), then the state
+//!                                                written behind; checkpoints each interval
 //! ```
 //!
 //! The two stages overlap: while the sequencer commits group k, the verifier checks group k+1.

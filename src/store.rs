@@ -1,15 +1,20 @@
-//! The sled database: one keyspace, one writer, readers that never block it.
+//! The state store: what the log implies (accounts, lots, merchants, orders, the nonce index,
+//! history, EVM links) kept in sled, beside the signed checkpoints and the anchorer's records,
+//! with the log itself ([`crate::log`]) behind one read handle.
 //!
-//! Everything lives in sled's default tree under one-byte prefixes, so that a whole group of
-//! entries (leaves, tree hashes, derived state, indexes) is written by **one atomic batch** and
-//! made durable by **one flush**: after a crash the store holds a prefix of the groups, never half
-//! of one.
+//! The log is the source of truth and the only thing written before an entry is acknowledged:
+//! the writer appends a group to the log (one `fdatasync`), then writes the group's state here
+//! as one sled batch, without a flush (before the group's receipts are sent, so that a read
+//! after a receipt sees its effects); sled persists it in the background and at every
+//! checkpoint ([`Store::put_checkpoint`] flushes). Each batch records the log size it reflects
+//! (`mstate-size`), and sled recovers whole batches in order, so after a crash the state is
+//! that of a prefix of the log, which [`crate::ledger::Ledger::open`] replays forward from.
+//! Derived state can always be rebuilt from the log (`pointsledger rebuild`); checkpoints and
+//! anchor records cannot, and are flushed as they are written.
 //!
 //! | prefix | key | value |
 //! |---|---|---|
-//! | `m` | meta name | meta value (log config, tree size) |
-//! | `L` | leaf index (u64 BE) | leaf bytes |
-//! | `H` | stored hash index (u64 BE) | 32-byte tree hash (the Go sumdb/tlog layout) |
+//! | `m` | meta name | meta value (log config, the log size the state reflects) |
 //! | `C` | tree size (u64 BE) | signed checkpoint note |
 //! | `A` | account id | account without its lots (debt, referral, counters) |
 //! | `T` | account id `/` expiry, lot index, ordinal (BE) | one lot; keys sort in drawing order |
@@ -18,19 +23,23 @@
 //! | `N` | signer `/` nonce | leaf index (replays refused, identical resubmissions found) |
 //! | `X` | EVM address | consumer id |
 //! | `Y` | account id, leaf index (u64 BE) | empty: the account's history |
-//! | `K` | tree size (u64 BE) | the anchorer's record for that checkpoint (not derived state) |
 //!
-//! The meta key `anchor-target` names the chain id and contract the `K` records belong to.
+//! The anchorer's records are in a keyspace of their own (`anchors`): `K` + tree size (u64 BE)
+//! holds the record for that checkpoint, and `manchor-target` the chain id and contract they
+//! belong to.
+//! Data directories of the earlier layout also held the leaves (`L`) and tree hashes (`H`)
+//! here; `pointsledger migrate` moves them into the log.
 //!
 //! Derived state is encoded with postcard (compact, fast, and never read by anything but this
 //! module); a lot is its own key so that a purchase writes one small lot rather than rewriting
-//! every lot of the account. [`Group`] is the write side: an overlay over the store that the engine reads through while a
-//! group is being sequenced, turned into a batch at commit.
+//! every lot of the account. [`Group`] is the write side: an overlay over the store that the
+//! engine reads through while a group is being sequenced, turned into a batch at commit.
 
 use crate::engine::state::{Account, Lot, Merchant, Order};
 use crate::engine::{EngineError, LogConfig, StateView, Writes};
-use crate::log::layout::{Resource, TILE_HEIGHT, TILE_WIDTH};
-use crate::merkle::{stored_index, Hash, HashSource, MerkleError};
+use crate::log::layout::Resource;
+use crate::log::{LogError, LogReader, MAX_READ_LEAVES};
+use crate::merkle::{Hash, HashSource, MerkleError};
 use serde::{de::DeserializeOwned, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
@@ -49,9 +58,9 @@ pub enum StoreError {
         /// What failed.
         reason: String,
     },
-    /// A tree hash the log needs is missing.
-    #[error("tree hash {0} is missing")]
-    MissingHash(u64),
+    /// The log could not be read.
+    #[error(transparent)]
+    Log(#[from] LogError),
 }
 
 impl From<StoreError> for EngineError {
@@ -135,9 +144,14 @@ fn lots_prefix(account: &str) -> Vec<u8> {
 }
 
 const META_CONFIG: &[u8] = b"mconfig";
-const META_SIZE: &[u8] = b"msize";
+/// The log size the derived state reflects.
+const META_STATE_SIZE: &[u8] = b"mstate-size";
+/// Where the earlier layout kept the log's size (`pointsledger migrate` removes it).
+const LEGACY_META_SIZE: &[u8] = b"msize";
 const META_REBUILDING: &[u8] = b"mrebuilding";
 const META_ANCHOR_TARGET: &[u8] = b"manchor-target";
+/// The keyspace of the anchor records (`K` + tree size) and their target.
+const ANCHORS: &str = "anchors";
 
 /// sled's page cache. Its default (1 GiB) made a served ledger of 1M entries hold 1.2 GiB;
 /// proofs read O(log n) pages and the writer its recent accounts, so a smaller cache costs
@@ -174,28 +188,69 @@ pub fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
     }
 }
 
-/// A handle on the database; cheap to clone, safe to read from any thread.
+fn get_json<T: DeserializeOwned>(db: &sled::Tree, k: &[u8]) -> Result<Option<T>, StoreError> {
+    match db.get(k)? {
+        None => Ok(None),
+        Some(v) => serde_json::from_slice(&v)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt {
+                key: String::from_utf8_lossy(k).into_owned(),
+                reason: e.to_string(),
+            }),
+    }
+}
+
+fn latest_checkpoint(db: &sled::Db) -> Result<Option<(u64, String)>, StoreError> {
+    match db.scan_prefix([b'C']).next_back() {
+        None => Ok(None),
+        Some(kv) => {
+            let (k, v) = kv?;
+            let size = decode_u64(&k, &k[1..])?;
+            Ok(Some((size, String::from_utf8_lossy(&v).into_owned())))
+        }
+    }
+}
+
+fn state_digest(db: &sled::Db) -> Result<Hash, StoreError> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for prefix in DERIVED {
+        for kv in db.scan_prefix([prefix]) {
+            let (k, v) = kv?;
+            h.update((k.len() as u64).to_be_bytes());
+            h.update(&k);
+            h.update((v.len() as u64).to_be_bytes());
+            h.update(&v);
+        }
+    }
+    Ok(h.finalize().into())
+}
+
+/// A read handle on the log and the state; cheap to clone, safe to read from any thread, never
+/// blocking the writer.
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
-    /// Tree hashes of level [`CACHED_LEVEL`] and up, kept in memory once read. Every proof
-    /// walks the same few upper-level hashes, and stored hashes never change, so the cache
-    /// needs no invalidation; it is bounded by [`MAX_CACHED_HASHES`].
-    upper_hashes: std::sync::Arc<std::sync::RwLock<HashMap<u64, Hash>>>,
+    /// The anchorer's records and the contract they belong to: not derived from the log, so
+    /// in a keyspace of their own that no rebuild touches.
+    anchors: sled::Tree,
+    log: LogReader,
 }
 
-/// The lowest tree level whose hashes are cached (a level-6 hash covers 64 leaves).
-const CACHED_LEVEL: u8 = 6;
-/// At most this many cached hashes (32 MiB): all of them up to about 16 million leaves.
-const MAX_CACHED_HASHES: usize = 1 << 20;
-
 impl Store {
-    /// Opens (creating if missing) the database in `dir`.
-    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+    /// Opens (creating if missing) the state database in `dir`, beside `log`.
+    pub fn open(dir: &Path, log: LogReader) -> Result<Store, StoreError> {
+        let db = open_db(dir)?;
         Ok(Store {
-            db: open_db(dir)?,
-            upper_hashes: Default::default(),
+            anchors: db.open_tree(ANCHORS)?,
+            db,
+            log,
         })
+    }
+
+    /// The log this store reads.
+    pub fn log(&self) -> &LogReader {
+        &self.log
     }
 
     fn get<T: DeserializeOwned>(&self, k: &[u8]) -> Result<Option<T>, StoreError> {
@@ -220,15 +275,7 @@ impl Store {
     }
 
     fn get_json<T: DeserializeOwned>(&self, k: &[u8]) -> Result<Option<T>, StoreError> {
-        match self.db.get(k)? {
-            None => Ok(None),
-            Some(v) => serde_json::from_slice(&v)
-                .map(Some)
-                .map_err(|e| StoreError::Corrupt {
-                    key: String::from_utf8_lossy(k).into_owned(),
-                    reason: e.to_string(),
-                }),
-        }
+        get_json(&self.db, k)
     }
 
     /// The log's configuration, once initialised.
@@ -239,31 +286,43 @@ impl Store {
     /// Writes the configuration of a new log (once, at init) and flushes.
     pub fn put_config(&self, config: &StoredConfig) -> Result<(), StoreError> {
         self.db.insert(META_CONFIG, to_json(config))?;
-        self.db.insert(META_SIZE, &0u64.to_be_bytes())?;
         self.db.flush()?;
         Ok(())
     }
 
-    /// Number of leaves in the log.
+    /// Number of leaves in the log (durable ones only).
     pub fn size(&self) -> Result<u64, StoreError> {
-        match self.db.get(META_SIZE)? {
+        Ok(self.log.size())
+    }
+
+    /// The log size the derived state reflects: at most [`Store::size`]; below it after a
+    /// crash until the ledger replays the tail.
+    pub fn state_size(&self) -> Result<u64, StoreError> {
+        match self.db.get(META_STATE_SIZE)? {
             None => Ok(0),
-            Some(v) => decode_u64(META_SIZE, &v),
+            Some(v) => decode_u64(META_STATE_SIZE, &v),
         }
     }
 
-    /// The bytes of leaf `index`.
+    /// The bytes of leaf `index`, if the log holds it.
     pub fn leaf(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.db.get(num_key(b'L', index))?.map(|v| v.to_vec()))
+        if index >= self.log.size() {
+            return Ok(None);
+        }
+        Ok(Some(self.log.leaf(index)?))
     }
 
     /// Leaves `start..end` (end exclusive, clipped to the log's size).
     pub fn leaves(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
-        self.db
-            .range(num_key(b'L', start)..num_key(b'L', end))
-            .values()
-            .map(|v| v.map(|v| v.to_vec()).map_err(StoreError::from))
-            .collect()
+        let end = end.min(self.log.size());
+        let mut out = Vec::new();
+        let mut at = start;
+        while at < end {
+            let n = (end - at).min(MAX_READ_LEAVES);
+            out.extend(self.log.leaves(at, n)?);
+            at += n;
+        }
+        Ok(out)
     }
 
     /// The signed checkpoint note for tree size `size`, if one was cut at that size.
@@ -276,63 +335,32 @@ impl Store {
 
     /// The latest checkpoint: its tree size and signed note.
     pub fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError> {
-        match self.db.scan_prefix([b'C']).next_back() {
-            None => Ok(None),
-            Some(kv) => {
-                let (k, v) = kv?;
-                let size = decode_u64(&k, &k[1..])?;
-                Ok(Some((size, String::from_utf8_lossy(&v).into_owned())))
-            }
-        }
+        latest_checkpoint(&self.db)
     }
 
     /// The body of a tlog-tiles resource ([`crate::log::layout`]): the latest checkpoint note,
     /// an entry bundle (each leaf behind its `u16` big-endian length) or a hash tile (its
     /// stored hashes, 32 bytes each). `None` when the log does not hold it yet.
     pub fn tile(&self, resource: &Resource) -> Result<Option<Vec<u8>>, StoreError> {
-        let size = self.size()?;
-        if resource.needs_size().is_none_or(|n| n > size) {
-            return Ok(None);
-        }
-        match *resource {
+        let found = match *resource {
             Resource::Checkpoint => {
-                Ok(self.latest_checkpoint()?.map(|(_, note)| note.into_bytes()))
+                return Ok(self.latest_checkpoint()?.map(|(_, note)| note.into_bytes()))
             }
-            Resource::Bundle { index, width } => {
-                let first = index * TILE_WIDTH;
-                let mut body = Vec::new();
-                for (i, leaf) in self
-                    .leaves(first, first + u64::from(width))?
-                    .into_iter()
-                    .enumerate()
-                {
-                    let len = u16::try_from(leaf.len()).map_err(|_| StoreError::Corrupt {
-                        key: format!("L{}", first + i as u64),
-                        reason: format!("{} bytes do not fit an entry bundle", leaf.len()),
-                    })?;
-                    body.extend_from_slice(&len.to_be_bytes());
-                    body.extend_from_slice(&leaf);
-                }
-                Ok(Some(body))
-            }
+            Resource::Bundle { index, width } => self.log.entry_bundle(index, width),
             Resource::Tile {
                 level,
                 index,
                 width,
-            } => {
-                // needs_size() holds only for levels whose tree level fits 0..64.
-                let tree_level = (u32::from(level) * TILE_HEIGHT) as u8;
-                let first = index * TILE_WIDTH;
-                let mut body = Vec::with_capacity(32 * usize::from(width));
-                for n in first..first + u64::from(width) {
-                    body.extend_from_slice(&self.read_hash(stored_index(tree_level, n))?);
-                }
-                Ok(Some(body))
-            }
+            } => self.log.hash_tile(level, index, width),
+        };
+        match found {
+            Ok(body) => Ok(Some(body)),
+            Err(LogError::NotYet { .. } | LogError::BadPath(_)) => Ok(None),
+            Err(e) => Err(e.into()),
         }
     }
 
-    /// Stores a checkpoint note and flushes it.
+    /// Stores a checkpoint note and flushes it, with every state batch written before it.
     pub fn put_checkpoint(&self, size: u64, note: &str) -> Result<(), StoreError> {
         self.db.insert(num_key(b'C', size), note.as_bytes())?;
         self.db.flush()?;
@@ -372,21 +400,10 @@ impl Store {
     /// Two stores with equal digests hold identical derived state; `rebuild` uses it to show
     /// that replaying the log reproduces the state exactly.
     pub fn state_digest(&self) -> Result<Hash, StoreError> {
-        use sha2::{Digest, Sha256};
-        let mut h = Sha256::new();
-        for prefix in DERIVED {
-            for kv in self.db.scan_prefix([prefix]) {
-                let (k, v) = kv?;
-                h.update((k.len() as u64).to_be_bytes());
-                h.update(&k);
-                h.update((v.len() as u64).to_be_bytes());
-                h.update(&v);
-            }
-        }
-        Ok(h.finalize().into())
+        state_digest(&self.db)
     }
 
-    /// Deletes all derived state (not leaves, hashes or checkpoints) and marks a rebuild as
+    /// Deletes all derived state (not checkpoints or anchor records) and marks a rebuild as
     /// under way, so that an interrupted rebuild is noticed at the next open.
     pub fn clear_derived(&self) -> Result<(), StoreError> {
         self.db.insert(META_REBUILDING, &[1u8])?;
@@ -398,32 +415,7 @@ impl Store {
             }
             self.db.apply_batch(batch)?;
         }
-        self.db.flush()?;
-        Ok(())
-    }
-
-    /// Cuts the log back to its first `size` leaves: removes later leaves, their tree hashes
-    /// and any checkpoint beyond `size`, and records `size`. Only for dropping what a failed
-    /// group commit may have left behind, none of which was acknowledged; derived state must be
-    /// rebuilt afterwards.
-    pub fn truncate_log(&self, size: u64) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        let ranges = [
-            (b'L', size),
-            (b'H', crate::merkle::stored_index_of_leaf(size)),
-            (b'C', size.saturating_add(1)),
-        ];
-        for (prefix, from) in ranges {
-            for k in self
-                .db
-                .range(num_key(prefix, from)..=num_key(prefix, u64::MAX))
-                .keys()
-            {
-                batch.remove(k?);
-            }
-        }
-        batch.insert(META_SIZE, &size.to_be_bytes());
-        self.db.apply_batch(batch)?;
+        self.db.remove(META_STATE_SIZE)?;
         self.db.flush()?;
         Ok(())
     }
@@ -453,14 +445,15 @@ impl Store {
 
     /// Saves the anchorer's record for a checkpoint and flushes it.
     pub fn put_anchor(&self, rec: &crate::anchor::AnchorRecord) -> Result<(), StoreError> {
-        self.db.insert(num_key(b'K', rec.tree_size), to_json(rec))?;
-        self.db.flush()?;
+        self.anchors
+            .insert(num_key(b'K', rec.tree_size), to_json(rec))?;
+        self.anchors.flush()?;
         Ok(())
     }
 
     /// Forgets the record for `tree_size` (a pending anchor a newer one replaced).
     pub fn delete_anchor(&self, tree_size: u64) -> Result<(), StoreError> {
-        self.db.remove(num_key(b'K', tree_size))?;
+        self.anchors.remove(num_key(b'K', tree_size))?;
         Ok(())
     }
 
@@ -484,7 +477,7 @@ impl Store {
             Some(size) => num_key(b'K', size).to_vec(),
             None => vec![b'K' + 1],
         };
-        self.db.range(vec![b'K']..end).rev().map(|kv| {
+        self.anchors.range(vec![b'K']..end).rev().map(|kv| {
             let (k, v) = kv?;
             serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
                 key: format!("K{:?}", &k[1..]),
@@ -522,7 +515,7 @@ impl Store {
 
     /// The contract the anchor records belong to, as `(chain id, 0x address)`.
     pub fn anchor_target(&self) -> Result<Option<(u64, String)>, StoreError> {
-        self.get_json(META_ANCHOR_TARGET)
+        get_json(&self.anchors, META_ANCHOR_TARGET)
     }
 
     /// Binds the anchor records to a contract. Records kept for another contract describe
@@ -535,25 +528,14 @@ impl Store {
         }
         let mut batch = sled::Batch::default();
         let mut dropped = 0;
-        for kv in self.db.scan_prefix([b'K']) {
+        for kv in self.anchors.scan_prefix([b'K']) {
             batch.remove(kv?.0);
             dropped += 1;
         }
         batch.insert(META_ANCHOR_TARGET, to_json(&target));
-        self.db.apply_batch(batch)?;
-        self.db.flush()?;
+        self.anchors.apply_batch(batch)?;
+        self.anchors.flush()?;
         Ok(dropped)
-    }
-
-    /// Writes raw tree hashes (used only by the benchmark to build a large tree quickly).
-    pub fn put_hashes(&self, hashes: &[(u64, Hash)], size: u64) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        for (i, h) in hashes {
-            batch.insert(&num_key(b'H', *i), h);
-        }
-        batch.insert(META_SIZE, &size.to_be_bytes());
-        self.db.apply_batch(batch)?;
-        Ok(())
     }
 }
 
@@ -597,41 +579,10 @@ impl StateView for Store {
     }
 }
 
-impl Store {
-    fn read_hash(&self, i: u64) -> Result<Hash, StoreError> {
-        let cacheable = crate::merkle::stored_index_level(i) >= CACHED_LEVEL;
-        if cacheable {
-            if let Some(h) = self
-                .upper_hashes
-                .read()
-                .ok()
-                .and_then(|c| c.get(&i).copied())
-            {
-                return Ok(h);
-            }
-        }
-        let v = self
-            .db
-            .get(num_key(b'H', i))?
-            .ok_or(StoreError::MissingHash(i))?;
-        let h: Hash = v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
-            key: format!("H{i}"),
-            reason: "expected 32 bytes".into(),
-        })?;
-        if cacheable {
-            if let Ok(mut c) = self.upper_hashes.write() {
-                if c.len() < MAX_CACHED_HASHES {
-                    c.insert(i, h);
-                }
-            }
-        }
-        Ok(h)
-    }
-}
-
 impl HashSource for Store {
+    /// The log's stored hashes, refused past its durable size.
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, MerkleError> {
-        indexes.iter().map(|&i| Ok(self.read_hash(i)?)).collect()
+        self.log.read_hashes(indexes)
     }
 }
 
@@ -678,8 +629,9 @@ pub struct Group<'a> {
     orders: HashMap<(String, String), Order>,
     nonces: HashMap<(String, String), u64>,
     evm: HashMap<String, Option<String>>,
-    hashes: HashMap<u64, Hash>,
-    leaves: Vec<(u64, Vec<u8>)>,
+    /// The group's new leaves, from index `first`.
+    leaves: Vec<Vec<u8>>,
+    first: u64,
     history: Vec<(String, u64)>,
 }
 
@@ -696,8 +648,8 @@ impl<'a> Group<'a> {
             orders: HashMap::new(),
             nonces: HashMap::new(),
             evm: HashMap::new(),
-            hashes: HashMap::new(),
             leaves: Vec::new(),
+            first: size,
             history: Vec::new(),
         }
     }
@@ -725,24 +677,29 @@ impl<'a> Group<'a> {
         }
     }
 
-    /// Leaf bytes, from this group or the store.
+    /// Leaf bytes, from this group or the log.
     pub fn leaf(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.leaves.iter().find(|(i, _)| *i == index) {
-            Some((_, l)) => Ok(Some(l.clone())),
-            None => self.store.leaf(index),
+        match index.checked_sub(self.first) {
+            Some(at) if at < self.leaves.len() as u64 => Ok(Some(self.leaves[at as usize].clone())),
+            _ => self.store.leaf(index),
         }
     }
 
-    /// Adds one accepted entry: its leaf, the tree hashes to store, its digest and its writes.
-    pub fn push(&mut self, leaf: Vec<u8>, hashes: Vec<(u64, Hash)>, writes: Writes) {
+    /// Adds one accepted entry: its leaf and its writes.
+    pub fn push(&mut self, leaf: Vec<u8>, writes: Writes) {
         let index = self.size;
         self.size += 1;
-        self.leaves.push((index, leaf));
-        self.hashes.extend(hashes);
+        self.leaves.push(leaf);
         self.apply_writes(index, writes);
     }
 
-    /// Adds the state changes of a leaf that is already in the log (used by `rebuild`).
+    /// The group's new leaves, in order: what the writer appends to the log before it commits
+    /// the group's state.
+    pub fn new_leaves(&self) -> &[Vec<u8>] {
+        &self.leaves
+    }
+
+    /// Adds the state changes of a leaf that is already in the log (replays).
     pub fn push_replayed(&mut self, writes: Writes) {
         let index = self.size;
         self.size += 1;
@@ -769,8 +726,10 @@ impl<'a> Group<'a> {
         self.evm.extend(writes.evm);
     }
 
-    /// Turns the group into one sled batch, applies it and flushes: durable on return. The
-    /// writer's cache comes back either way (on failure it holds only what was committed before).
+    /// Writes the group's state as one sled batch that records the log size it reflects,
+    /// without a flush (the group's leaves must already be in the log; see the module doc).
+    /// The writer's cache comes back either way (on failure it holds only what was committed
+    /// before).
     pub fn commit(mut self) -> (Result<(), StoreError>, WriterCache) {
         let mut cache = self.cache.take();
         let result = self.write(&cache);
@@ -786,12 +745,6 @@ impl<'a> Group<'a> {
     fn write(&mut self, cache: &WriterCache) -> Result<(), StoreError> {
         let store = self.store;
         let mut b = sled::Batch::default();
-        for (i, leaf) in self.leaves.drain(..) {
-            b.insert(&num_key(b'L', i), leaf);
-        }
-        for (i, h) in self.hashes.drain() {
-            b.insert(&num_key(b'H', i), &h);
-        }
         for (id, a) in self.accounts.iter_mut() {
             // Write only the lots that changed; remove the ones the engine dropped.
             let stored;
@@ -836,9 +789,8 @@ impl<'a> Group<'a> {
         for (a, i) in self.history.drain(..) {
             b.insert(history_key(&a, i), &[]);
         }
-        b.insert(META_SIZE, &self.size.to_be_bytes());
+        b.insert(META_STATE_SIZE, &self.size.to_be_bytes());
         store.db.apply_batch(b)?;
-        store.db.flush()?;
         Ok(())
     }
 }
@@ -898,18 +850,77 @@ impl StateView for Group<'_> {
     }
 }
 
-impl HashSource for Group<'_> {
-    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, MerkleError> {
-        indexes
-            .iter()
-            .map(|i| match self.hashes.get(i) {
-                Some(h) => Ok(*h),
-                None => self
-                    .store
-                    .read_hashes(&[*i])?
-                    .pop()
-                    .ok_or(MerkleError::Storage(format!("tree hash {i} is missing"))),
+/// The earlier layout, in which the leaves (`L`), tree hashes (`H`) and the log's size
+/// (`msize`) lived in this keyspace too; read and cleared only by [`crate::migrate`].
+pub(crate) mod legacy {
+    use super::{decode_u64, num_key, StoreError, StoredConfig, LEGACY_META_SIZE, META_REBUILDING};
+    use crate::merkle::Hash;
+
+    /// The log's configuration.
+    pub(crate) fn config(db: &sled::Db) -> Result<Option<StoredConfig>, StoreError> {
+        super::get_json(db, super::META_CONFIG)
+    }
+
+    /// The latest checkpoint: its tree size and signed note.
+    pub(crate) fn latest_checkpoint(db: &sled::Db) -> Result<Option<(u64, String)>, StoreError> {
+        super::latest_checkpoint(db)
+    }
+
+    /// The digest of the derived state ([`super::Store::state_digest`]).
+    pub(crate) fn state_digest(db: &sled::Db) -> Result<Hash, StoreError> {
+        super::state_digest(db)
+    }
+
+    /// The log's size, or `None` once [`strip`] has run.
+    pub(crate) fn size(db: &sled::Db) -> Result<Option<u64>, StoreError> {
+        db.get(LEGACY_META_SIZE)?
+            .map(|v| decode_u64(LEGACY_META_SIZE, &v))
+            .transpose()
+    }
+
+    /// Leaves `start..end`; an index with no leaf is an error, not a gap.
+    pub(crate) fn leaves(db: &sled::Db, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        (start..end)
+            .map(|i| {
+                db.get(num_key(b'L', i))?
+                    .map(|v| v.to_vec())
+                    .ok_or_else(|| StoreError::Corrupt {
+                        key: format!("L{i}"),
+                        reason: "the leaf is missing".into(),
+                    })
             })
             .collect()
+    }
+
+    /// Removes the leaves, hashes and size (now in the log), moves the anchor records into
+    /// their own keyspace, and marks the derived state for a full replay, so that the first
+    /// open checks every leaf against it; flushed on return.
+    pub(crate) fn strip(db: &sled::Db) -> Result<(), StoreError> {
+        db.insert(META_REBUILDING, &[1u8])?;
+        db.flush()?;
+        let anchors = db.open_tree(super::ANCHORS)?;
+        let mut moved = sled::Batch::default();
+        let mut gone = sled::Batch::default();
+        for kv in db
+            .scan_prefix([b'K'])
+            .chain(db.scan_prefix(super::META_ANCHOR_TARGET))
+        {
+            let (k, v) = kv?;
+            moved.insert(k.clone(), v);
+            gone.remove(k);
+        }
+        anchors.apply_batch(moved)?;
+        anchors.flush()?;
+        db.apply_batch(gone)?;
+        for prefix in [b'L', b'H'] {
+            let mut batch = sled::Batch::default();
+            for k in db.scan_prefix([prefix]).keys() {
+                batch.remove(k?);
+            }
+            db.apply_batch(batch)?;
+        }
+        db.remove(LEGACY_META_SIZE)?;
+        db.flush()?;
+        Ok(())
     }
 }

@@ -2,7 +2,7 @@
 //! real anvil: a clean log passes and is then audited incrementally; each kind of tampering is
 //! caught and named at the right place:
 //!
-//! (a) a leaf's bytes changed in the store, (b) an entry removed, (c) a checkpoint signed over
+//! (a) a leaf's bytes changed in the log, (b) an entry removed, (c) a checkpoint signed over
 //! a forked tree, (d) effects miscomputed in a leaf (tree and checkpoints re-signed to match),
 //! (e) an on-chain root that disagrees, (f) a balance the server misreports.
 
@@ -19,6 +19,7 @@ use pointsledger::checkpoint::{self, Checkpoint};
 use pointsledger::clock::DAY_MS;
 use pointsledger::keys;
 use pointsledger::ledger::DataDir;
+use pointsledger::log::tamper;
 use pointsledger::merkle::{self, MemoryHashes};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -98,35 +99,33 @@ fn failed_at(url: &str, state: &Path) -> (String, Value) {
     (d["at"].as_str().expect("at").to_owned(), d)
 }
 
-fn key(prefix: u8, n: u64) -> Vec<u8> {
-    let mut k = vec![prefix];
-    k.extend_from_slice(&n.to_be_bytes());
-    k
+/// The leaves of a stopped ledger.
+fn leaves(data: &Path) -> Vec<Vec<u8>> {
+    let (store, _) = pointsledger::ledger::open_store(data).expect("store");
+    store
+        .leaves(0, store.size().expect("size"))
+        .expect("leaves")
 }
 
-/// The store of a stopped ledger, opened raw, as someone with disk access would.
-fn raw(data: &Path) -> sled::Db {
-    pointsledger::store::open_db(&DataDir(data.to_owned()).db()).expect("open sled")
+/// The state store of a stopped ledger, opened raw, as someone with disk access would.
+fn raw_state(data: &Path) -> sled::Db {
+    pointsledger::store::open_db(&DataDir(data.to_owned()).state()).expect("open sled")
 }
 
-/// Rewrites leaf `index` with `change`, then recomputes the whole tree and re-signs every
-/// checkpoint with the log key: a history the operator forged consistently.
+/// Rewrites leaf `index` with `change`, then rewrites the log over the changed history (its
+/// tree recomputed) and re-signs every checkpoint with the log key: a history the operator
+/// forged consistently.
 fn forge(data: &Path, index: u64, change: impl FnOnce(&mut Value)) {
-    let db = raw(data);
-    let mut leaf: Value =
-        serde_json::from_slice(&db.get(key(b'L', index)).expect("get").expect("leaf"))
-            .expect("json");
+    let mut all = leaves(data);
+    let mut leaf: Value = serde_json::from_slice(&all[index as usize]).expect("json");
     change(&mut leaf);
-    db.insert(key(b'L', index), serde_json::to_vec(&leaf).expect("json"))
-        .expect("insert");
+    all[index as usize] = serde_json::to_vec(&leaf).expect("json");
+    tamper::rewrite(&DataDir(data.to_owned()).log(), &all).expect("rewrite the log");
     let mut tree = MemoryHashes::new();
-    for kv in db.scan_prefix([b'L']) {
-        let (_, bytes) = kv.expect("leaf");
-        tree.append(&merkle::leaf_hash(&bytes)).expect("append");
+    for bytes in &all {
+        tree.append(&merkle::leaf_hash(bytes)).expect("append");
     }
-    for (i, h) in tree.stored().iter().enumerate() {
-        db.insert(key(b'H', i as u64), h.to_vec()).expect("insert");
-    }
+    let db = raw_state(data);
     let log_key = keys::read_key_file(&DataDir(data.to_owned()).log_key()).expect("log key");
     let config: Value =
         serde_json::from_slice(&db.get(b"mconfig").expect("get").expect("config")).expect("json");
@@ -142,7 +141,9 @@ fn forge(data: &Path, index: u64, change: impl FnOnce(&mut Value)) {
             root: merkle::root(size, &tree).expect("root"),
         };
         let note = checkpoint::sign_checkpoint(&cp, &log_key).expect("sign");
-        db.insert(key(b'C', size), note.as_bytes()).expect("insert");
+        let mut k = vec![b'C'];
+        k.extend_from_slice(&size.to_be_bytes());
+        db.insert(k, note.as_bytes()).expect("insert");
     }
     db.flush().expect("flush");
 }
@@ -181,7 +182,7 @@ impl Case {
 fn a_clean_log_passes_and_is_audited_incrementally() {
     let case = Case::new();
     let state = case.state("clean");
-    let size = raw(case.data()).scan_prefix([b'L']).count() as u64;
+    let size = leaves(case.data()).len() as u64;
     let (ok, report, stderr) = case.with_server(|api| audit(&api.base, &state, &[]));
     assert!(ok, "{report} {stderr}");
     assert_eq!(report["ok"], Value::Bool(true));
@@ -224,27 +225,34 @@ fn a_clean_log_passes_and_is_audited_incrementally() {
 
 #[test]
 fn a_changed_leaf_is_named() {
-    // (a) One byte more in leaf 5: it still decodes, verifies and replays, but it is not the
-    // leaf the tree holds.
+    // (a) Leaf 5's timestamp one millisecond later, in place: it still decodes, verifies and
+    // replays, but it is not the leaf the tree holds.
     let case = Case::new();
-    let db = raw(case.data());
-    let mut bytes = db.get(key(b'L', 5)).expect("get").expect("leaf").to_vec();
-    bytes.insert(1, b' ');
-    db.insert(key(b'L', 5), bytes).expect("insert");
-    db.flush().expect("flush");
-    drop(db);
+    let text = String::from_utf8(leaves(case.data())[5].clone()).expect("utf8");
+    let at = text.find("\"timestamp_ms\":").expect("timestamp") + "\"timestamp_ms\":".len();
+    let end = at
+        + text[at..]
+            .find(|c: char| !c.is_ascii_digit())
+            .expect("digits");
+    let ts: u64 = text[at..end].parse().expect("number");
+    let changed = format!("{}{}{}", &text[..at], ts + 1, &text[end..]);
+    assert_eq!(changed.len(), text.len());
+    tamper::replace_leaf(
+        &DataDir(case.data().to_owned()).log(),
+        5,
+        changed.as_bytes(),
+    )
+    .expect("tamper");
     let (at, d) = case.with_server(|api| failed_at(&api.base, &case.state("a")));
     assert_eq!(at, "entry 5", "{d}");
 }
 
 #[test]
 fn a_removed_entry_is_named() {
-    // (b) Entry 7 is gone from the store: the server serves 8 where 7 should be.
+    // (b) Entry 7 is gone from the log: the server serves 8 where 7 should be.
     let case = Case::new();
-    let db = raw(case.data());
-    db.remove(key(b'L', 7)).expect("remove");
-    db.flush().expect("flush");
-    drop(db);
+    let size = leaves(case.data()).len() as u64;
+    tamper::drop_leaf(&DataDir(case.data().to_owned()).log(), 7, size).expect("tamper");
     let (at, d) = case.with_server(|api| failed_at(&api.base, &case.state("b")));
     assert_eq!(at, "entry 7", "{d}");
     assert_eq!(
@@ -311,7 +319,7 @@ fn a_misreported_balance_is_named() {
     // but the account the server reports is not the one the log adds up to.
     let case = Case::new();
     let alice = &case.parties[2];
-    let db = raw(case.data());
+    let db = raw_state(case.data());
     let mut prefix = vec![b'T'];
     prefix.extend_from_slice(alice.id.as_bytes());
     prefix.push(b'/');
@@ -353,9 +361,7 @@ fn on_chain_anchors_are_checked_and_receipts_verified_against_the_chain() {
     let chain_args = ["--rpc", &anvil.url, "--contract", &contract_s];
 
     // The honest root at a size inside the log passes, and a receipt verifies against it.
-    let db = raw(case.data());
-    let size = db.scan_prefix([b'L']).count() as u64;
-    drop(db);
+    let size = leaves(case.data()).len() as u64;
     let (honest_size, honest_root) = {
         let (store, _) = pointsledger::ledger::open_store(case.data()).expect("store");
         let root = merkle::root(size - 2, &store).expect("root");

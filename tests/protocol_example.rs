@@ -15,11 +15,10 @@ use ed25519_dalek::SigningKey;
 use pointsledger::checkpoint::{self, Checkpoint, TlogProof};
 use pointsledger::clock::ManualClock;
 use pointsledger::dsse::{self, Envelope};
-use pointsledger::engine::{Effects, LogConfig, StateView as _};
-use pointsledger::ledger::{DataDir, Leaf, Ledger, LedgerError, Receipt};
+use pointsledger::engine::{Effects, StateView as _};
+use pointsledger::ledger::{Leaf, Ledger, LedgerError, Receipt};
 use pointsledger::merkle::{self, MemoryHashes};
 use pointsledger::payload::Payload;
-use pointsledger::store::{Store, StoredConfig};
 use pointsledger::{evm, keys};
 use sha2::{Digest as _, Sha256};
 
@@ -111,21 +110,9 @@ fn sign(step: &Step) -> Envelope {
     env
 }
 
-/// Creates a ledger like `ledger::init` does, but with the example's fixed log and operator keys.
+/// Creates a ledger with the example's fixed log and operator keys.
 fn init_with_fixed_keys(dir: &std::path::Path, log: &SigningKey, operator: &SigningKey) {
-    let data = DataDir(dir.to_owned());
-    keys::write_key_file(&data.log_key(), log).expect("log key");
-    keys::write_key_file(&data.operator_key(), operator).expect("operator key");
-    let store = Store::open(&data.db()).expect("store");
-    store
-        .put_config(&StoredConfig {
-            log: LogConfig {
-                origin: ORIGIN.to_owned(),
-                operator: id(operator),
-            },
-            log_key: id(log),
-        })
-        .expect("config");
+    pointsledger::ledger::init_with_keys(dir, ORIGIN, log, operator).expect("init");
 }
 
 #[test]

@@ -69,7 +69,8 @@ enum Command {
         #[arg(long)]
         evm: bool,
     },
-    /// Create a new ledger: log and operator keys under DIR/keys, an empty store under DIR/db.
+    /// Create a new ledger: log and operator keys under DIR/keys, an empty log under DIR/log and
+    /// an empty state store under DIR/state.
     Init {
         /// The data directory.
         #[arg(long)]
@@ -243,6 +244,14 @@ enum Command {
     },
     /// Replay the whole log into fresh state and check it matches.
     Rebuild {
+        /// The data directory.
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Move a data directory of the earlier layout (everything in DIR/db) to the current one
+    /// (the log in DIR/log, the state in DIR/state), checking every leaf; safe to run again if
+    /// cut short.
+    Migrate {
         /// The data directory.
         #[arg(long)]
         data: PathBuf,
@@ -601,8 +610,24 @@ fn run(cli: Cli) -> Result<()> {
             key,
             envelope,
         } => till::redeem_accept(&server, &key, &envelope)?,
+        Command::Migrate { data } => {
+            let bar = crate::demo::progress_bar(0, "migrating");
+            let done = crate::migrate::migrate(&data, &|what, n, total| {
+                bar.set_message(what.to_owned());
+                bar.set_length(total.max(n));
+                bar.set_position(n);
+            })?;
+            bar.finish_and_clear();
+            print_json(&serde_json::json!({
+                "moved": done.moved,
+                "entries": done.entries,
+                "state_digest_before": done.digest_before.map(hex::encode),
+                "state_digest_after": hex::encode(done.digest_after),
+                "identical": done.digest_before.is_none_or(|b| b == done.digest_after),
+            }))?;
+        }
         Command::Rebuild { data } => {
-            let mut ledger = open_for_rebuild(&data)?;
+            let mut ledger = open(&data)?;
             let bar = crate::demo::progress_bar(ledger.size(), "replaying");
             let (before, after) = ledger.rebuild(&|n| bar.set_position(n))?;
             bar.finish_and_clear();
@@ -777,19 +802,6 @@ fn anchor_once(
             );
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-}
-
-/// Opens a ledger for `rebuild`, which must work even when a previous rebuild was interrupted.
-fn open_for_rebuild(data: &Path) -> Result<Ledger> {
-    match Ledger::open(data, Arc::new(SystemClock)) {
-        Err(LedgerError::SelfCheck(msg)) if msg.contains("rebuild was interrupted") => {
-            let (store, _) = ledger::open_store(data)?;
-            store.finish_rebuild()?;
-            drop(store);
-            open(data)
-        }
-        other => Ok(other?),
     }
 }
 

@@ -73,6 +73,23 @@ pub fn bundle_path(index: u64, width: u16) -> String {
     format!("tile/entries/{}{}", fmt_index(index), fmt_width(width))
 }
 
+/// The leaves of an entry bundle's body: each behind its big-endian `u16` length. A torn
+/// length or leaf is an error, not a shorter bundle.
+pub fn unbundle(mut body: &[u8]) -> Result<Vec<Vec<u8>>, LogError> {
+    let mut leaves = Vec::new();
+    while !body.is_empty() {
+        let torn = || LogError::Corrupt("an entry bundle ends inside a leaf".into());
+        let len = match body {
+            [a, b, ..] => usize::from(u16::from_be_bytes([*a, *b])),
+            _ => return Err(torn()),
+        };
+        let leaf = body.get(2..2 + len).ok_or_else(torn)?;
+        leaves.push(leaf.to_vec());
+        body = &body[2 + len..];
+    }
+    Ok(leaves)
+}
+
 impl Resource {
     /// The log size from which the resource exists: its last leaf plus one (0 for the
     /// checkpoint); `None` for a tile or bundle no log reaches (its leaves pass 2^64 - 1), or

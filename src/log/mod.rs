@@ -129,6 +129,7 @@ pub mod layout;
 mod record;
 pub mod sim;
 mod store;
+pub mod tamper;
 
 use thiserror::Error;
 

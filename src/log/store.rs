@@ -18,11 +18,11 @@ use super::record::{self, Header, CHAIN_START, HEADER_LEN, MAX_GROUP_BYTES};
 use super::LogError;
 
 /// File names inside the log directory (see the module doc's drawing).
-const SEGMENT: &str = "segment";
+pub(super) const SEGMENT: &str = "segment";
 /// Every stored tree hash, 32 bytes at `32 * stored index`.
 const HASHES: &str = "hashes";
 /// Per leaf, `segment offset << 16 | length` as a u64 BE.
-const OFFSETS: &str = "offsets";
+pub(super) const OFFSETS: &str = "offsets";
 /// How far the derived files are durable.
 const WATERMARK: &str = "watermark";
 /// The watermark's temporary file during its atomic replacement.
