@@ -16,11 +16,14 @@
 //! - [`evm`]: EIP-191 proofs that bind an EVM address to a consumer.
 //! - [`merkle`]: RFC 6962 hashes, proofs and verifiers over a persisted tree.
 //! - [`checkpoint`]: C2SP checkpoints, signed notes, verifier keys and tlog-proof receipts.
-//! - [`log`](mod@log): the append-only log on disk, laid out as C2SP tlog-tiles: one synced
-//!   segment of group records, tiles and bundles cut from it by offset, torn tails cut on open.
-//! - [`store`]: the sled layout; a group of entries commits as one batch and one flush.
-//! - [`ledger`]: the data directory and the single writer: verify, sequence, commit, checkpoint,
-//!   rebuild.
+//! - [`log`](mod@log): the append-only log on disk, the source of truth, served as C2SP
+//!   tlog-tiles: one synced segment of group records, tiles and bundles cut from it by offset,
+//!   torn tails cut on open. The only thing written before an entry is acknowledged.
+//! - [`store`]: the read handle on the log, and the state derived from it (sled), written
+//!   behind the log; checkpoints and anchor records.
+//! - [`ledger`]: the data directory and the single writer: verify, sequence, append, write the
+//!   state behind, checkpoint; the one replay (open after a crash, rebuild, the auditor).
+//! - [`migrate`]: moves a data directory of the earlier layout (the log inside sled).
 //! - [`anchor`]: the `LedgerAnchor` contract's client (ethers) and the anchorer's state machine.
 //! - [`sequencer`]: the same write path as a pipeline of threads for concurrent producers.
 //! - [`server`]: the HTTP API over the sequencer and the store.
