@@ -600,14 +600,13 @@ impl Ledger {
                 .map(|item| item.and_then(|_| Err(blocked.clone().into())))
                 .collect();
         }
+        let (start, last_ts) = (self.size, self.last_ts);
         let store = self.store.clone();
         let mut group = Group::new(&store, self.size, std::mem::take(&mut self.cache));
         let mut results: Vec<Result<Receipt, LedgerError>> = items
             .into_iter()
             .map(|item| item.and_then(|env| self.sequence_one(&mut group, &env)))
             .collect();
-        let start = self.size;
-        let last_ts = self.last_ts;
         if let Err(e) = self.commit(group) {
             // Nothing of the group is durable: every receipt of it is withdrawn.
             self.last_ts = last_ts;
