@@ -21,8 +21,9 @@ use crate::dsse::{DsseError, Envelope};
 use crate::engine::{self, Effects, EngineError, LogConfig};
 use crate::errors::Code;
 use crate::keys::{self, KeyError};
+use crate::log::io::{LogFs, StdFs};
 use crate::log::layout::MAX_LEAF_LEN;
-use crate::log::{LogError, LogWriter};
+use crate::log::{LogError, LogOptions, LogWriter};
 use crate::merkle::{self, Hash, MerkleError};
 use crate::payload::Payload;
 use crate::store::{Group, Store, StoreError, StoredConfig, WriterCache};
@@ -395,6 +396,26 @@ impl Ledger {
         clock: Arc<dyn Clock>,
         progress: &dyn Fn(u64),
     ) -> Result<Ledger, LedgerError> {
+        Self::open_inner(dir, clock, Arc::new(StdFs), progress)
+    }
+
+    /// [`Ledger::open`] with the log's files on `fs`: the tests that cut the power under a
+    /// ledger pass the simulated file system ([`crate::log::sim::PowerCutFs`]) here. The keys
+    /// and the state store stay on the real one.
+    pub fn open_on(
+        dir: &Path,
+        clock: Arc<dyn Clock>,
+        fs: Arc<dyn LogFs>,
+    ) -> Result<Ledger, LedgerError> {
+        Self::open_inner(dir, clock, fs, &|_| {})
+    }
+
+    fn open_inner(
+        dir: &Path,
+        clock: Arc<dyn Clock>,
+        fs: Arc<dyn LogFs>,
+        progress: &dyn Fn(u64),
+    ) -> Result<Ledger, LedgerError> {
         let data = DataDir(dir.to_owned());
         if data.legacy_db().exists() {
             return Err(LedgerError::NeedsMigration(dir.display().to_string()));
@@ -402,7 +423,7 @@ impl Ledger {
         if !data.state().exists() || !data.log().exists() {
             return Err(LedgerError::NotInitialized(dir.display().to_string()));
         }
-        let log = LogWriter::open(&data.log())?;
+        let log = LogWriter::open_with(fs, &data.log(), LogOptions::default())?;
         let store = Store::open(&data.state(), log.reader())?;
         let config = store
             .config()?
