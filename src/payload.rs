@@ -387,9 +387,7 @@ fn text(field: &'static str, value: &str) -> Result<(), PayloadError> {
 /// sign the request (a purchase's consumer, a referrer, a registered merchant) are checked the
 /// same way, so that points can never be credited to an id no one can ever sign for.
 fn key_id(field: &'static str, value: &str) -> Result<(), PayloadError> {
-    crate::keys::parse_public_id(value)
-        .map(|_| ())
-        .map_err(|_| PayloadError::BadKeyId { field })
+    crate::keys::check_public_id(value).map_err(|_| PayloadError::BadKeyId { field })
 }
 
 fn expiry(expires_at: Option<u64>) -> Result<(), PayloadError> {
