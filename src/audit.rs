@@ -369,15 +369,9 @@ impl Mirror {
             last_ts = leaf.timestamp_ms;
         }
         let size = group.size();
-        if let Err(e) = self.mirrored.append(group.new_leaves()) {
-            self.cache = group.into_cache();
-            return Err(AuditError::State(format!(
-                "appending to the mirror's log: {e}"
-            )));
-        }
-        let (result, cache) = group.commit();
+        let (result, cache) = group.commit_to(&mut self.mirrored);
         self.cache = cache;
-        result?;
+        result.map_err(|e| AuditError::State(format!("the mirror: {e}")))?;
         self.size = size;
         self.last_ts = last_ts;
         Ok(None)

@@ -26,7 +26,7 @@ use crate::log::layout::MAX_LEAF_LEN;
 use crate::log::{LogError, LogOptions, LogWriter};
 use crate::merkle::{self, Hash, MerkleError};
 use crate::payload::Payload;
-use crate::store::{Group, Store, StoreError, StoredConfig, WriterCache};
+use crate::store::{CommitError, Group, Store, StoreError, StoredConfig, WriterCache};
 use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -358,13 +358,18 @@ pub struct Ledger {
     failed: Option<String>,
 }
 
-/// Why the writer refuses a whole group before sequencing it; one [`LedgerError`] per envelope
-/// is made from it.
+/// Why the writer refuses a whole group, before sequencing it or when the log does not take
+/// it; one [`LedgerError`] per envelope is made from it.
 #[derive(Debug, Clone)]
 enum Blocked {
-    Full { free: u64, reserve: u64 },
+    Full {
+        free: u64,
+        reserve: u64,
+    },
     Failed(String),
     Unknown(String),
+    /// The log did not take the group (after sequencing it, unlike the others).
+    Append(String),
 }
 
 impl From<Blocked> for LedgerError {
@@ -373,6 +378,7 @@ impl From<Blocked> for LedgerError {
             Blocked::Full { free, reserve } => LedgerError::StorageFull { free, reserve },
             Blocked::Failed(why) => LedgerError::WriterFailed(why),
             Blocked::Unknown(why) => LedgerError::FreeSpaceUnknown(why),
+            Blocked::Append(why) => LedgerError::LogAppend(why),
         }
     }
 }
@@ -515,29 +521,36 @@ impl Ledger {
         checkpoint::verifier_key(&self.config.log.origin, &self.log_key.verifying_key())
     }
 
-    /// Appends the group's leaves to the log (one sync), then writes its state. `Err` means
-    /// nothing of the group was acknowledged; a failure after the append only stops later
-    /// writes (see `failed`): the group is in the log, and reads go on.
-    fn commit(&mut self, group: Group) -> Result<(), LedgerError> {
-        if let Err(e) = self.log.append(group.new_leaves()) {
-            self.cache = group.into_cache();
-            tracing::error!(error = %e, "the log could not append a group; none of it was acknowledged");
-            return Err(match e {
-                LogError::StorageFull { .. } => LedgerError::StorageFull {
-                    free: fs2::available_space(&self.data.0).unwrap_or(0),
-                    reserve: self.min_free_bytes,
-                },
-                e => LedgerError::LogAppend(e.to_string()),
-            });
-        }
-        self.size = group.size();
-        let (result, cache) = group.commit();
+    /// Appends the group's leaves to the log (one sync), then writes its state
+    /// ([`Group::commit_to`]). `Err` means nothing of the group was acknowledged; a failure
+    /// after the append only stops later writes (see `failed`): the group is in the log, and
+    /// reads go on.
+    fn commit(&mut self, group: Group) -> Result<(), Blocked> {
+        let size = group.size();
+        let (result, cache) = group.commit_to(&mut self.log);
         self.cache = cache;
-        if let Err(e) = result {
-            tracing::error!(error = %e, "writing a group's state failed; the group is in the log, later writes are refused until the ledger is reopened, which replays it");
-            self.failed = Some(e.to_string());
+        match result {
+            Err(CommitError::Log(e)) => {
+                tracing::error!(error = %e, "the log could not append a group; none of it was acknowledged");
+                Err(match e {
+                    LogError::StorageFull { .. } => Blocked::Full {
+                        free: fs2::available_space(&self.data.0).unwrap_or(0),
+                        reserve: self.min_free_bytes,
+                    },
+                    e => Blocked::Append(e.to_string()),
+                })
+            }
+            Err(CommitError::State(e)) => {
+                self.size = size;
+                tracing::error!(error = %e, "writing a group's state failed; the group is in the log, later writes are refused until the ledger is reopened, which replays it");
+                self.failed = Some(e.to_string());
+                Ok(())
+            }
+            Ok(()) => {
+                self.size = size;
+                Ok(())
+            }
         }
-        Ok(())
     }
 
     /// Sets the free space the writer keeps on the data volume (0 turns the check off).
@@ -601,9 +614,9 @@ impl Ledger {
                 }
             }
         }
-        if let Err(e) = self.commit(group) {
+        if let Err(blocked) = self.commit(group) {
             self.last_ts = last_ts;
-            return Err((0, e));
+            return Err((0, blocked.into()));
         }
         Ok(receipts)
     }
@@ -628,19 +641,12 @@ impl Ledger {
             .into_iter()
             .map(|item| item.and_then(|env| self.sequence_one(&mut group, &env)))
             .collect();
-        if let Err(e) = self.commit(group) {
+        if let Err(blocked) = self.commit(group) {
             // Nothing of the group is durable: every receipt of it is withdrawn.
             self.last_ts = last_ts;
-            let msg = e.to_string();
             for r in results.iter_mut() {
                 if matches!(r, Ok(rc) if rc.index >= start) {
-                    *r = Err(match &e {
-                        LedgerError::StorageFull { free, reserve } => LedgerError::StorageFull {
-                            free: *free,
-                            reserve: *reserve,
-                        },
-                        _ => LedgerError::LogAppend(msg.clone()),
-                    });
+                    *r = Err(blocked.clone().into());
                 }
             }
         }

@@ -38,7 +38,7 @@
 use crate::engine::state::{Account, Lot, Merchant, Order};
 use crate::engine::{EngineError, LogConfig, StateView, Writes};
 use crate::log::layout::Resource;
-use crate::log::{LogError, LogReader, MAX_READ_LEAVES};
+use crate::log::{LogError, LogReader, LogWriter, MAX_READ_LEAVES};
 use crate::merkle::{Hash, HashSource, MerkleError};
 use serde::{de::DeserializeOwned, Serialize};
 use std::collections::HashMap;
@@ -200,7 +200,7 @@ fn get_json<T: DeserializeOwned>(db: &sled::Tree, k: &[u8]) -> Result<Option<T>,
     }
 }
 
-fn latest_checkpoint(db: &sled::Db) -> Result<Option<(u64, String)>, StoreError> {
+pub(crate) fn latest_checkpoint(db: &sled::Db) -> Result<Option<(u64, String)>, StoreError> {
     match db.scan_prefix([b'C']).next_back() {
         None => Ok(None),
         Some(kv) => {
@@ -211,7 +211,7 @@ fn latest_checkpoint(db: &sled::Db) -> Result<Option<(u64, String)>, StoreError>
     }
 }
 
-fn state_digest(db: &sled::Db) -> Result<Hash, StoreError> {
+pub(crate) fn state_digest(db: &sled::Db) -> Result<Hash, StoreError> {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     for prefix in DERIVED {
@@ -246,11 +246,6 @@ impl Store {
             db,
             log,
         })
-    }
-
-    /// The log this store reads.
-    pub fn log(&self) -> &LogReader {
-        &self.log
     }
 
     fn get<T: DeserializeOwned>(&self, k: &[u8]) -> Result<Option<T>, StoreError> {
@@ -342,18 +337,11 @@ impl Store {
     /// an entry bundle (each leaf behind its `u16` big-endian length) or a hash tile (its
     /// stored hashes, 32 bytes each). `None` when the log does not hold it yet.
     pub fn tile(&self, resource: &Resource) -> Result<Option<Vec<u8>>, StoreError> {
-        let found = match *resource {
-            Resource::Checkpoint => {
-                return Ok(self.latest_checkpoint()?.map(|(_, note)| note.into_bytes()))
-            }
-            Resource::Bundle { index, width } => self.log.entry_bundle(index, width),
-            Resource::Tile {
-                level,
-                index,
-                width,
-            } => self.log.hash_tile(level, index, width),
-        };
-        match found {
+        // The checkpoints are kept here, not in the log's own `checkpoint` file.
+        if let Resource::Checkpoint = resource {
+            return Ok(self.latest_checkpoint()?.map(|(_, note)| note.into_bytes()));
+        }
+        match self.log.read(*resource) {
             Ok(body) => Ok(Some(body)),
             Err(LogError::NotYet { .. } | LogError::BadPath(_)) => Ok(None),
             Err(e) => Err(e.into()),
@@ -619,6 +607,17 @@ impl WriterCache {
     }
 }
 
+/// Why [`Group::commit_to`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    /// The log did not take the group: nothing of it is acknowledged.
+    #[error("the log could not append the group: {0}")]
+    Log(LogError),
+    /// The group is in the log, but writing its state failed.
+    #[error("the group is in the log, but writing its state failed: {0}")]
+    State(StoreError),
+}
+
 /// The open group: writes not yet committed, layered over the writer's cache and the store.
 pub struct Group<'a> {
     store: &'a Store,
@@ -693,10 +692,15 @@ impl<'a> Group<'a> {
         self.apply_writes(index, writes);
     }
 
-    /// The group's new leaves, in order: what the writer appends to the log before it commits
-    /// the group's state.
-    pub fn new_leaves(&self) -> &[Vec<u8>] {
-        &self.leaves
+    /// Appends the group's new leaves to `log` (durable when it returns), then writes the
+    /// group's state ([`Group::commit`]): the one order in which the ledger and the auditor's
+    /// mirror commit, so that the state never reflects an entry the log does not hold.
+    pub fn commit_to(self, log: &mut LogWriter) -> (Result<(), CommitError>, WriterCache) {
+        if let Err(e) = log.append(&self.leaves) {
+            return (Err(CommitError::Log(e)), self.into_cache());
+        }
+        let (result, cache) = self.commit();
+        (result.map_err(CommitError::State), cache)
     }
 
     /// Adds the state changes of a leaf that is already in the log (replays).
@@ -854,22 +858,13 @@ impl StateView for Group<'_> {
 /// (`msize`) lived in this keyspace too; read and cleared only by [`crate::migrate`].
 pub(crate) mod legacy {
     use super::{decode_u64, num_key, StoreError, StoredConfig, LEGACY_META_SIZE, META_REBUILDING};
-    use crate::merkle::Hash;
 
     /// The log's configuration.
     pub(crate) fn config(db: &sled::Db) -> Result<Option<StoredConfig>, StoreError> {
         super::get_json(db, super::META_CONFIG)
     }
 
-    /// The latest checkpoint: its tree size and signed note.
-    pub(crate) fn latest_checkpoint(db: &sled::Db) -> Result<Option<(u64, String)>, StoreError> {
-        super::latest_checkpoint(db)
-    }
-
-    /// The digest of the derived state ([`super::Store::state_digest`]).
-    pub(crate) fn state_digest(db: &sled::Db) -> Result<Hash, StoreError> {
-        super::state_digest(db)
-    }
+    pub(crate) use super::{latest_checkpoint, state_digest};
 
     /// The log's size, or `None` once [`strip`] has run.
     pub(crate) fn size(db: &sled::Db) -> Result<Option<u64>, StoreError> {

@@ -692,3 +692,18 @@ fn a_redemption_whose_leaf_would_not_fit_a_bundle_is_refused() {
         assert!(leaf.len() <= 65_535, "{} bytes", leaf.len());
     }
 }
+
+#[test]
+fn one_writer_owns_a_data_directory() {
+    let f = Fixture::new();
+    let clock = std::sync::Arc::new(pointsledger::clock::ManualClock::new(T0));
+    let err = match pointsledger::ledger::Ledger::open(f.dir.path(), clock) {
+        Ok(_) => panic!("a second writer opened a data directory the first one holds"),
+        Err(e) => e,
+    };
+    assert!(
+        matches!(err, LedgerError::Log(pointsledger::log::LogError::Locked)),
+        "{err}"
+    );
+    assert_eq!(err.code().as_str(), "unavailable");
+}

@@ -1155,7 +1155,12 @@ impl LogReader {
     /// The bytes of any tlog-tiles resource by its path (`checkpoint`, `tile/0/x001/234.p/17`,
     /// `tile/entries/000`): what a static read API serves.
     pub fn read_path(&self, path: &str) -> Result<Vec<u8>, LogError> {
-        match Resource::parse(path)? {
+        self.read(Resource::parse(path)?)
+    }
+
+    /// The bytes of a tlog-tiles resource.
+    pub fn read(&self, resource: Resource) -> Result<Vec<u8>, LogError> {
+        match resource {
             Resource::Checkpoint => self.checkpoint()?.ok_or_else(|| LogError::NotYet {
                 resource: "checkpoint".into(),
                 size: self.size(),
