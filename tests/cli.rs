@@ -172,7 +172,13 @@ fn walk_through_the_command_line() {
         .iter()
         .position(|l| l.len() == 44 && !l.contains(' '))
         .expect("a proof hash");
-    lines[hash_line] = format!("A{}", &lines[hash_line][1..]);
+    // Another first character (a hash that already starts with `A` stays an `A` otherwise).
+    let first = if lines[hash_line].starts_with('A') {
+        'B'
+    } else {
+        'A'
+    };
+    lines[hash_line] = format!("{first}{}", &lines[hash_line][1..]);
     let bad = save(t, "bad.tlog-proof", &(lines.join("\n") + "\n"));
     fails_with(&["verify", "--log-key", &key, &bad], "bad_inclusion_proof");
     let other_key = "try.pointsledger.local+00000000+AQyhAneWVOvbwKb9H1N0zavxlYkdfHV72DRgaX2ujy2m";
