@@ -43,7 +43,7 @@ use crate::log::layout::TILE_WIDTH;
 use crate::log::LogWriter;
 use crate::merkle::{self, Hash, MerkleError};
 use crate::payload::{Payload, MAX_SAFE_INT};
-use crate::store::{Group, Store, StoreError, StoredConfig, WriterCache};
+use crate::state::{Group, StateWriter, Store, StoreError, StoredConfig, WriterCache};
 use crate::views::AccountView;
 use crate::{receipt, wire};
 use serde::Serialize;
@@ -168,6 +168,8 @@ struct Mirror {
     verifier_key: String,
     size: u64,
     cache: WriterCache,
+    /// Writes the mirror's state behind its log, as the ledger's is.
+    state: StateWriter,
     last_ts: u64,
 }
 
@@ -257,6 +259,7 @@ impl Mirror {
             }
         };
         Ok(Mirror {
+            state: StateWriter::start(&store),
             pinned_from_server: (pinned.is_none() && opts.log_key.is_none())
                 .then(|| verifier_key.clone()),
             mirrored,
@@ -365,11 +368,11 @@ impl Mirror {
                 return Ok(Some(d));
             }
             touched.extend(effects.changes.iter().map(|c| c.account.clone()));
-            group.push(bytes, writes);
+            group.push(bytes, writes)?;
             last_ts = leaf.timestamp_ms;
         }
         let size = group.size();
-        let (result, cache) = group.commit_to(&mut self.mirrored);
+        let (result, cache) = group.commit_to(&mut self.mirrored, &self.state);
         self.cache = cache;
         result.map_err(|e| AuditError::State(format!("the mirror: {e}")))?;
         self.size = size;

@@ -5,9 +5,10 @@
 //! (in parallel, each with strict verification), then sequence the valid ones one by one
 //! through the engine into one [`Group`] (an overlay over the state store), then append the
 //! group's leaves to the log with one `fdatasync`. Receipts come back only after that sync, so
-//! an acknowledged entry is durable. The group's state is then written to the state store
-//! without a flush ([`crate::store`]): it is derived from the log, and [`Ledger::open`] replays
-//! whatever part of the log the state store does not reflect after a crash. The sequencer
+//! an acknowledged entry is durable. The group's state is then queued for the state store,
+//! which a thread of its own writes behind the log in large batches without a flush
+//! ([`crate::state`]); reads see it at once. It is derived from the log, and [`Ledger::open`]
+//! replays whatever part of the log the state store does not reflect after a crash. The sequencer
 //! ([`crate::sequencer`]) drives the same calls from two threads for concurrent producers.
 //!
 //! A data directory `DIR` holds `DIR/keys/log.key` (signs checkpoints), `DIR/keys/operator.key`
@@ -26,7 +27,7 @@ use crate::log::layout::MAX_LEAF_LEN;
 use crate::log::{LogError, LogOptions, LogWriter};
 use crate::merkle::{self, Hash, MerkleError};
 use crate::payload::Payload;
-use crate::store::{CommitError, Group, Store, StoreError, StoredConfig, WriterCache};
+use crate::state::{Group, StateWriter, Store, StoreError, StoredConfig, WriterCache};
 use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -345,17 +346,16 @@ pub struct Ledger {
     last_ts: u64,
     /// Leaves in the log.
     size: u64,
-    /// Committed state the writer read recently (see [`WriterCache`]).
+    /// The state the writer read or wrote recently (see [`WriterCache`]).
     cache: WriterCache,
+    /// Writes the groups' state into the state store behind the log.
+    state: StateWriter,
     /// The data directory: its volume is checked for free space before every write.
     data: DataDir,
     /// Free bytes the writer leaves on the volume: a group is refused, not started, below it,
     /// so that the state store (sled, which poisons itself for good on a failed write) always
     /// has room for what follows an append.
     min_free_bytes: u64,
-    /// Why writing a group's state failed, once it has: sled keeps the failed batch in memory
-    /// and refuses every later write, so the writer stops (the group itself is in the log).
-    failed: Option<String>,
 }
 
 /// Why the writer refuses a whole group, before sequencing it or when the log does not take
@@ -447,6 +447,7 @@ impl Ledger {
         };
         let mut ledger = Ledger {
             log,
+            state: StateWriter::start(&store),
             store,
             config,
             log_key,
@@ -456,7 +457,6 @@ impl Ledger {
             cache: WriterCache::default(),
             data,
             min_free_bytes: DEFAULT_MIN_FREE_BYTES,
-            failed: None,
         };
         ledger.self_check()?;
         let rebuilding = ledger.store.rebuild_pending()?;
@@ -521,16 +521,14 @@ impl Ledger {
         checkpoint::verifier_key(&self.config.log.origin, &self.log_key.verifying_key())
     }
 
-    /// Appends the group's leaves to the log (one sync), then writes its state
-    /// ([`Group::commit_to`]). `Err` means nothing of the group was acknowledged; a failure
-    /// after the append only stops later writes (see `failed`): the group is in the log, and
-    /// reads go on.
+    /// Appends the group's leaves to the log (one sync), then queues its state for the state
+    /// store ([`Group::commit_to`]). `Err` means nothing of the group was acknowledged.
     fn commit(&mut self, group: Group) -> Result<(), Blocked> {
         let size = group.size();
-        let (result, cache) = group.commit_to(&mut self.log);
+        let (result, cache) = group.commit_to(&mut self.log, &self.state);
         self.cache = cache;
         match result {
-            Err(CommitError::Log(e)) => {
+            Err(e) => {
                 tracing::error!(error = %e, "the log could not append a group; none of it was acknowledged");
                 Err(match e {
                     LogError::StorageFull { .. } => Blocked::Full {
@@ -539,12 +537,6 @@ impl Ledger {
                     },
                     e => Blocked::Append(e.to_string()),
                 })
-            }
-            Err(CommitError::State(e)) => {
-                self.size = size;
-                tracing::error!(error = %e, "writing a group's state failed; the group is in the log, later writes are refused until the ledger is reopened, which replays it");
-                self.failed = Some(e.to_string());
-                Ok(())
             }
             Ok(()) => {
                 self.size = size;
@@ -558,11 +550,14 @@ impl Ledger {
         self.min_free_bytes = bytes;
     }
 
-    /// Whether a write may start: the store has not failed, and the volume has more free space
-    /// than the reserve. Checked once per group (one `statvfs`); `Err` holds the refusal.
+    /// Whether a write may start: writing the state behind the log has not failed (sled keeps
+    /// a failed batch in memory and refuses every later write; the groups it did not take stay
+    /// readable in memory and are replayed from the log on the next open), and the volume has
+    /// more free space than the reserve. Checked once per group (one `statvfs`); `Err` holds
+    /// the refusal.
     fn writable(&self) -> Result<(), Blocked> {
-        if let Some(why) = &self.failed {
-            return Err(Blocked::Failed(why.clone()));
+        if let Some(why) = self.state.failed() {
+            return Err(Blocked::Failed(why));
         }
         if self.min_free_bytes == 0 {
             return Ok(());
@@ -680,7 +675,7 @@ impl Ledger {
             });
         }
         let hash = merkle::leaf_hash(&bytes);
-        group.push(bytes, writes);
+        group.push(bytes, writes)?;
         self.last_ts = now;
         Ok(Receipt {
             index,
@@ -741,6 +736,7 @@ impl Ledger {
     /// exactly. `progress` is called with the number of leaves replayed so far.
     pub fn rebuild(&mut self, progress: &dyn Fn(u64)) -> Result<(Hash, Hash), LedgerError> {
         let before = self.store.state_digest()?;
+        // The digest waited for every queued group, so the replay below starts on a quiet store.
         self.store.clear_derived()?;
         self.cache = WriterCache::default();
         self.replay(0, progress)?;
@@ -760,7 +756,8 @@ impl Ledger {
 }
 
 /// Replays the log's leaves `range` into `store`'s state (which must reflect the log up to
-/// `range.start`), in groups of 1024 each written as one batch, then flushes: every leaf is
+/// `range.start`, with nothing queued behind the log), in groups of 1024 each written as one
+/// batch, then flushes: every leaf is
 /// decoded, its envelope's signatures verified and its effects recomputed by the engine and
 /// compared with the recorded ones. The one replay behind [`Ledger::open`], `rebuild` and the
 /// auditor's mirror; `progress` is called with the size reached after each group.
@@ -842,14 +839,16 @@ fn replay_leaf(
             serde_json::to_string(&effects).unwrap_or_default(),
         ));
     }
-    group.push_replayed(writes);
+    group.push_replayed(writes)?;
     Ok(())
 }
 
 impl Drop for Ledger {
-    /// Flushes the state store, so that the next open has nothing to replay (nothing is lost
-    /// if this fails or never runs: the log holds every entry).
+    /// Writes what is queued into the state store and flushes it, so that the next open has
+    /// nothing to replay (nothing is lost if this fails or never runs: the log holds every
+    /// entry).
     fn drop(&mut self) {
+        self.state.close();
         let _ = self.store.flush();
     }
 }

@@ -19,7 +19,7 @@
 //! - [`log`](mod@log): the append-only log on disk, the source of truth, served as C2SP
 //!   tlog-tiles: one synced segment of group records, tiles and bundles cut from it by offset,
 //!   torn tails cut on open. The only thing written before an entry is acknowledged.
-//! - [`store`]: the read handle on the log, and the state derived from it (sled), written
+//! - [`state`]: the read handle on the log, and the state derived from it (sled), written
 //!   behind the log; checkpoints and anchor records.
 //! - [`ledger`]: the data directory and the single writer: verify, sequence, append, write the
 //!   state behind, checkpoint; the one replay (open after a crash, rebuild, the auditor).
@@ -62,6 +62,6 @@ pub mod payload;
 pub mod receipt;
 pub mod sequencer;
 pub mod server;
-pub mod store;
+pub mod state;
 pub mod views;
 pub mod wire;

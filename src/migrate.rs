@@ -1,6 +1,6 @@
 //! `pointsledger migrate`: moves a data directory of the earlier layout, where sled's `DIR/db`
 //! held the leaves and tree hashes beside the state, into the current one: the log in `DIR/log`
-//! ([`crate::log`]) and the state in `DIR/state` ([`crate::store`]).
+//! ([`crate::log`]) and the state in `DIR/state` ([`crate::state`]).
 //!
 //! Steps, each safe to repeat, so that a migration cut short by a crash resumes where it
 //! stopped when it is run again:
@@ -20,7 +20,7 @@ use crate::clock::SystemClock;
 use crate::ledger::{DataDir, Ledger, LedgerError};
 use crate::log::LogWriter;
 use crate::merkle::Hash;
-use crate::store::{self, legacy, StoredConfig};
+use crate::state::{self, legacy, StoredConfig};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -53,7 +53,7 @@ pub fn migrate(dir: &Path, progress: &dyn Fn(&str, u64, u64)) -> Result<Migratio
             digest_after: digest,
         });
     }
-    let db = store::open_db(&old)?;
+    let db = state::open_db(&old)?;
     let config: StoredConfig = legacy::config(&db)?
         .ok_or_else(|| LedgerError::NotInitialized(dir.display().to_string()))?;
     let log_key = crate::keys::read_key_file(&data.log_key())?;

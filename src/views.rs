@@ -3,7 +3,7 @@
 use crate::engine::state::{Account, Balance, Lot};
 use crate::engine::{Change, Discount};
 use crate::ledger::{Leaf, LedgerError};
-use crate::store::Store;
+use crate::state::Store;
 use serde::{Deserialize, Serialize};
 
 /// An account as a consumer sees it at a given time.

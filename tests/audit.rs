@@ -109,7 +109,7 @@ fn leaves(data: &Path) -> Vec<Vec<u8>> {
 
 /// The state store of a stopped ledger, opened raw, as someone with disk access would.
 fn raw_state(data: &Path) -> sled::Db {
-    pointsledger::store::open_db(&DataDir(data.to_owned()).state()).expect("open sled")
+    pointsledger::state::open_db(&DataDir(data.to_owned()).state()).expect("open sled")
 }
 
 /// Rewrites leaf `index` with `change`, then rewrites the log over the changed history (its

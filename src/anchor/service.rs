@@ -3,7 +3,7 @@
 
 use super::chain::{Chain, ChainError, ChainSettings};
 use super::state::{AnchorPolicy, AnchorStatus, Anchorer};
-use crate::store::Store;
+use crate::state::Store;
 use ethers::types::{Address, U256};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

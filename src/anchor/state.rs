@@ -3,7 +3,7 @@
 use super::chain::{Chain, ChainError};
 use crate::checkpoint;
 use crate::merkle;
-use crate::store::{Store, StoreError};
+use crate::state::{Store, StoreError};
 use ethers::types::{H256, U256};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -10,7 +10,7 @@ use crate::dsse::Envelope;
 use crate::engine::{self, Quote, StateView};
 use crate::ledger::{self, Receipt};
 use crate::merkle;
-use crate::store::Store;
+use crate::state::Store;
 use crate::views::{self, AccountView, HistoryRow};
 use crate::wire::BatchItem;
 use anyhow::{anyhow, bail, Result};

@@ -2,7 +2,7 @@
 //!
 //! Nothing here is a source of truth: every value is a function of the leaves, which is what lets
 //! `rebuild` and an auditor reproduce it exactly. Values are stored (postcard-encoded)
-//! in sled by [`crate::store`] and read back through [`StateView`](crate::engine::StateView).
+//! in sled by [`crate::state`] and read back through [`StateView`](crate::engine::StateView).
 
 use crate::payload::ProgramRules;
 use serde::{Deserialize, Serialize};

@@ -11,7 +11,7 @@ use crate::engine::EngineError;
 use crate::errors::Code;
 use crate::ledger::LedgerError;
 use crate::merkle::MerkleError;
-use crate::store::StoreError;
+use crate::state::StoreError;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};

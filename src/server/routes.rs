@@ -23,7 +23,7 @@ use crate::keys;
 use crate::ledger::{LedgerError, Receipt};
 use crate::merkle;
 use crate::payload::MAX_SAFE_INT;
-use crate::store::Store;
+use crate::state::Store;
 use crate::views::{self, AccountView};
 use crate::wire::{
     self, AnchorView, AnchorsPage, BatchItem, BatchResponse, ConsistencyProof, ErrorBody, Health,

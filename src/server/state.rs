@@ -10,7 +10,7 @@ use crate::clock::Clock;
 use crate::dsse::Envelope;
 use crate::ledger::{LedgerError, Receipt};
 use crate::sequencer::{SequencerHandle, SequencerStats};
-use crate::store::Store;
+use crate::state::Store;
 use std::ops::Deref;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;

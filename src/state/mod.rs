@@ -3,10 +3,12 @@
 //! with the log itself ([`crate::log`]) behind one read handle.
 //!
 //! The log is the source of truth and the only thing written before an entry is acknowledged:
-//! the writer appends a group to the log (one `fdatasync`), then writes the group's state here
-//! as one sled batch, without a flush (before the group's receipts are sent, so that a read
-//! after a receipt sees its effects); sled persists it in the background and at every
-//! checkpoint ([`Store::put_checkpoint`] flushes). Each batch records the log size it reflects
+//! the writer appends a group to the log (one `fdatasync`) and queues the group's state in
+//! memory before its receipts are sent; a thread of its own writes what is queued into sled
+//! behind the log, many groups per batch, without a flush ([`behind`]). Every read looks
+//! through what is queued before it reads sled, so a read after a receipt sees its effects.
+//! sled persists the batches in the background and at every checkpoint
+//! ([`Store::put_checkpoint`] flushes). Each batch records the log size it reflects
 //! (`mstate-size`), and sled recovers whole batches in order, so after a crash the state is
 //! that of a prefix of the log, which [`crate::ledger::Ledger::open`] replays forward from.
 //! Derived state can always be rebuilt from the log (`pointsledger rebuild`); checkpoints and
@@ -32,17 +34,25 @@
 //!
 //! Derived state is encoded with postcard (compact, fast, and never read by anything but this
 //! module); a lot is its own key so that a purchase writes one small lot rather than rewriting
-//! every lot of the account. [`Group`] is the write side: an overlay over the store that the
-//! engine reads through while a group is being sequenced, turned into a batch at commit.
+//! every lot of the account. [`Group`] is the write side: an overlay over the queued groups
+//! and the store that the engine reads through while a group is being sequenced.
+
+mod behind;
+mod group;
+
+pub use behind::{StateWriter, MAX_ENTRIES, MAX_LAYERS};
+pub use group::{Group, WriterCache};
 
 use crate::engine::state::{Account, Lot, Merchant, Order};
-use crate::engine::{EngineError, LogConfig, StateView, Writes};
+use crate::engine::{EngineError, LogConfig, StateView};
 use crate::log::layout::Resource;
-use crate::log::{LogError, LogReader, LogWriter, MAX_READ_LEAVES};
+use crate::log::{LogError, LogReader, MAX_READ_LEAVES};
 use crate::merkle::{Hash, HashSource, MerkleError};
+use behind::Pending;
 use serde::{de::DeserializeOwned, Serialize};
-use std::collections::HashMap;
+use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +71,9 @@ pub enum StoreError {
     /// The log could not be read.
     #[error(transparent)]
     Log(#[from] LogError),
+    /// Writing the state behind the log failed ([`StateWriter`]); what is queued stays readable.
+    #[error("writing the state behind the log failed: {0}")]
+    Behind(String),
 }
 
 impl From<StoreError> for EngineError {
@@ -235,6 +248,8 @@ pub struct Store {
     /// in a keyspace of their own that no rebuild touches.
     anchors: sled::Tree,
     log: LogReader,
+    /// The groups the log holds and sled does not yet, which every read looks through.
+    pending: Arc<Pending>,
 }
 
 impl Store {
@@ -245,6 +260,7 @@ impl Store {
             anchors: db.open_tree(ANCHORS)?,
             db,
             log,
+            pending: Arc::default(),
         })
     }
 
@@ -265,8 +281,53 @@ impl Store {
 
     /// The leaf index of the entry in which `signer` used `nonce`.
     pub fn nonce_entry(&self, signer: &str, nonce: &str) -> Result<Option<u64>, StoreError> {
+        let k = (signer.to_owned(), nonce.to_owned());
+        match self
+            .pending
+            .layers()
+            .iter()
+            .rev()
+            .find_map(|l| l.nonces.get(&k))
+        {
+            Some(i) => Ok(Some(*i)),
+            None => self.stored_nonce(signer, nonce),
+        }
+    }
+
+    /// [`Store::nonce_entry`] as sled holds it (without the queued groups).
+    fn stored_nonce(&self, signer: &str, nonce: &str) -> Result<Option<u64>, StoreError> {
         let k = key(b'N', &[signer.as_bytes(), nonce.as_bytes()]);
         self.db.get(&k)?.map(|v| decode_u64(&k, &v)).transpose()
+    }
+
+    /// An account with its lots, as sled holds it.
+    fn stored_account(&self, id: &str) -> Result<Option<Account>, StoreError> {
+        let Some(mut account) = self.get::<Account>(&key(b'A', &[id.as_bytes()]))? else {
+            return Ok(None);
+        };
+        account.lots = self.lots(id)?;
+        Ok(Some(account))
+    }
+
+    fn stored_merchant(&self, id: &str) -> Result<Option<Merchant>, StoreError> {
+        self.get(&key(b'M', &[id.as_bytes()]))
+    }
+
+    fn stored_order(&self, merchant: &str, order_id: &str) -> Result<Option<Order>, StoreError> {
+        self.get(&key(b'O', &[merchant.as_bytes(), order_id.as_bytes()]))
+    }
+
+    fn stored_evm(&self, address: &str) -> Result<Option<String>, StoreError> {
+        let k = key(b'X', &[address.as_bytes()]);
+        Ok(self
+            .db
+            .get(k)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Waits until sled holds every group queued behind the log.
+    pub fn settle(&self) -> Result<(), StoreError> {
+        self.pending.settle()
     }
 
     fn get_json<T: DeserializeOwned>(&self, k: &[u8]) -> Result<Option<T>, StoreError> {
@@ -290,8 +351,8 @@ impl Store {
         Ok(self.log.size())
     }
 
-    /// The log size the derived state reflects: at most [`Store::size`]; below it after a
-    /// crash until the ledger replays the tail.
+    /// The log size sled's derived state reflects: at most [`Store::size`]; below it while
+    /// groups are queued behind the log, and after a crash until the ledger replays the tail.
     pub fn state_size(&self) -> Result<u64, StoreError> {
         match self.db.get(META_STATE_SIZE)? {
             None => Ok(0),
@@ -362,32 +423,50 @@ impl Store {
             p.push(b'/');
             p
         };
+        // The queued groups first: one that sled takes meanwhile is then read twice, never
+        // missed, and the set keeps it once.
+        let layers = self.pending.layers();
         let start = history_key(account, from);
-        let mut out = Vec::new();
+        let mut out = BTreeSet::new();
         for kv in self.db.range(start..) {
             let (k, _) = kv?;
             if !k.starts_with(&prefix) || out.len() >= limit {
                 break;
             }
-            out.push(decode_u64(&k, &k[prefix.len()..])?);
+            out.insert(decode_u64(&k, &k[prefix.len()..])?);
         }
-        Ok(out)
+        for layer in &layers {
+            out.extend(
+                layer
+                    .history
+                    .iter()
+                    .filter(|(a, i)| a == account && *i >= from)
+                    .map(|(_, i)| *i),
+            );
+        }
+        Ok(out.into_iter().take(limit).collect())
     }
 
     /// All account ids, for audits and state comparisons.
     pub fn account_ids(&self) -> Result<Vec<String>, StoreError> {
-        self.db
-            .scan_prefix([b'A'])
-            .keys()
-            .map(|k| Ok(String::from_utf8_lossy(&k?[1..]).into_owned()))
-            .collect()
+        let layers = self.pending.layers();
+        let mut ids = BTreeSet::new();
+        for k in self.db.scan_prefix([b'A']).keys() {
+            ids.insert(String::from_utf8_lossy(&k?[1..]).into_owned());
+        }
+        for layer in &layers {
+            ids.extend(layer.accounts.keys().cloned());
+        }
+        Ok(ids.into_iter().collect())
     }
 
     /// SHA-256 over every derived-state key and value (prefixes A T M O N X Y), in key order.
     ///
     /// Two stores with equal digests hold identical derived state; `rebuild` uses it to show
-    /// that replaying the log reproduces the state exactly.
+    /// that replaying the log reproduces the state exactly. Waits until sled holds every
+    /// group queued behind the log.
     pub fn state_digest(&self) -> Result<Hash, StoreError> {
+        self.settle()?;
         state_digest(&self.db)
     }
 
@@ -540,30 +619,59 @@ pub struct StoredConfig {
 }
 
 impl StateView for Store {
+    // Each read takes the queued groups before it reads sled: a group that sled takes between
+    // the two is then found in the layer, never missed.
     fn account(&self, id: &str) -> Result<Option<Account>, EngineError> {
-        let Some(mut account) = self.get::<Account>(&key(b'A', &[id.as_bytes()]))? else {
-            return Ok(None);
-        };
-        account.lots = self.lots(id)?;
-        Ok(Some(account))
+        match self
+            .pending
+            .layers()
+            .iter()
+            .rev()
+            .find_map(|l| l.accounts.get(id))
+        {
+            Some(a) => Ok(Some((**a).clone())),
+            None => Ok(self.stored_account(id)?),
+        }
     }
     fn merchant(&self, id: &str) -> Result<Option<Merchant>, EngineError> {
-        Ok(self.get(&key(b'M', &[id.as_bytes()]))?)
+        match self
+            .pending
+            .layers()
+            .iter()
+            .rev()
+            .find_map(|l| l.merchants.get(id))
+        {
+            Some(m) => Ok(Some(m.clone())),
+            None => Ok(self.stored_merchant(id)?),
+        }
     }
     fn order(&self, merchant: &str, order_id: &str) -> Result<Option<Order>, EngineError> {
-        Ok(self.get(&key(b'O', &[merchant.as_bytes(), order_id.as_bytes()]))?)
+        let k = (merchant.to_owned(), order_id.to_owned());
+        match self
+            .pending
+            .layers()
+            .iter()
+            .rev()
+            .find_map(|l| l.orders.get(&k))
+        {
+            Some(o) => Ok(Some(o.clone())),
+            None => Ok(self.stored_order(merchant, order_id)?),
+        }
     }
     fn nonce_used(&self, signer: &str, nonce: &str) -> Result<bool, EngineError> {
-        let k = key(b'N', &[signer.as_bytes(), nonce.as_bytes()]);
-        Ok(self.db.contains_key(k).map_err(StoreError::from)?)
+        Ok(self.nonce_entry(signer, nonce)?.is_some())
     }
     fn evm_owner(&self, address: &str) -> Result<Option<String>, EngineError> {
-        let k = key(b'X', &[address.as_bytes()]);
-        Ok(self
-            .db
-            .get(k)
-            .map_err(StoreError::from)?
-            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+        match self
+            .pending
+            .layers()
+            .iter()
+            .rev()
+            .find_map(|l| l.evm.get(address))
+        {
+            Some(owner) => Ok(owner.clone()),
+            None => Ok(self.stored_evm(address)?),
+        }
     }
 }
 
@@ -571,286 +679,6 @@ impl HashSource for Store {
     /// The log's stored hashes, refused past its durable size.
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, MerkleError> {
         self.log.read_hashes(indexes)
-    }
-}
-
-/// Committed accounts and merchants the writer has read recently, so that a busy account's lots
-/// are not scanned from sled for every entry that touches it.
-///
-/// Only the writer fills it, and only with committed state (a group's writes enter it after the
-/// group's batch is applied), so it is always exactly what sled holds. Readers never touch it:
-/// a reader racing the writer could otherwise put back a value the writer had just replaced.
-/// Bounded by [`WriterCache::CAPACITY`] accounts, evicted oldest-inserted first.
-#[derive(Default)]
-pub struct WriterCache {
-    accounts: HashMap<String, Account>,
-    inserted: std::collections::VecDeque<String>,
-    merchants: HashMap<String, Merchant>,
-}
-
-impl WriterCache {
-    /// Most accounts kept.
-    pub const CAPACITY: usize = 16_384;
-
-    fn put_account(&mut self, id: String, account: Account) {
-        if self.accounts.insert(id.clone(), account).is_none() {
-            self.inserted.push_back(id);
-            while self.accounts.len() > Self::CAPACITY {
-                match self.inserted.pop_front() {
-                    Some(old) => {
-                        self.accounts.remove(&old);
-                    }
-                    None => break,
-                }
-            }
-        }
-    }
-}
-
-/// Why [`Group::commit_to`] failed.
-#[derive(Debug, thiserror::Error)]
-pub enum CommitError {
-    /// The log did not take the group: nothing of it is acknowledged.
-    #[error("the log could not append the group: {0}")]
-    Log(LogError),
-    /// The group is in the log, but writing its state failed.
-    #[error("the group is in the log, but writing its state failed: {0}")]
-    State(StoreError),
-}
-
-/// The open group: writes not yet committed, layered over the writer's cache and the store.
-pub struct Group<'a> {
-    store: &'a Store,
-    cache: std::cell::RefCell<WriterCache>,
-    size: u64,
-    accounts: HashMap<String, Account>,
-    merchants: HashMap<String, Merchant>,
-    orders: HashMap<(String, String), Order>,
-    nonces: HashMap<(String, String), u64>,
-    evm: HashMap<String, Option<String>>,
-    /// The group's new leaves, from index `first`.
-    leaves: Vec<Vec<u8>>,
-    first: u64,
-    history: Vec<(String, u64)>,
-}
-
-impl<'a> Group<'a> {
-    /// Starts a group on top of `store`, whose log has `size` leaves, reading through `cache`
-    /// (handed back by [`Group::commit`]).
-    pub fn new(store: &'a Store, size: u64, cache: WriterCache) -> Self {
-        Group {
-            store,
-            cache: std::cell::RefCell::new(cache),
-            size,
-            accounts: HashMap::new(),
-            merchants: HashMap::new(),
-            orders: HashMap::new(),
-            nonces: HashMap::new(),
-            evm: HashMap::new(),
-            leaves: Vec::new(),
-            first: size,
-            history: Vec::new(),
-        }
-    }
-
-    /// Drops the group's writes and hands back the writer's cache.
-    pub fn into_cache(self) -> WriterCache {
-        self.cache.take()
-    }
-
-    /// The log's size including this group's leaves.
-    pub fn size(&self) -> u64 {
-        self.size
-    }
-
-    /// Whether the group has anything to commit.
-    pub fn is_empty(&self) -> bool {
-        self.leaves.is_empty()
-    }
-
-    /// The leaf index of the entry in which `signer` used `nonce`, in this group or the store.
-    pub fn nonce_entry(&self, signer: &str, nonce: &str) -> Result<Option<u64>, StoreError> {
-        match self.nonces.get(&(signer.to_owned(), nonce.to_owned())) {
-            Some(i) => Ok(Some(*i)),
-            None => self.store.nonce_entry(signer, nonce),
-        }
-    }
-
-    /// Leaf bytes, from this group or the log.
-    pub fn leaf(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        match index.checked_sub(self.first) {
-            Some(at) if at < self.leaves.len() as u64 => Ok(Some(self.leaves[at as usize].clone())),
-            _ => self.store.leaf(index),
-        }
-    }
-
-    /// Adds one accepted entry: its leaf and its writes.
-    pub fn push(&mut self, leaf: Vec<u8>, writes: Writes) {
-        let index = self.size;
-        self.size += 1;
-        self.leaves.push(leaf);
-        self.apply_writes(index, writes);
-    }
-
-    /// Appends the group's new leaves to `log` (durable when it returns), then writes the
-    /// group's state ([`Group::commit`]): the one order in which the ledger and the auditor's
-    /// mirror commit, so that the state never reflects an entry the log does not hold.
-    pub fn commit_to(self, log: &mut LogWriter) -> (Result<(), CommitError>, WriterCache) {
-        if let Err(e) = log.append(&self.leaves) {
-            return (Err(CommitError::Log(e)), self.into_cache());
-        }
-        let (result, cache) = self.commit();
-        (result.map_err(CommitError::State), cache)
-    }
-
-    /// Adds the state changes of a leaf that is already in the log (replays).
-    pub fn push_replayed(&mut self, writes: Writes) {
-        let index = self.size;
-        self.size += 1;
-        self.apply_writes(index, writes);
-    }
-
-    fn apply_writes(&mut self, index: u64, writes: Writes) {
-        for (signer, nonce) in writes.nonces {
-            self.nonces.insert((signer, nonce), index);
-        }
-        for (id, account) in writes.accounts {
-            // The history lists the entries that changed the account (docs/PROTOCOL.md §12.4):
-            // the engine also hands back accounts it only looked at (a refund sweeps a
-            // referrer it claws nothing from). Unreadable state lists the entry rather than
-            // lose it.
-            let before = StateView::account(&*self, &id).map(Option::unwrap_or_default);
-            if before.map_or(true, |b| b != account) {
-                self.history.push((id.clone(), index));
-            }
-            self.accounts.insert(id, account);
-        }
-        self.merchants.extend(writes.merchants);
-        self.orders.extend(writes.orders);
-        self.evm.extend(writes.evm);
-    }
-
-    /// Writes the group's state as one sled batch that records the log size it reflects,
-    /// without a flush (the group's leaves must already be in the log; see the module doc).
-    /// The writer's cache comes back either way (on failure it holds only what was committed
-    /// before).
-    pub fn commit(mut self) -> (Result<(), StoreError>, WriterCache) {
-        let mut cache = self.cache.take();
-        let result = self.write(&cache);
-        if result.is_ok() {
-            for (id, a) in self.accounts.drain() {
-                cache.put_account(id, a);
-            }
-            cache.merchants.extend(self.merchants.drain());
-        }
-        (result, cache)
-    }
-
-    fn write(&mut self, cache: &WriterCache) -> Result<(), StoreError> {
-        let store = self.store;
-        let mut b = sled::Batch::default();
-        for (id, a) in self.accounts.iter_mut() {
-            // Write only the lots that changed; remove the ones the engine dropped.
-            let stored;
-            let committed: &[Lot] = match cache.accounts.get(id) {
-                Some(acc) => &acc.lots,
-                None => {
-                    stored = store.lots(id)?;
-                    &stored
-                }
-            };
-            let mut before: HashMap<&str, &Lot> =
-                committed.iter().map(|l| (l.id.as_str(), l)).collect();
-            for lot in &a.lots {
-                if before.remove(lot.id.as_str()) != Some(lot) {
-                    b.insert(lot_key(id, lot), encode(lot));
-                }
-            }
-            for gone in before.values() {
-                b.remove(lot_key(id, gone));
-            }
-            // The account's own key holds everything but its lots.
-            let lots = std::mem::take(&mut a.lots);
-            b.insert(key(b'A', &[id.as_bytes()]), encode(&*a));
-            a.lots = lots;
-        }
-        for (id, m) in &self.merchants {
-            b.insert(key(b'M', &[id.as_bytes()]), encode(m));
-        }
-        for ((m, o), order) in self.orders.drain() {
-            b.insert(key(b'O', &[m.as_bytes(), o.as_bytes()]), encode(&order));
-        }
-        for ((s, n), i) in self.nonces.drain() {
-            b.insert(key(b'N', &[s.as_bytes(), n.as_bytes()]), &i.to_be_bytes());
-        }
-        for (addr, owner) in self.evm.drain() {
-            let k = key(b'X', &[addr.as_bytes()]);
-            match owner {
-                Some(c) => b.insert(k, c.as_bytes()),
-                None => b.remove(k),
-            }
-        }
-        for (a, i) in self.history.drain(..) {
-            b.insert(history_key(&a, i), &[]);
-        }
-        b.insert(META_STATE_SIZE, &self.size.to_be_bytes());
-        store.db.apply_batch(b)?;
-        Ok(())
-    }
-}
-
-impl StateView for Group<'_> {
-    fn account(&self, id: &str) -> Result<Option<Account>, EngineError> {
-        if let Some(a) = self.accounts.get(id) {
-            return Ok(Some(a.clone()));
-        }
-        if let Some(a) = self.cache.borrow().accounts.get(id) {
-            return Ok(Some(a.clone()));
-        }
-        let stored = self.store.account(id)?;
-        if let Some(a) = &stored {
-            self.cache
-                .borrow_mut()
-                .put_account(id.to_owned(), a.clone());
-        }
-        Ok(stored)
-    }
-    fn merchant(&self, id: &str) -> Result<Option<Merchant>, EngineError> {
-        if let Some(m) = self.merchants.get(id) {
-            return Ok(Some(m.clone()));
-        }
-        if let Some(m) = self.cache.borrow().merchants.get(id) {
-            return Ok(Some(m.clone()));
-        }
-        let stored = self.store.merchant(id)?;
-        if let Some(m) = &stored {
-            self.cache
-                .borrow_mut()
-                .merchants
-                .insert(id.to_owned(), m.clone());
-        }
-        Ok(stored)
-    }
-    fn order(&self, merchant: &str, order_id: &str) -> Result<Option<Order>, EngineError> {
-        match self.orders.get(&(merchant.to_owned(), order_id.to_owned())) {
-            Some(o) => Ok(Some(o.clone())),
-            None => self.store.order(merchant, order_id),
-        }
-    }
-    fn nonce_used(&self, signer: &str, nonce: &str) -> Result<bool, EngineError> {
-        if self
-            .nonces
-            .contains_key(&(signer.to_owned(), nonce.to_owned()))
-        {
-            return Ok(true);
-        }
-        self.store.nonce_used(signer, nonce)
-    }
-    fn evm_owner(&self, address: &str) -> Result<Option<String>, EngineError> {
-        match self.evm.get(address) {
-            Some(owner) => Ok(owner.clone()),
-            None => self.store.evm_owner(address),
-        }
     }
 }
 

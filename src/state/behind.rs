@@ -1,0 +1,311 @@
+//! The state written behind the log: groups the log holds whose state sled may not hold yet.
+//!
+//! Once a group's leaves are in the log (synced), its state is frozen into a [`Layer`] and queued
+//! on [`Pending`] before the group's receipts are sent. One thread ([`StateWriter`]) takes every
+//! layer queued, merges them into one sled batch (an account that many groups wrote is written
+//! once, as the last of them left it), applies it with the log size it reflects and no flush,
+//! and only then drops those layers from the queue: a value is always in a queued layer or in
+//! sled, never in neither. Every read of the state ([`Store`]) looks through the queued layers,
+//! newest first, before it reads sled, so a read after a receipt sees the entry's effects.
+//!
+//! The queue is bounded ([`MAX_ENTRIES`] entries, [`MAX_LAYERS`] layers): a writer that outruns
+//! sled waits for it, so memory stays bounded and reads look through few layers. If sled fails a
+//! batch, the thread stops and the layers stay queued, so reads still see every acknowledged
+//! entry; [`Pending::failed`] then tells the writer to refuse later groups until the ledger is
+//! reopened, which replays the log from the size sled reflects.
+
+use super::{encode, history_key, key, lot_key, Store, StoreError, META_STATE_SIZE};
+use crate::engine::state::{Account, Lot, Merchant, Order};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+
+/// Most entries queued behind the log before the writer waits for sled.
+pub const MAX_ENTRIES: u64 = 65_536;
+/// Most groups queued behind the log before the writer waits for sled.
+pub const MAX_LAYERS: usize = 64;
+
+/// The state changes of one group that the log holds: what each key is after the group.
+#[derive(Default)]
+pub(crate) struct Layer {
+    /// The log's size after the group; its first entry is at `size - entries`.
+    pub(super) size: u64,
+    /// Entries in the group.
+    pub(super) entries: u64,
+    /// Accounts the group wrote, as it left them (shared with the writer's cache).
+    pub(super) accounts: HashMap<String, Arc<Account>>,
+    /// Each of those accounts before the group (none if it was new): a batch writes only the
+    /// lots that changed and removes the ones that went.
+    pub(super) base: HashMap<String, Arc<Account>>,
+    pub(super) merchants: HashMap<String, Merchant>,
+    pub(super) orders: HashMap<(String, String), Order>,
+    pub(super) nonces: HashMap<(String, String), u64>,
+    pub(super) evm: HashMap<String, Option<String>>,
+    /// (account, leaf index) for every entry that changed an account.
+    pub(super) history: Vec<(String, u64)>,
+}
+
+/// One sled batch writing `layers` (consecutive groups, oldest first) over the state that
+/// reflects the log up to the first of them.
+pub(super) fn batch(layers: &[Arc<Layer>]) -> sled::Batch {
+    let mut b = sled::Batch::default();
+    // Each account: its lots before the first layer that wrote it, the account after the last.
+    let mut accounts: HashMap<&str, (&[Lot], &Account)> = HashMap::new();
+    for layer in layers {
+        for (id, account) in &layer.accounts {
+            let base = layer.base.get(id).map_or(&[][..], |a| a.lots.as_slice());
+            accounts
+                .entry(id.as_str())
+                .and_modify(|e| e.1 = account)
+                .or_insert((base, account));
+        }
+    }
+    for (id, (base, account)) in accounts {
+        let mut before: HashMap<&str, &Lot> = base.iter().map(|l| (l.id.as_str(), l)).collect();
+        for lot in &account.lots {
+            if before.remove(lot.id.as_str()) != Some(lot) {
+                b.insert(lot_key(id, lot), encode(lot));
+            }
+        }
+        for gone in before.values() {
+            b.remove(lot_key(id, gone));
+        }
+        // The account's own key holds everything but its lots.
+        b.insert(
+            key(b'A', &[id.as_bytes()]),
+            encode(&AccountRecord::of(account)),
+        );
+    }
+    // Later layers overwrite earlier ones: a batch keeps the last value given for a key.
+    for layer in layers {
+        for (id, m) in &layer.merchants {
+            b.insert(key(b'M', &[id.as_bytes()]), encode(m));
+        }
+        for ((m, o), order) in &layer.orders {
+            b.insert(key(b'O', &[m.as_bytes(), o.as_bytes()]), encode(order));
+        }
+        for ((s, n), i) in &layer.nonces {
+            b.insert(key(b'N', &[s.as_bytes(), n.as_bytes()]), &i.to_be_bytes());
+        }
+        for (addr, owner) in &layer.evm {
+            let k = key(b'X', &[addr.as_bytes()]);
+            match owner {
+                Some(c) => b.insert(k, c.as_bytes()),
+                None => b.remove(k),
+            }
+        }
+        for (a, i) in &layer.history {
+            b.insert(history_key(a, *i), &[]);
+        }
+    }
+    if let Some(last) = layers.last() {
+        b.insert(META_STATE_SIZE, &last.size.to_be_bytes());
+    }
+    b
+}
+
+/// An account as its `A` key stores it: everything but its lots, which have keys of their own.
+/// Encodes exactly as an [`Account`] whose lots are empty.
+#[derive(serde::Serialize)]
+pub(super) struct AccountRecord<'a> {
+    lots: &'a [Lot],
+    debt: u64,
+    referrer: &'a Option<String>,
+    referees: u64,
+    purchases: u64,
+    evm_address: &'a Option<String>,
+    rewards_by_merchant: &'a std::collections::BTreeMap<String, u64>,
+}
+
+impl<'a> AccountRecord<'a> {
+    pub(super) fn of(a: &'a Account) -> Self {
+        AccountRecord {
+            lots: &[],
+            debt: a.debt,
+            referrer: &a.referrer,
+            referees: a.referees,
+            purchases: a.purchases,
+            evm_address: &a.evm_address,
+            rewards_by_merchant: &a.rewards_by_merchant,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Queue {
+    /// Oldest first.
+    layers: VecDeque<Arc<Layer>>,
+    entries: u64,
+    /// Why sled refused a batch, once it has.
+    failed: Option<String>,
+    /// Set when the [`StateWriter`] is told to finish what is queued and stop.
+    closing: bool,
+}
+
+/// The groups the log holds and sled does not yet: shared by every [`Store`] handle (reads look
+/// through it) and the [`StateWriter`] that empties it.
+#[derive(Default)]
+pub(crate) struct Pending {
+    queue: Mutex<Queue>,
+    changed: Condvar,
+}
+
+impl Pending {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn wait<'a>(&self, q: MutexGuard<'a, Queue>) -> MutexGuard<'a, Queue> {
+        self.changed.wait(q).unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The queued layers, oldest first (each read looks through them newest first).
+    pub(crate) fn layers(&self) -> Vec<Arc<Layer>> {
+        self.lock().layers.iter().cloned().collect()
+    }
+
+    /// Why writing the state failed, once it has.
+    pub(crate) fn failed(&self) -> Option<String> {
+        self.lock().failed.clone()
+    }
+
+    /// Waits until sled holds every queued layer; `Err` if it failed to.
+    pub(crate) fn settle(&self) -> Result<(), StoreError> {
+        let mut q = self.lock();
+        loop {
+            if let Some(why) = &q.failed {
+                return Err(StoreError::Behind(why.clone()));
+            }
+            if q.layers.is_empty() {
+                return Ok(());
+            }
+            q = self.wait(q);
+        }
+    }
+}
+
+/// The thread that writes queued layers into sled; owned by the one writer of a store (the
+/// ledger, or the auditor's mirror). Dropping it writes what is queued, then stops the thread.
+pub struct StateWriter {
+    pending: Arc<Pending>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl StateWriter {
+    /// Starts the thread that writes `store`'s queued layers.
+    pub fn start(store: &Store) -> StateWriter {
+        let pending = store.pending.clone();
+        pending.lock().closing = false;
+        let (db, shared) = (store.db.clone(), pending.clone());
+        let thread = std::thread::Builder::new()
+            .name("state-writer".into())
+            .spawn(move || write_loop(&db, &shared))
+            .expect("spawning the state writer thread");
+        StateWriter {
+            pending,
+            thread: Some(thread),
+        }
+    }
+
+    /// Queues a group's state, waiting first while the queue is full (unless writing has
+    /// failed: the layer is then kept for reads and the writer refuses what follows).
+    pub(crate) fn push(&self, layer: Layer) {
+        let mut q = self.pending.lock();
+        while q.failed.is_none() && (q.entries >= MAX_ENTRIES || q.layers.len() >= MAX_LAYERS) {
+            q = self.pending.wait(q);
+        }
+        q.entries += layer.entries;
+        q.layers.push_back(Arc::new(layer));
+        self.pending.changed.notify_all();
+    }
+
+    /// Waits until sled holds every queued layer; `Err` if it failed to.
+    pub fn settle(&self) -> Result<(), StoreError> {
+        self.pending.settle()
+    }
+
+    /// Why writing the state failed, once it has.
+    pub fn failed(&self) -> Option<String> {
+        self.pending.failed()
+    }
+
+    /// Writes what is queued, then stops the thread.
+    pub fn close(&mut self) {
+        self.pending.lock().closing = true;
+        self.pending.changed.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for StateWriter {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn write_loop(db: &sled::Db, pending: &Pending) {
+    loop {
+        let layers: Vec<Arc<Layer>> = {
+            let mut q = pending.lock();
+            while q.layers.is_empty() && !q.closing {
+                q = pending.wait(q);
+            }
+            if q.layers.is_empty() {
+                return;
+            }
+            q.layers.iter().cloned().collect()
+        };
+        let result = db.apply_batch(batch(&layers));
+        let mut q = pending.lock();
+        match result {
+            Ok(()) => {
+                for _ in 0..layers.len() {
+                    if let Some(done) = q.layers.pop_front() {
+                        q.entries -= done.entries;
+                    }
+                }
+                pending.changed.notify_all();
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "writing the state behind the log failed; the groups stay in memory for reads, later writes are refused until the ledger is reopened, which replays them from the log");
+                q.failed = Some(e.to_string());
+                pending.changed.notify_all();
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_account_record_encodes_as_the_account_without_its_lots() {
+        let mut a = Account {
+            debt: 7,
+            referrer: Some("r".into()),
+            referees: 2,
+            purchases: 3,
+            evm_address: Some("0xab".into()),
+            ..Account::default()
+        };
+        a.rewards_by_merchant.insert("m".into(), 5);
+        let with_lots = Account {
+            lots: vec![Lot {
+                id: "1.0".into(),
+                merchant: "m".into(),
+                source: crate::engine::state::LotSource::Purchase,
+                order_id: "o".into(),
+                points: 1,
+                remaining: 1,
+                available_at: 0,
+                expires_at: 9,
+            }],
+            ..a.clone()
+        };
+        assert_eq!(encode(&AccountRecord::of(&with_lots)), encode(&a));
+    }
+}
