@@ -21,9 +21,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
 /// Most entries queued behind the log before the writer waits for sled.
-pub const MAX_ENTRIES: u64 = 65_536;
+const MAX_ENTRIES: u64 = 65_536;
 /// Most groups queued behind the log before the writer waits for sled.
-pub const MAX_LAYERS: usize = 64;
+const MAX_LAYERS: usize = 64;
 
 /// The state changes of one group that the log holds: what each key is after the group.
 #[derive(Default)]
@@ -169,6 +169,17 @@ impl Pending {
         self.lock().failed.clone()
     }
 
+    /// Queues a layer, waiting first while the queue is full (see [`StateWriter::push`]).
+    pub(super) fn push(&self, layer: Layer) {
+        let mut q = self.lock();
+        while q.failed.is_none() && (q.entries >= MAX_ENTRIES || q.layers.len() >= MAX_LAYERS) {
+            q = self.wait(q);
+        }
+        q.entries += layer.entries;
+        q.layers.push_back(Arc::new(layer));
+        self.changed.notify_all();
+    }
+
     /// Waits until sled holds every queued layer; `Err` if it failed to.
     pub(crate) fn settle(&self) -> Result<(), StoreError> {
         let mut q = self.lock();
@@ -210,18 +221,7 @@ impl StateWriter {
     /// Queues a group's state, waiting first while the queue is full (unless writing has
     /// failed: the layer is then kept for reads and the writer refuses what follows).
     pub(crate) fn push(&self, layer: Layer) {
-        let mut q = self.pending.lock();
-        while q.failed.is_none() && (q.entries >= MAX_ENTRIES || q.layers.len() >= MAX_LAYERS) {
-            q = self.pending.wait(q);
-        }
-        q.entries += layer.entries;
-        q.layers.push_back(Arc::new(layer));
-        self.pending.changed.notify_all();
-    }
-
-    /// Waits until sled holds every queued layer; `Err` if it failed to.
-    pub fn settle(&self) -> Result<(), StoreError> {
-        self.pending.settle()
+        self.pending.push(layer);
     }
 
     /// Why writing the state failed, once it has.

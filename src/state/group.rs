@@ -106,13 +106,9 @@ impl<'a> Group<'a> {
     /// The leaf index of the entry in which `signer` used `nonce`: in this group, the queued
     /// layers or sled.
     pub fn nonce_entry(&self, signer: &str, nonce: &str) -> Result<Option<u64>, StoreError> {
-        let k = (signer.to_owned(), nonce.to_owned());
-        if let Some(i) = self.nonces.get(&k) {
-            return Ok(Some(*i));
-        }
-        match self.layers.iter().rev().find_map(|l| l.nonces.get(&k)) {
+        match self.nonces.get(&(signer.to_owned(), nonce.to_owned())) {
             Some(i) => Ok(Some(*i)),
-            None => self.store.stored_nonce(signer, nonce),
+            None => self.store.nonce_in(&self.layers, signer, nonce),
         }
     }
 
@@ -145,10 +141,7 @@ impl<'a> Group<'a> {
         if let Some(a) = self.cache.borrow().accounts.get(id) {
             return Ok(Some(a.clone()));
         }
-        let found = match self.layers.iter().rev().find_map(|l| l.accounts.get(id)) {
-            Some(a) => Some(a.clone()),
-            None => self.store.stored_account(id)?.map(Arc::new),
-        };
+        let found = self.store.account_in(&self.layers, id)?;
         if let Some(a) = &found {
             self.cache
                 .borrow_mut()
@@ -159,30 +152,33 @@ impl<'a> Group<'a> {
 
     fn apply_writes(&mut self, index: u64, writes: Writes) -> Result<(), StoreError> {
         // Read everything first, so that a failed read leaves the group as it was.
-        let mut firsts = Vec::new();
+        let mut firsts = HashMap::new();
         for id in writes.accounts.keys() {
             if !self.accounts.contains_key(id) {
-                firsts.push((id.clone(), self.committed_account(id)?));
+                firsts.insert(id.clone(), self.committed_account(id)?);
             }
-        }
-        for (id, before) in firsts {
-            let account = before.as_deref().cloned().unwrap_or_default();
-            if let Some(before) = before {
-                self.base.insert(id.clone(), before);
-            }
-            self.accounts.insert(id, account);
         }
         for (id, account) in writes.accounts {
             // The history lists the entries that changed the account (docs/PROTOCOL.md §12.4):
             // the engine also hands back accounts it only looked at (a refund sweeps a
             // referrer it claws nothing from).
-            let Some(slot) = self.accounts.get_mut(&id) else {
-                continue;
+            let changed = match self.accounts.get(&id) {
+                Some(before) => *before != account,
+                None => {
+                    let before = firsts.remove(&id).flatten();
+                    let changed = before
+                        .as_deref()
+                        .map_or_else(|| account != Account::default(), |b| *b != account);
+                    if let Some(before) = before {
+                        self.base.insert(id.clone(), before);
+                    }
+                    changed
+                }
             };
-            if *slot != account {
-                self.history.push((id, index));
-                *slot = account;
+            if changed {
+                self.history.push((id.clone(), index));
             }
+            self.accounts.insert(id, account);
         }
         for (signer, nonce) in writes.nonces {
             self.nonces.insert((signer, nonce), index);
@@ -225,7 +221,7 @@ impl<'a> Group<'a> {
     }
 
     /// The group's state as a layer, and the cache with the group's accounts and merchants in.
-    fn freeze(self) -> (Layer, WriterCache) {
+    pub(super) fn freeze(self) -> (Layer, WriterCache) {
         let mut cache = self.cache.into_inner();
         let accounts: HashMap<String, Arc<Account>> = self
             .accounts
@@ -267,10 +263,7 @@ impl StateView for Group<'_> {
         if let Some(m) = self.cache.borrow().merchants.get(id) {
             return Ok(Some(m.clone()));
         }
-        let found = match self.layers.iter().rev().find_map(|l| l.merchants.get(id)) {
-            Some(m) => Some(m.clone()),
-            None => self.store.stored_merchant(id)?,
-        };
+        let found = self.store.merchant_in(&self.layers, id)?;
         if let Some(m) = &found {
             self.cache
                 .borrow_mut()
@@ -280,25 +273,18 @@ impl StateView for Group<'_> {
         Ok(found)
     }
     fn order(&self, merchant: &str, order_id: &str) -> Result<Option<Order>, EngineError> {
-        let k = (merchant.to_owned(), order_id.to_owned());
-        if let Some(o) = self.orders.get(&k) {
-            return Ok(Some(o.clone()));
-        }
-        match self.layers.iter().rev().find_map(|l| l.orders.get(&k)) {
+        match self.orders.get(&(merchant.to_owned(), order_id.to_owned())) {
             Some(o) => Ok(Some(o.clone())),
-            None => Ok(self.store.stored_order(merchant, order_id)?),
+            None => Ok(self.store.order_in(&self.layers, merchant, order_id)?),
         }
     }
     fn nonce_used(&self, signer: &str, nonce: &str) -> Result<bool, EngineError> {
         Ok(self.nonce_entry(signer, nonce)?.is_some())
     }
     fn evm_owner(&self, address: &str) -> Result<Option<String>, EngineError> {
-        if let Some(owner) = self.evm.get(address) {
-            return Ok(owner.clone());
-        }
-        match self.layers.iter().rev().find_map(|l| l.evm.get(address)) {
+        match self.evm.get(address) {
             Some(owner) => Ok(owner.clone()),
-            None => Ok(self.store.stored_evm(address)?),
+            None => Ok(self.store.evm_in(&self.layers, address)?),
         }
     }
 }

@@ -39,8 +39,10 @@
 
 mod behind;
 mod group;
+#[cfg(test)]
+mod tests;
 
-pub use behind::{StateWriter, MAX_ENTRIES, MAX_LAYERS};
+pub use behind::StateWriter;
 pub use group::{Group, WriterCache};
 
 use crate::engine::state::{Account, Lot, Merchant, Order};
@@ -48,7 +50,7 @@ use crate::engine::{EngineError, LogConfig, StateView};
 use crate::log::layout::Resource;
 use crate::log::{LogError, LogReader, MAX_READ_LEAVES};
 use crate::merkle::{Hash, HashSource, MerkleError};
-use behind::Pending;
+use behind::{Layer, Pending};
 use serde::{de::DeserializeOwned, Serialize};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -281,47 +283,69 @@ impl Store {
 
     /// The leaf index of the entry in which `signer` used `nonce`.
     pub fn nonce_entry(&self, signer: &str, nonce: &str) -> Result<Option<u64>, StoreError> {
-        let k = (signer.to_owned(), nonce.to_owned());
-        match self
-            .pending
-            .layers()
-            .iter()
-            .rev()
-            .find_map(|l| l.nonces.get(&k))
-        {
-            Some(i) => Ok(Some(*i)),
-            None => self.stored_nonce(signer, nonce),
-        }
+        self.nonce_in(&self.pending.layers(), signer, nonce)
     }
 
-    /// [`Store::nonce_entry`] as sled holds it (without the queued groups).
-    fn stored_nonce(&self, signer: &str, nonce: &str) -> Result<Option<u64>, StoreError> {
+    // The one lookup order of every read of the state, the writer's included: the queued
+    // groups `layers` (taken before sled is read, so that a group sled takes meanwhile is
+    // found in its layer, never missed), newest first, then sled.
+
+    fn nonce_in(
+        &self,
+        layers: &[Arc<Layer>],
+        signer: &str,
+        nonce: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        let k = (signer.to_owned(), nonce.to_owned());
+        if let Some(i) = layers.iter().rev().find_map(|l| l.nonces.get(&k)) {
+            return Ok(Some(*i));
+        }
         let k = key(b'N', &[signer.as_bytes(), nonce.as_bytes()]);
         self.db.get(&k)?.map(|v| decode_u64(&k, &v)).transpose()
     }
 
-    /// An account with its lots, as sled holds it.
-    fn stored_account(&self, id: &str) -> Result<Option<Account>, StoreError> {
+    fn account_in(
+        &self,
+        layers: &[Arc<Layer>],
+        id: &str,
+    ) -> Result<Option<Arc<Account>>, StoreError> {
+        if let Some(a) = layers.iter().rev().find_map(|l| l.accounts.get(id)) {
+            return Ok(Some(a.clone()));
+        }
         let Some(mut account) = self.get::<Account>(&key(b'A', &[id.as_bytes()]))? else {
             return Ok(None);
         };
         account.lots = self.lots(id)?;
-        Ok(Some(account))
+        Ok(Some(Arc::new(account)))
     }
 
-    fn stored_merchant(&self, id: &str) -> Result<Option<Merchant>, StoreError> {
-        self.get(&key(b'M', &[id.as_bytes()]))
+    fn merchant_in(&self, layers: &[Arc<Layer>], id: &str) -> Result<Option<Merchant>, StoreError> {
+        match layers.iter().rev().find_map(|l| l.merchants.get(id)) {
+            Some(m) => Ok(Some(m.clone())),
+            None => self.get(&key(b'M', &[id.as_bytes()])),
+        }
     }
 
-    fn stored_order(&self, merchant: &str, order_id: &str) -> Result<Option<Order>, StoreError> {
-        self.get(&key(b'O', &[merchant.as_bytes(), order_id.as_bytes()]))
+    fn order_in(
+        &self,
+        layers: &[Arc<Layer>],
+        merchant: &str,
+        order_id: &str,
+    ) -> Result<Option<Order>, StoreError> {
+        let k = (merchant.to_owned(), order_id.to_owned());
+        match layers.iter().rev().find_map(|l| l.orders.get(&k)) {
+            Some(o) => Ok(Some(o.clone())),
+            None => self.get(&key(b'O', &[merchant.as_bytes(), order_id.as_bytes()])),
+        }
     }
 
-    fn stored_evm(&self, address: &str) -> Result<Option<String>, StoreError> {
-        let k = key(b'X', &[address.as_bytes()]);
+    fn evm_in(&self, layers: &[Arc<Layer>], address: &str) -> Result<Option<String>, StoreError> {
+        if let Some(owner) = layers.iter().rev().find_map(|l| l.evm.get(address)) {
+            return Ok(owner.clone());
+        }
         Ok(self
             .db
-            .get(k)?
+            .get(key(b'X', &[address.as_bytes()]))?
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
@@ -619,59 +643,21 @@ pub struct StoredConfig {
 }
 
 impl StateView for Store {
-    // Each read takes the queued groups before it reads sled: a group that sled takes between
-    // the two is then found in the layer, never missed.
     fn account(&self, id: &str) -> Result<Option<Account>, EngineError> {
-        match self
-            .pending
-            .layers()
-            .iter()
-            .rev()
-            .find_map(|l| l.accounts.get(id))
-        {
-            Some(a) => Ok(Some((**a).clone())),
-            None => Ok(self.stored_account(id)?),
-        }
+        let found = self.account_in(&self.pending.layers(), id)?;
+        Ok(found.map(Arc::unwrap_or_clone))
     }
     fn merchant(&self, id: &str) -> Result<Option<Merchant>, EngineError> {
-        match self
-            .pending
-            .layers()
-            .iter()
-            .rev()
-            .find_map(|l| l.merchants.get(id))
-        {
-            Some(m) => Ok(Some(m.clone())),
-            None => Ok(self.stored_merchant(id)?),
-        }
+        Ok(self.merchant_in(&self.pending.layers(), id)?)
     }
     fn order(&self, merchant: &str, order_id: &str) -> Result<Option<Order>, EngineError> {
-        let k = (merchant.to_owned(), order_id.to_owned());
-        match self
-            .pending
-            .layers()
-            .iter()
-            .rev()
-            .find_map(|l| l.orders.get(&k))
-        {
-            Some(o) => Ok(Some(o.clone())),
-            None => Ok(self.stored_order(merchant, order_id)?),
-        }
+        Ok(self.order_in(&self.pending.layers(), merchant, order_id)?)
     }
     fn nonce_used(&self, signer: &str, nonce: &str) -> Result<bool, EngineError> {
         Ok(self.nonce_entry(signer, nonce)?.is_some())
     }
     fn evm_owner(&self, address: &str) -> Result<Option<String>, EngineError> {
-        match self
-            .pending
-            .layers()
-            .iter()
-            .rev()
-            .find_map(|l| l.evm.get(address))
-        {
-            Some(owner) => Ok(owner.clone()),
-            None => Ok(self.stored_evm(address)?),
-        }
+        Ok(self.evm_in(&self.pending.layers(), address)?)
     }
 }
 
