@@ -14,7 +14,7 @@ use std::sync::Arc;
 /// read from sled for every entry that touches it.
 ///
 /// It holds the latest state: accounts enter it when a group that wrote them is in the log
-/// (whether or not sled holds them yet, see [`behind`]) or when the writer reads them, and only
+/// (whether or not sled holds them yet, see [`StateWriter`]) or when the writer reads them, and only
 /// the writer produces new state. Readers never touch it: a reader racing the writer could put
 /// back a value the writer had just replaced. Bounded by [`WriterCache::CAPACITY`] accounts,
 /// evicted oldest-inserted first; an evicted account is read again through the queued layers

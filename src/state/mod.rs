@@ -5,7 +5,7 @@
 //! The log is the source of truth and the only thing written before an entry is acknowledged:
 //! the writer appends a group to the log (one `fdatasync`) and queues the group's state in
 //! memory before its receipts are sent; a thread of its own writes what is queued into sled
-//! behind the log, many groups per batch, without a flush ([`behind`]). Every read looks
+//! behind the log, many groups per batch, without a flush ([`StateWriter`]). Every read looks
 //! through what is queued before it reads sled, so a read after a receipt sees its effects.
 //! sled persists the batches in the background and at every checkpoint
 //! ([`Store::put_checkpoint`] flushes). Each batch records the log size it reflects
