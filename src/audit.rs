@@ -873,7 +873,7 @@ mod tests {
 
     fn account(lots: Vec<Lot>, debt: u64) -> Account {
         Account {
-            lots,
+            lots: lots.into(),
             debt,
             ..Account::default()
         }

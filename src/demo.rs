@@ -6,7 +6,6 @@
 
 use crate::clock::DAY_MS;
 use crate::dsse::{self, Envelope};
-use crate::engine::StateView;
 use crate::ledger::Ledger;
 use crate::payload::ProgramRules;
 use crate::{evm, keys};
@@ -14,6 +13,7 @@ use anyhow::{bail, Context, Result};
 use ed25519_dalek::SigningKey;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::RngCore;
+use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::json;
 use std::path::Path;
@@ -108,9 +108,28 @@ fn demo_rules(i: usize) -> (&'static str, ProgramRules) {
     programs[i % programs.len()].clone()
 }
 
-fn signed(kind: &str, payload: serde_json::Value, signers: &[&SigningKey]) -> Result<Envelope> {
-    let (first, rest) = signers.split_first().context("no signer")?;
-    let mut env = dsse::sign(kind, serde_json::to_vec(&payload)?, first)?;
+/// A request of the demo's, to be signed (with the others of its batch, on every core).
+struct Unsigned<'k> {
+    kind: &'static str,
+    payload: serde_json::Value,
+    signers: Vec<&'k SigningKey>,
+}
+
+fn unsigned<'k>(
+    kind: &'static str,
+    payload: serde_json::Value,
+    signers: &[&'k SigningKey],
+) -> Unsigned<'k> {
+    Unsigned {
+        kind,
+        payload,
+        signers: signers.to_vec(),
+    }
+}
+
+fn signed(u: &Unsigned<'_>) -> Result<Envelope> {
+    let (first, rest) = u.signers.split_first().context("no signer")?;
+    let mut env = dsse::sign(u.kind, serde_json::to_vec(&u.payload)?, first)?;
     for k in rest {
         env.add_signature(k)?;
     }
@@ -169,7 +188,11 @@ pub fn seed(
         nonce += 1;
         format!("demo-{nonce}")
     };
-    let submit = |ledger: &mut Ledger, batch: Vec<Envelope>, s: &mut DemoSummary| -> Result<()> {
+    let submit = |ledger: &mut Ledger, batch: Vec<Unsigned>, s: &mut DemoSummary| -> Result<()> {
+        let batch = batch
+            .par_iter()
+            .map(signed)
+            .collect::<Result<Vec<Envelope>>>()?;
         for r in ledger.submit(batch) {
             r.context("the demo's own entry was refused")?;
             s.entries += 1;
@@ -181,11 +204,11 @@ pub fn seed(
     for (i, (_, id, rules)) in merchants.iter().enumerate() {
         let name = demo_rules(i).0;
         summary.merchants.push((id.clone(), name.to_owned()));
-        batch.push(signed(
+        batch.push(unsigned(
             "merchant.register",
             json!({"operator": operator_id, "merchant": id, "name": name, "rules": rules, "nonce": next_nonce()}),
             &[&operator],
-        )?);
+        ));
     }
     submit(ledger, std::mem::take(&mut batch), &mut summary)?;
 
@@ -201,11 +224,11 @@ pub fn seed(
         let end = (m + chunk).min(purchases);
         for (merchant, order_id, amount) in refunds_due.drain(..) {
             let (mkey, mid, _) = &merchants[merchant];
-            batch.push(signed(
+            batch.push(unsigned(
                 "refund",
                 json!({"merchant": mid, "order_id": order_id, "amount": amount, "nonce": next_nonce()}),
                 &[mkey],
-            )?);
+            ));
             summary.refunds += 1;
         }
         submit(ledger, std::mem::take(&mut batch), &mut summary)?;
@@ -219,18 +242,18 @@ pub fn seed(
             let amount = 500 + (p * 7919) % 20_000;
             let order_id = format!("order-{p}");
             if p == c as u64 && c % 3 != 0 {
-                batch.push(signed(
+                batch.push(unsigned(
                     "referral.accept",
                     json!({"consumer": cid, "referrer": people[c - 1].1, "nonce": next_nonce()}),
                     &[ckey],
-                )?);
+                ));
                 summary.referrals += 1;
             }
             if p >= consumers && p % 4 == 0 {
                 let left = match spendable.get(&c) {
                     Some(v) => *v,
                     None => {
-                        let acc = ledger.store().account(cid)?.unwrap_or_default();
+                        let acc = ledger.account(cid)?.unwrap_or_default();
                         let b =
                             acc.balance(crate::clock::Clock::now_ms(&crate::clock::SystemClock));
                         b.available.saturating_sub(b.debt)
@@ -239,23 +262,23 @@ pub fn seed(
                 let max_discount = amount * rules.max_redeem_bps / 10_000;
                 let points = left.min(max_discount * 1000 / rules.point_value_milli);
                 if points >= 10 {
-                    batch.push(signed(
+                    batch.push(unsigned(
                         "redeem",
                         json!({"consumer": cid, "merchant": mid, "order_id": order_id,
                                "order_amount": amount, "points": points, "nonce": next_nonce()}),
                         &[ckey, mkey],
-                    )?);
+                    ));
                     summary.redemptions += 1;
                     spendable.insert(c, left - points);
                 } else {
                     spendable.insert(c, left);
                 }
             }
-            batch.push(signed(
+            batch.push(unsigned(
                 "purchase",
                 json!({"merchant": mid, "consumer": cid, "order_id": order_id, "amount": amount, "nonce": next_nonce()}),
                 &[mkey],
-            )?);
+            ));
             summary.purchases += 1;
             if p % 25 == 7 {
                 refunds_due.push((mi, order_id, amount));
@@ -269,11 +292,11 @@ pub fn seed(
     }
     for (merchant, order_id, amount) in refunds_due.drain(..) {
         let (mkey, mid, _) = &merchants[merchant];
-        batch.push(signed(
+        batch.push(unsigned(
             "refund",
             json!({"merchant": mid, "order_id": order_id, "amount": amount, "nonce": next_nonce()}),
             &[mkey],
-        )?);
+        ));
         summary.refunds += 1;
     }
     // The first two consumers link a wallet, once they are customers (a link needs a purchase).
@@ -283,11 +306,11 @@ pub fn seed(
         let n = next_nonce();
         let address = evm::address_of(&secret)?;
         let sig = evm::sign_link(&secret, &evm::link_message(&origin, id, &address, &n))?;
-        batch.push(signed(
+        batch.push(unsigned(
             "account.link_evm",
             json!({"consumer": id, "address": address, "evm_signature": sig, "nonce": n}),
             &[key],
-        )?);
+        ));
         summary.evm_links += 1;
     }
     submit(ledger, batch, &mut summary)?;

@@ -19,7 +19,8 @@
 use crate::checkpoint::{self, Checkpoint, CheckpointError};
 use crate::clock::Clock;
 use crate::dsse::{DsseError, Envelope};
-use crate::engine::{self, Effects, EngineError, LogConfig};
+use crate::engine::state::Account;
+use crate::engine::{self, Effects, EngineError, LogConfig, StateView};
 use crate::errors::Code;
 use crate::keys::{self, KeyError};
 use crate::log::io::{LogFs, StdFs};
@@ -514,6 +515,15 @@ impl Ledger {
     /// Leaves in the log.
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// An account as of the last group: from the writer's cache when it holds it, else read
+    /// like any other read (the queued groups, then the state store).
+    pub fn account(&self, id: &str) -> Result<Option<Arc<Account>>, LedgerError> {
+        if let Some(a) = self.cache.account(id) {
+            return Ok(Some(a));
+        }
+        Ok(StateView::account(&self.store, id)?.map(Arc::new))
     }
 
     /// The verifier key in the C2SP `name+keyid+base64` form.

@@ -31,7 +31,7 @@ impl AccountView {
         AccountView {
             account: id.to_owned(),
             balance: acc.balance(now_ms),
-            lots: acc.lots,
+            lots: acc.lots.into_vec(),
             referrer: acc.referrer,
             referees: acc.referees,
             purchases: acc.purchases,

@@ -12,6 +12,7 @@
 //! saturate or wrap. Rules are listed in docs/PROTOCOL.md and each is tested in
 //! `tests/engine.rs`.
 
+mod lots;
 pub mod state;
 
 use crate::errors::Code;
@@ -451,10 +452,8 @@ impl Tx<'_> {
         if !self.writes.accounts.contains_key(id) {
             let mut account = self.view.account(id)?.unwrap_or_default();
             let now = self.now;
-            let (expired, kept): (Vec<Lot>, Vec<Lot>) = std::mem::take(&mut account.lots)
-                .into_iter()
-                .partition(|l| l.expires_at <= now);
-            account.lots = kept;
+            // Lots are in expiry order, so the expired ones come first.
+            let expired = account.lots.take_while_not(|l| l.expires_at > now);
             self.writes.accounts.insert(id.to_owned(), account);
             for lot in expired.into_iter().filter(|l| l.remaining > 0) {
                 self.note_expired(&lot)?;
@@ -546,10 +545,8 @@ impl Tx<'_> {
             available_at,
             expires_at,
         };
-        let at = acc
-            .lots
-            .partition_point(|l| (l.expires_at, lot_order(&l.id)) <= (expires_at, lot_order(&id)));
-        acc.lots.insert(at, lot);
+        acc.lots
+            .insert_by_key(lot, |l| (l.expires_at, lot_order(&l.id)));
         let reason = match source {
             LotSource::Purchase => Reason::Earn,
             LotSource::ReferralReward => Reason::ReferralReward,
@@ -577,14 +574,17 @@ impl Tx<'_> {
             return Ok(());
         }
         let acc = self.account_mut(account)?;
-        let from_lot = match acc.lots.iter_mut().find(|l| l.id == lot_id) {
-            Some(lot) => {
-                let t = lot.remaining.min(points);
-                lot.remaining -= t;
-                t
-            }
-            None => 0,
-        };
+        let from_lot = acc
+            .lots
+            .find(lot_id)
+            .and_then(|pos| {
+                acc.lots.update(pos, |lot| {
+                    let t = lot.remaining.min(points);
+                    lot.remaining -= t;
+                    t
+                })
+            })
+            .unwrap_or(0);
         let uncovered = sub_exact(points, from_lot, "take back")?;
         let gone = uncovered.min(*expired);
         *expired -= gone;
@@ -776,9 +776,9 @@ impl Tx<'_> {
         let spendable = |l: &Lot| l.available_at <= now && l.remaining > 0;
         let available: u128 = acc
             .lots
-            .iter()
-            .filter(|l| spendable(l))
-            .map(|l| u128::from(l.remaining))
+            .with_points()
+            .filter(|(_, l)| spendable(l))
+            .map(|(_, l)| u128::from(l.remaining))
             .sum();
         // max(0, available − debt): what a redemption may spend (§5.3).
         let free = u64::try_from(available.saturating_sub(u128::from(acc.debt)))
@@ -794,16 +794,16 @@ impl Tx<'_> {
         let mut want = p.points;
         let mut settled = Vec::new();
         let mut drawn = Vec::new();
-        for lot in acc.lots.iter_mut().filter(|l| spendable(l)) {
+        // What each lot gives, planned over the lots as they stand, then taken.
+        let mut takes = Vec::new();
+        for (pos, lot) in acc.lots.with_points().filter(|(_, l)| spendable(l)) {
             let s = lot.remaining.min(debt);
             if s > 0 {
-                lot.remaining -= s;
                 debt -= s;
                 settled.push((lot.id.clone(), s));
             }
-            let t = lot.remaining.min(want);
+            let t = (lot.remaining - s).min(want);
             if t > 0 {
-                lot.remaining -= t;
                 want -= t;
                 drawn.push(Draw {
                     lot: lot.id.clone(),
@@ -811,9 +811,13 @@ impl Tx<'_> {
                     returned: 0,
                 });
             }
+            takes.push((pos, s + t));
             if debt == 0 && want == 0 {
                 break;
             }
+        }
+        for (pos, n) in takes {
+            acc.lots.update(pos, |lot| lot.remaining -= n);
         }
         acc.debt = debt;
         for (lot, s) in settled {
@@ -925,20 +929,23 @@ impl Tx<'_> {
                 let acc = self.account_mut(&consumer)?;
                 let held = acc.held();
                 // A lot that has expired and been swept keeps its points expired.
-                if let Some(lot) = acc.lots.iter_mut().find(|l| l.id == draw.lot) {
+                if let Some(pos) = acc.lots.find(&draw.lot) {
                     // A return is a credit like any other: the account's lots stay within the
                     // cap, or the refund is refused.
                     check_held(&consumer, held, g)?;
-                    lot.remaining = lot
-                        .remaining
-                        .checked_add(g)
-                        .filter(|r| *r <= lot.points)
-                        .ok_or_else(|| {
-                            EngineError::Internal(format!(
-                                "lot {} would hold more than it was credited",
-                                lot.id
-                            ))
-                        })?;
+                    let returned = acc.lots.update(pos, |lot| {
+                        match lot.remaining.checked_add(g).filter(|r| *r <= lot.points) {
+                            Some(r) => lot.remaining = r,
+                            None => return false,
+                        }
+                        true
+                    });
+                    if returned != Some(true) {
+                        return Err(EngineError::Internal(format!(
+                            "lot {} would hold more than it was credited",
+                            draw.lot
+                        )));
+                    }
                     self.effects.changes.push(change(
                         &consumer,
                         signed(g)?,

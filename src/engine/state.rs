@@ -4,6 +4,7 @@
 //! `rebuild` and an auditor reproduce it exactly. Values are stored (postcard-encoded)
 //! in sled by [`crate::state`] and read back through [`StateView`](crate::engine::StateView).
 
+pub use super::lots::{LotPos, Lots};
 use crate::payload::ProgramRules;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -47,7 +48,7 @@ pub enum LotSource {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
     /// Lots not yet expired, ordered by `(expires_at, id)`: the order redemptions draw in.
-    pub lots: Vec<Lot>,
+    pub lots: Lots,
     /// Points clawed back after the lots they came from were spent; settled before any spend.
     pub debt: u64,
     /// The referrer this account accepted, bound once.
@@ -114,7 +115,7 @@ impl Account {
     /// Σ remaining over all lots, the quantity bounded by 2^53-1; exact (128-bit) whatever the
     /// lots hold.
     pub fn held(&self) -> u128 {
-        self.lots.iter().map(|l| u128::from(l.remaining)).sum()
+        self.lots.held()
     }
 }
 

@@ -15,7 +15,7 @@
 //! reopened, which replays the log from the size sled reflects.
 
 use super::{encode, history_key, key, lot_key, Store, StoreError, META_STATE_SIZE};
-use crate::engine::state::{Account, Lot, Merchant, Order};
+use crate::engine::state::{Account, Lot, Lots, Merchant, Order};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
@@ -50,10 +50,11 @@ pub(crate) struct Layer {
 pub(super) fn batch(layers: &[Arc<Layer>]) -> sled::Batch {
     let mut b = sled::Batch::default();
     // Each account: its lots before the first layer that wrote it, the account after the last.
-    let mut accounts: HashMap<&str, (&[Lot], &Account)> = HashMap::new();
+    let none = Lots::default();
+    let mut accounts: HashMap<&str, (&Lots, &Account)> = HashMap::new();
     for layer in layers {
         for (id, account) in &layer.accounts {
-            let base = layer.base.get(id).map_or(&[][..], |a| a.lots.as_slice());
+            let base = layer.base.get(id).map_or(&none, |a| &a.lots);
             accounts
                 .entry(id.as_str())
                 .and_modify(|e| e.1 = account)
@@ -61,13 +62,11 @@ pub(super) fn batch(layers: &[Arc<Layer>]) -> sled::Batch {
         }
     }
     for (id, (base, account)) in accounts {
-        let mut before: HashMap<&str, &Lot> = base.iter().map(|l| (l.id.as_str(), l)).collect();
-        for lot in &account.lots {
-            if before.remove(lot.id.as_str()) != Some(lot) {
-                b.insert(lot_key(id, lot), encode(lot));
-            }
+        let (written, removed) = account.lots.changes_from(base);
+        for lot in written {
+            b.insert(lot_key(id, lot), encode(lot));
         }
-        for gone in before.values() {
+        for gone in removed {
             b.remove(lot_key(id, gone));
         }
         // The account's own key holds everything but its lots.
@@ -294,7 +293,7 @@ mod tests {
         };
         a.rewards_by_merchant.insert("m".into(), 5);
         let with_lots = Account {
-            lots: vec![Lot {
+            lots: Lots::from(vec![Lot {
                 id: "1.0".into(),
                 merchant: "m".into(),
                 source: crate::engine::state::LotSource::Purchase,
@@ -303,7 +302,7 @@ mod tests {
                 remaining: 1,
                 available_at: 0,
                 expires_at: 9,
-            }],
+            }]),
             ..a.clone()
         };
         assert_eq!(encode(&AccountRecord::of(&with_lots)), encode(&a));

@@ -315,7 +315,7 @@ impl Store {
         let Some(mut account) = self.get::<Account>(&key(b'A', &[id.as_bytes()]))? else {
             return Ok(None);
         };
-        account.lots = self.lots(id)?;
+        account.lots = self.lots(id)?.into();
         Ok(Some(Arc::new(account)))
     }
 
