@@ -34,15 +34,14 @@
 use crate::anchor::{AnchorStatus, Chain, ChainError};
 use crate::checkpoint::{self, Checkpoint};
 use crate::client::{Client, ClientError};
-use crate::dsse::Envelope;
 use crate::engine::state::Account;
-use crate::engine::{self, Effects, EngineError, LogConfig, StateView, Writes};
+use crate::engine::{Effects, EngineError, LogConfig, StateView, Writes};
 use crate::keys;
-use crate::ledger::{self, Leaf, LedgerError};
+use crate::ledger::{self, replay_leaf, Leaf, LedgerError};
 use crate::log::layout::TILE_WIDTH;
 use crate::log::LogWriter;
 use crate::merkle::{self, Hash, MerkleError};
-use crate::payload::{Payload, MAX_SAFE_INT};
+use crate::payload::MAX_SAFE_INT;
 use crate::state::{Group, StateWriter, Store, StoreError, StoredConfig, WriterCache};
 use crate::views::AccountView;
 use crate::{receipt, wire};
@@ -281,87 +280,24 @@ impl Mirror {
     ) -> Result<Option<Discrepancy>, AuditError> {
         let start = self.size;
         let at = |i: u64| format!("entry {i}");
-        // Decode and check signatures first, in parallel; the replay is sequential.
-        let mut decoded = Vec::with_capacity(leaves.len());
-        let mut envelopes = Vec::with_capacity(leaves.len());
-        for (offset, bytes) in leaves.iter().enumerate() {
-            let index = start + offset as u64;
-            let leaf = match Leaf::decode(index, bytes) {
-                Ok(l) => l,
-                Err(e) => return Ok(Some(discrepancy(at(index), "leaf bytes", "a leaf", e))),
-            };
-            if leaf.index != index {
-                return Ok(Some(discrepancy(
-                    at(index),
-                    "leaf index (an entry missing or out of place)",
-                    index,
-                    leaf.index,
-                )));
-            }
-            envelopes.push(leaf.envelope());
-            decoded.push(leaf);
-        }
-        let verified = ledger::verified(envelopes);
+        // The ledger's own replay checks: decoding and signatures in parallel, then in order
+        // the time, the rules and the effects; the books are the auditor's addition.
+        let checked = ledger::checked_leaves(start, &leaves);
         let store = self.store.clone();
         let mut group = Group::new(&store, start, std::mem::take(&mut self.cache));
         let mut last_ts = self.last_ts;
-        for ((leaf, env), bytes) in decoded.into_iter().zip(verified).zip(leaves) {
-            let index = leaf.index;
-            let env: Envelope = match env {
-                Ok(e) => e,
-                Err(e) => {
-                    self.cache = group.into_cache();
-                    return Ok(Some(discrepancy(
-                        at(index),
-                        "envelope signatures",
-                        "valid",
-                        e,
-                    )));
-                }
-            };
-            if leaf.timestamp_ms < last_ts {
-                self.cache = group.into_cache();
-                return Ok(Some(discrepancy(
-                    at(index),
-                    "timestamps never go backwards",
-                    format!("at least {last_ts}"),
-                    leaf.timestamp_ms,
-                )));
-            }
-            let replayed = Payload::parse(env.kind(), env.payload())
-                .map_err(EngineError::from)
-                .and_then(|payload| {
-                    let signers: Vec<String> = env.signers().map(str::to_owned).collect();
-                    engine::apply(
-                        &group,
-                        &self.log,
-                        &payload,
-                        &signers,
-                        leaf.timestamp_ms,
-                        index,
-                    )
-                });
-            let (effects, writes) = match replayed {
+        for (item, bytes) in checked.into_iter().zip(leaves) {
+            let replayed = item.and_then(|(leaf, env)| {
+                replay_leaf(&group, &self.log, &leaf, &env, last_ts).map(|r| (leaf, r))
+            });
+            let (leaf, (effects, writes)) = match replayed {
                 Ok(x) => x,
-                Err(e) => {
+                Err(f) => {
                     self.cache = group.into_cache();
-                    return Ok(Some(discrepancy(
-                        at(index),
-                        "the rules accept the entry",
-                        "accepted",
-                        format!("refused: {e}"),
-                    )));
+                    return Ok(Some(discrepancy(at(f.index), f.what, f.expected, f.found)));
                 }
             };
-            if effects != leaf.effects {
-                self.cache = group.into_cache();
-                return Ok(Some(discrepancy(
-                    at(index),
-                    "effects (replayed by the points engine)",
-                    serde_json::to_string(&effects).unwrap_or_default(),
-                    serde_json::to_string(&leaf.effects).unwrap_or_default(),
-                )));
-            }
+            let index = leaf.index;
             let before = |id: &str| StateView::account(&group, id);
             if let Some(d) = check_books(index, &before, &writes, &effects)? {
                 self.cache = group.into_cache();

@@ -120,16 +120,36 @@ pub enum LedgerError {
         /// What failed.
         reason: String,
     },
-    /// Replaying the log computed other effects than a leaf records.
-    #[error("replay of leaf {index} computed other effects than recorded: expected {expected}, found {found}")]
-    ReplayMismatch {
-        /// The leaf index.
-        index: u64,
-        /// Effects recorded in the leaf.
-        expected: String,
-        /// Effects the replay computed (or the error it hit).
-        found: String,
-    },
+    /// A leaf of the log does not replay ([`ReplayFault`]).
+    #[error(transparent)]
+    Replay(#[from] ReplayFault),
+}
+
+/// Why a leaf of the log does not replay: what was checked, what it should be (the index it
+/// sits at, valid signatures, the effects the engine computes...) and what the leaf holds. The
+/// ledger's replay fails with it and the auditor reports it as a discrepancy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("leaf {index} does not replay: {what}: expected {expected}, found {found}")]
+pub struct ReplayFault {
+    /// The leaf index.
+    pub index: u64,
+    /// What was checked.
+    pub what: &'static str,
+    /// What it should be.
+    pub expected: String,
+    /// What the leaf holds or makes the engine do.
+    pub found: String,
+}
+
+impl ReplayFault {
+    fn new(index: u64, what: &'static str, expected: impl ToString, found: impl ToString) -> Self {
+        ReplayFault {
+            index,
+            what,
+            expected: expected.to_string(),
+            found: found.to_string(),
+        }
+    }
 }
 
 impl LedgerError {
@@ -160,7 +180,7 @@ impl LedgerError {
             | LedgerError::Checkpoint(_)
             | LedgerError::SelfCheck(_)
             | LedgerError::CorruptLeaf { .. }
-            | LedgerError::ReplayMismatch { .. }
+            | LedgerError::Replay(_)
             | LedgerError::Internal(_) => Code::Internal,
         }
     }
@@ -767,10 +787,10 @@ impl Ledger {
 
 /// Replays the log's leaves `range` into `store`'s state (which must reflect the log up to
 /// `range.start`, with nothing queued behind the log), in groups of 1024 each written as one
-/// batch, then flushes: every leaf is
-/// decoded, its envelope's signatures verified and its effects recomputed by the engine and
-/// compared with the recorded ones. The one replay behind [`Ledger::open`], `rebuild` and the
-/// auditor's mirror; `progress` is called with the size reached after each group.
+/// batch, then flushes: every leaf is checked by [`checked_leaf`] and [`replay_leaf`], the
+/// checks the auditor makes of a mirrored log too. The one replay behind [`Ledger::open`],
+/// `rebuild` and the auditor's mirror; `progress` is called with the size reached after each
+/// group.
 pub fn replay(
     store: &Store,
     log: &LogConfig,
@@ -780,24 +800,29 @@ pub fn replay(
 ) -> Result<(), LedgerError> {
     const CHUNK: u64 = 1024;
     let mut next = range.start;
+    let mut last_ts = match next {
+        0 => 0,
+        n => {
+            let bytes = store
+                .leaf(n - 1)?
+                .ok_or_else(|| LedgerError::Internal(format!("leaf {} is missing", n - 1)))?;
+            Leaf::decode(n - 1, &bytes)?.timestamp_ms
+        }
+    };
     while next < range.end {
         let end = (next + CHUNK).min(range.end);
-        // Decoding and signature checks in parallel on all cores; the engine in order.
-        let checked: Vec<Result<(Leaf, Envelope), LedgerError>> = {
-            use rayon::prelude::*;
-            store
-                .leaves(next, end)?
-                .into_par_iter()
-                .enumerate()
-                .map(|(offset, bytes)| checked_leaf(next + offset as u64, &bytes))
-                .collect()
-        };
+        let leaves = store.leaves(next, end)?;
         let mut group = Group::new(store, next, std::mem::take(cache));
-        for (offset, item) in checked.into_iter().enumerate() {
-            let index = next + offset as u64;
-            if let Err(e) =
-                item.and_then(|(leaf, env)| replay_leaf(&mut group, log, index, leaf, &env))
-            {
+        for item in checked_leaves(next, &leaves) {
+            let replayed = item.and_then(|(leaf, env)| {
+                let (_, writes) = replay_leaf(&group, log, &leaf, &env, last_ts)?;
+                last_ts = leaf.timestamp_ms;
+                Ok(writes)
+            });
+            let pushed = replayed
+                .map_err(LedgerError::from)
+                .and_then(|writes| Ok(group.push_replayed(writes)?));
+            if let Err(e) = pushed {
                 *cache = group.into_cache();
                 return Err(e);
             }
@@ -812,45 +837,82 @@ pub fn replay(
     Ok(())
 }
 
+/// Leaves `first..` checked by [`checked_leaf`], in parallel on every core (the signature
+/// checks are most of a replay's work), in order.
+pub fn checked_leaves(
+    first: u64,
+    leaves: &[Vec<u8>],
+) -> Vec<Result<(Leaf, Envelope), ReplayFault>> {
+    use rayon::prelude::*;
+    leaves
+        .par_iter()
+        .enumerate()
+        .map(|(offset, bytes)| checked_leaf(first + offset as u64, bytes))
+        .collect()
+}
+
 /// Leaf `index` decoded, naming its own index, with its envelope's signatures verified.
-fn checked_leaf(index: u64, bytes: &[u8]) -> Result<(Leaf, Envelope), LedgerError> {
-    let leaf = Leaf::decode(index, bytes)?;
+pub fn checked_leaf(index: u64, bytes: &[u8]) -> Result<(Leaf, Envelope), ReplayFault> {
+    let leaf = Leaf::decode(index, bytes)
+        .map_err(|e| ReplayFault::new(index, "leaf bytes", "a leaf", e))?;
     if leaf.index != index {
-        return Err(LedgerError::CorruptLeaf {
+        return Err(ReplayFault::new(
             index,
-            reason: format!("leaf says index {}", leaf.index),
-        });
+            "leaf index (an entry missing or out of place)",
+            index,
+            leaf.index,
+        ));
     }
-    let env = leaf.envelope()?;
-    env.verify()?;
+    let env = leaf
+        .envelope()
+        .and_then(|env| Ok(env.verify().map(|()| env)?))
+        .map_err(|e| ReplayFault::new(index, "envelope signatures", "valid", e))?;
     Ok((leaf, env))
 }
 
-/// Replays one checked leaf onto `group`: the engine must compute the effects it records.
-fn replay_leaf(
-    group: &mut Group,
+/// Replays one checked leaf over `group` (the state before it), the leaf before it stamped
+/// `last_ts`: its time must not go backwards, the rules must accept it, and the engine must
+/// compute exactly the effects it records. Returns those effects and the state's writes, for
+/// the caller to push onto the group.
+pub fn replay_leaf(
+    group: &Group,
     log: &LogConfig,
-    index: u64,
-    leaf: Leaf,
+    leaf: &Leaf,
     env: &Envelope,
-) -> Result<(), LedgerError> {
-    let payload = Payload::parse(env.kind(), env.payload()).map_err(EngineError::from)?;
-    let signers: Vec<String> = env.signers().map(str::to_owned).collect();
-    let mismatch = |found: String| LedgerError::ReplayMismatch {
-        index,
-        expected: serde_json::to_string(&leaf.effects).unwrap_or_default(),
-        found,
-    };
-    let (effects, writes) =
-        engine::apply(&*group, log, &payload, &signers, leaf.timestamp_ms, index)
-            .map_err(|e| mismatch(format!("refusal: {e}")))?;
-    if effects != leaf.effects {
-        return Err(mismatch(
-            serde_json::to_string(&effects).unwrap_or_default(),
+    last_ts: u64,
+) -> Result<(Effects, engine::Writes), ReplayFault> {
+    let index = leaf.index;
+    if leaf.timestamp_ms < last_ts {
+        return Err(ReplayFault::new(
+            index,
+            "timestamps never go backwards",
+            format!("at least {last_ts}"),
+            leaf.timestamp_ms,
         ));
     }
-    group.push_replayed(writes)?;
-    Ok(())
+    let (effects, writes) = Payload::parse(env.kind(), env.payload())
+        .map_err(EngineError::from)
+        .and_then(|payload| {
+            let signers: Vec<String> = env.signers().map(str::to_owned).collect();
+            engine::apply(group, log, &payload, &signers, leaf.timestamp_ms, index)
+        })
+        .map_err(|e| {
+            ReplayFault::new(
+                index,
+                "the rules accept the entry",
+                "accepted",
+                format!("refused: {e}"),
+            )
+        })?;
+    if effects != leaf.effects {
+        return Err(ReplayFault::new(
+            index,
+            "effects (replayed by the points engine)",
+            serde_json::to_string(&effects).unwrap_or_default(),
+            serde_json::to_string(&leaf.effects).unwrap_or_default(),
+        ));
+    }
+    Ok((effects, writes))
 }
 
 impl Drop for Ledger {
