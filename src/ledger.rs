@@ -800,8 +800,10 @@ pub fn replay(
 ) -> Result<(), LedgerError> {
     const CHUNK: u64 = 1024;
     let mut next = range.start;
+    // The time of the leaf before the range, which the first one must not precede.
     let mut last_ts = match next {
         0 => 0,
+        _ if range.is_empty() => 0,
         n => {
             let bytes = store
                 .leaf(n - 1)?

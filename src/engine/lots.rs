@@ -64,8 +64,8 @@ impl Lots {
         self.chunks.iter().flat_map(|c| c.lots.iter())
     }
 
-    /// The lots in drawing order with their positions, skipping runs of lots with nothing left
-    /// (whole chunks at once); what a redemption walks.
+    /// The lots in drawing order with their positions, skipping whole chunks with nothing left
+    /// (spent lots in other chunks are still yielded); what a redemption walks.
     pub fn with_points(&self) -> impl Iterator<Item = (LotPos, &Lot)> + '_ {
         self.chunks
             .iter()
@@ -95,9 +95,14 @@ impl Lots {
     }
 
     /// Changes the lot at `pos` (copying its chunk if another account value shares it); `None`
-    /// if `pos` is not a lot's position.
+    /// if `pos` is not a lot's position. `f` may change what a lot holds, never its id or
+    /// expiry: those place it in drawing order and in its state store key.
     pub fn update<R>(&mut self, pos: LotPos, f: impl FnOnce(&mut Lot) -> R) -> Option<R> {
-        let chunk = Arc::make_mut(self.chunks.get_mut(pos.chunk)?);
+        let shared = self.chunks.get_mut(pos.chunk)?;
+        if pos.at >= shared.lots.len() {
+            return None;
+        }
+        let chunk = Arc::make_mut(shared);
         let lot = chunk.lots.get_mut(pos.at)?;
         let before = u128::from(lot.remaining);
         let r = f(lot);
@@ -211,7 +216,13 @@ impl PartialEq for Lots {
     /// The same lots in the same order, however they are chunked; chunks both share are equal
     /// without being read.
     fn eq(&self, other: &Lots) -> bool {
-        if self.chunks.len() == other.chunks.len() {
+        let aligned = self.chunks.len() == other.chunks.len()
+            && self
+                .chunks
+                .iter()
+                .zip(&other.chunks)
+                .all(|(a, b)| a.lots.len() == b.lots.len());
+        if aligned {
             return self
                 .chunks
                 .iter()
@@ -334,9 +345,16 @@ mod tests {
         let mut removed: Vec<u64> = removed.iter().map(|l| l.expires_at).collect();
         removed.sort_unstable();
         assert_eq!(removed, (0..300).collect::<Vec<_>>());
-        // The same lots chunked differently are equal.
+        // The same lots chunked differently are equal, with as many chunks or not.
         let rechunked = Lots::from(swept.iter().cloned().collect::<Vec<_>>());
         assert_eq!(rechunked, swept);
+        let mut split = many(130);
+        assert_eq!(split.chunks.len(), 2);
+        split.take_while_not(|l| l.expires_at >= 30);
+        let read_back = Lots::from(split.iter().cloned().collect::<Vec<_>>());
+        assert_eq!(read_back.chunks.len(), 2);
+        assert_eq!(read_back, split);
+        assert_eq!(split, read_back);
         assert_eq!(swept.held(), rechunked.held());
     }
 
