@@ -72,7 +72,7 @@ pub struct Group<'a> {
     orders: HashMap<(String, String), Order>,
     nonces: HashMap<NonceKey, u64>,
     /// The last nonce looked up below this group's own and what was found: the writer asks
-    /// for an entry's first nonce twice (resubmission, then the engine's replay check), and
+    /// for an entry's first nonce twice (resubmission, then the engine's reuse check), and
     /// the second answer is then not read from sled again.
     last_nonce: RefCell<Option<(NonceKey, Option<u64>)>>,
     evm: HashMap<String, Option<String>>,
