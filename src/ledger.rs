@@ -680,14 +680,22 @@ impl Ledger {
 
     fn sequence_one(&mut self, group: &mut Group, env: &Envelope) -> Result<Receipt, LedgerError> {
         let payload = Payload::parse(env.kind(), env.payload()).map_err(EngineError::from)?;
-        if let Some(receipt) = self.resubmission(group, env, &payload)? {
-            return Ok(receipt);
-        }
         let signers: Vec<String> = env.signers().map(str::to_owned).collect();
         let now = self.clock.now_ms().max(self.last_ts);
         let index = group.size();
+        // An entry already in the log is always refused by the engine (its nonce is used), so
+        // only a refusal is looked up as a resubmission: an accepted entry reads its nonces
+        // once, in the engine.
         let (effects, writes) =
-            engine::apply(&*group, &self.config.log, &payload, &signers, now, index)?;
+            match engine::apply(&*group, &self.config.log, &payload, &signers, now, index) {
+                Ok(applied) => applied,
+                Err(refused) => {
+                    return match self.resubmission(group, env, &payload)? {
+                        Some(receipt) => Ok(receipt),
+                        None => Err(refused.into()),
+                    }
+                }
+            };
         let leaf = Leaf {
             index,
             timestamp_ms: now,

@@ -20,17 +20,18 @@ use std::sync::Arc;
 /// Lots per chunk once a chunk is split; a chunk splits in two when it reaches twice that.
 const CHUNK: usize = 64;
 
+/// Lots in drawing order, with their points sum.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Chunk {
+pub struct LotChunk {
     lots: Vec<Lot>,
     /// Σ remaining over `lots`.
     remaining: u128,
 }
 
-impl Chunk {
-    fn new(lots: Vec<Lot>) -> Arc<Chunk> {
+impl LotChunk {
+    fn new(lots: Vec<Lot>) -> Arc<LotChunk> {
         let remaining = lots.iter().map(|l| u128::from(l.remaining)).sum();
-        Arc::new(Chunk { lots, remaining })
+        Arc::new(LotChunk { lots, remaining })
     }
 }
 
@@ -45,7 +46,7 @@ pub struct LotPos {
 #[derive(Clone, Default)]
 pub struct Lots {
     /// None empty; every lot of a chunk sorts before every lot of the next.
-    chunks: Vec<Arc<Chunk>>,
+    chunks: Vec<Arc<LotChunk>>,
 }
 
 impl Lots {
@@ -60,8 +61,9 @@ impl Lots {
     }
 
     /// The lots in drawing order.
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Lot> + '_ {
-        self.chunks.iter().flat_map(|c| c.lots.iter())
+    pub fn iter(&self) -> LotsIter<'_> {
+        let lots: fn(&Arc<LotChunk>) -> &[Lot] = |c| &c.lots;
+        self.chunks.iter().flat_map(lots)
     }
 
     /// The lots in drawing order with their positions, skipping whole chunks with nothing left
@@ -120,7 +122,7 @@ impl Lots {
             .partition_point(|c| c.lots.last().is_some_and(|l| key(l) <= k))
             .min(self.chunks.len().saturating_sub(1));
         if self.chunks.is_empty() {
-            self.chunks.push(Chunk::new(vec![lot]));
+            self.chunks.push(LotChunk::new(vec![lot]));
             return;
         }
         let chunk = Arc::make_mut(&mut self.chunks[i]);
@@ -130,7 +132,7 @@ impl Lots {
         if chunk.lots.len() >= 2 * CHUNK {
             let upper = chunk.lots.split_off(CHUNK);
             chunk.remaining = chunk.lots.iter().map(|l| u128::from(l.remaining)).sum();
-            self.chunks.insert(i + 1, Chunk::new(upper));
+            self.chunks.insert(i + 1, LotChunk::new(upper));
         }
     }
 
@@ -159,8 +161,8 @@ impl Lots {
     /// The lots that must be written and removed to turn `base` into these lots: lots new or
     /// changed here, and lots of `base` no longer here. Chunks both share are skipped unread.
     pub fn changes_from<'a>(&'a self, base: &'a Lots) -> (Vec<&'a Lot>, Vec<&'a Lot>) {
-        let ours: HashSet<*const Chunk> = self.chunks.iter().map(Arc::as_ptr).collect();
-        let theirs: HashSet<*const Chunk> = base.chunks.iter().map(Arc::as_ptr).collect();
+        let ours: HashSet<*const LotChunk> = self.chunks.iter().map(Arc::as_ptr).collect();
+        let theirs: HashSet<*const LotChunk> = base.chunks.iter().map(Arc::as_ptr).collect();
         let mut before: HashMap<&str, &Lot> = base
             .chunks
             .iter()
@@ -198,17 +200,24 @@ impl From<Vec<Lot>> for Lots {
         let mut chunks = Vec::with_capacity(lots.len().div_ceil(CHUNK));
         let mut rest = lots.into_iter().peekable();
         while rest.peek().is_some() {
-            chunks.push(Chunk::new(rest.by_ref().take(CHUNK).collect()));
+            chunks.push(LotChunk::new(rest.by_ref().take(CHUNK).collect()));
         }
         Lots { chunks }
     }
 }
 
+/// The lots of a [`Lots`] in drawing order.
+pub type LotsIter<'a> = std::iter::FlatMap<
+    std::slice::Iter<'a, Arc<LotChunk>>,
+    &'a [Lot],
+    fn(&'a Arc<LotChunk>) -> &'a [Lot],
+>;
+
 impl<'a> IntoIterator for &'a Lots {
     type Item = &'a Lot;
-    type IntoIter = Box<dyn Iterator<Item = &'a Lot> + 'a>;
-    fn into_iter(self) -> Self::IntoIter {
-        Box::new(self.iter())
+    type IntoIter = LotsIter<'a>;
+    fn into_iter(self) -> LotsIter<'a> {
+        self.iter()
     }
 }
 

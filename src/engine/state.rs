@@ -4,7 +4,7 @@
 //! `rebuild` and an auditor reproduce it exactly. Values are stored (postcard-encoded)
 //! in sled by [`crate::state`] and read back through [`StateView`](crate::engine::StateView).
 
-pub use super::lots::{LotPos, Lots};
+pub use super::lots::{LotChunk, LotPos, Lots, LotsIter};
 use crate::payload::ProgramRules;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

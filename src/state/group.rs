@@ -50,9 +50,6 @@ impl WriterCache {
     }
 }
 
-/// (signer, nonce).
-type NonceKey = (String, String);
-
 /// The open group: writes not yet in the log, layered over the writer's cache, the groups
 /// queued behind the log and sled.
 pub struct Group<'a> {
@@ -70,11 +67,7 @@ pub struct Group<'a> {
     base: HashMap<String, Arc<Account>>,
     merchants: HashMap<String, Merchant>,
     orders: HashMap<(String, String), Order>,
-    nonces: HashMap<NonceKey, u64>,
-    /// The last nonce looked up below this group's own and what was found: the writer asks
-    /// for an entry's first nonce twice (resubmission, then the engine's reuse check), and
-    /// the second answer is then not read from sled again.
-    last_nonce: RefCell<Option<(NonceKey, Option<u64>)>>,
+    nonces: HashMap<(String, String), u64>,
     evm: HashMap<String, Option<String>>,
     history: Vec<(String, u64)>,
 }
@@ -95,7 +88,6 @@ impl<'a> Group<'a> {
             merchants: HashMap::new(),
             orders: HashMap::new(),
             nonces: HashMap::new(),
-            last_nonce: RefCell::new(None),
             evm: HashMap::new(),
             history: Vec::new(),
         }
@@ -119,19 +111,10 @@ impl<'a> Group<'a> {
     /// The leaf index of the entry in which `signer` used `nonce`: in this group, the queued
     /// layers or sled.
     pub fn nonce_entry(&self, signer: &str, nonce: &str) -> Result<Option<u64>, StoreError> {
-        let k = (signer.to_owned(), nonce.to_owned());
-        if let Some(i) = self.nonces.get(&k) {
-            return Ok(Some(*i));
+        match self.nonces.get(&(signer.to_owned(), nonce.to_owned())) {
+            Some(i) => Ok(Some(*i)),
+            None => self.store.nonce_in(&self.layers, signer, nonce),
         }
-        if let Some((last, found)) = &*self.last_nonce.borrow() {
-            if *last == k {
-                return Ok(*found);
-            }
-        }
-        // Below the group nothing changes while it is open (see `layers`).
-        let found = self.store.nonce_in(&self.layers, signer, nonce)?;
-        *self.last_nonce.borrow_mut() = Some((k, found));
-        Ok(found)
     }
 
     /// Leaf bytes, from this group or the log.
