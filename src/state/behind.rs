@@ -14,6 +14,7 @@
 //! entry; [`Pending::failed`] then tells the writer to refuse later groups until the ledger is
 //! reopened, which replays the log from the size sled reflects.
 
+use super::history::{self, SEAL};
 use super::{encode, history_key, key, lot_key, Store, StoreError, META_STATE_SIZE};
 use crate::engine::state::{Account, Lot, Lots, Merchant, Order};
 use std::collections::{HashMap, VecDeque};
@@ -46,22 +47,33 @@ pub(crate) struct Layer {
 }
 
 /// One sled batch writing `layers` (consecutive groups, oldest first) over the state that
-/// reflects the log up to the first of them.
-pub(super) fn batch(layers: &[Arc<Layer>]) -> sled::Batch {
+/// `db` holds, which reflects the log up to the first of them.
+pub(super) fn batch(db: &sled::Db, layers: &[Arc<Layer>]) -> Result<sled::Batch, StoreError> {
     let mut b = sled::Batch::default();
-    // Each account: its lots before the first layer that wrote it, the account after the last.
+    // Each account: its lots before the first layer that wrote it (and whether it was new
+    // then), the account after the last, and the entries of the layers that changed it.
     let none = Lots::default();
-    let mut accounts: HashMap<&str, (&Lots, &Account)> = HashMap::new();
+    let mut accounts: HashMap<&str, (&Lots, bool, &Account, Vec<u64>)> = HashMap::new();
     for layer in layers {
         for (id, account) in &layer.accounts {
-            let base = layer.base.get(id).map_or(&none, |a| &a.lots);
+            let base = layer.base.get(id);
             accounts
                 .entry(id.as_str())
-                .and_modify(|e| e.1 = account)
-                .or_insert((base, account));
+                .and_modify(|e| e.2 = account)
+                .or_insert((
+                    base.map_or(&none, |a| &a.lots),
+                    base.is_none(),
+                    account,
+                    vec![],
+                ));
+        }
+        for (id, index) in &layer.history {
+            if let Some(e) = accounts.get_mut(id.as_str()) {
+                e.3.push(*index);
+            }
         }
     }
-    for (id, (base, account)) in accounts {
+    for (id, (base, new, account, entries)) in accounts {
         let (written, removed) = account.lots.changes_from(base);
         for lot in written {
             b.insert(lot_key(id, lot), encode(lot));
@@ -69,11 +81,20 @@ pub(super) fn batch(layers: &[Arc<Layer>]) -> sled::Batch {
         for gone in removed {
             b.remove(lot_key(id, gone));
         }
-        // The account's own key holds everything but its lots.
-        b.insert(
-            key(b'A', &[id.as_bytes()]),
-            encode(&AccountRecord::of(account)),
-        );
+        // The account's own key holds everything but its lots, then its history's tail.
+        let k = key(b'A', &[id.as_bytes()]);
+        let mut tail = match db.get(&k)? {
+            Some(v) if !new => super::split_account(&k, &v)?.1,
+            _ => Vec::new(),
+        };
+        tail.extend(entries);
+        let sealed = tail.len() / SEAL * SEAL;
+        for chunk in tail[..sealed].chunks(SEAL) {
+            b.insert(history_key(id, chunk[0]), history::chunk_value(chunk));
+        }
+        let mut value = encode(&AccountRecord::of(account));
+        history::put_tail(&mut value, &tail[sealed..]);
+        b.insert(k, value);
     }
     // Later layers overwrite earlier ones: a batch keeps the last value given for a key.
     for layer in layers {
@@ -93,18 +114,16 @@ pub(super) fn batch(layers: &[Arc<Layer>]) -> sled::Batch {
                 None => b.remove(k),
             }
         }
-        for (a, i) in &layer.history {
-            b.insert(history_key(a, *i), &[]);
-        }
     }
     if let Some(last) = layers.last() {
         b.insert(META_STATE_SIZE, &last.size.to_be_bytes());
     }
-    b
+    Ok(b)
 }
 
 /// An account as its `A` key stores it: everything but its lots, which have keys of their own.
-/// Encodes exactly as an [`Account`] whose lots are empty.
+/// Encodes exactly as an [`Account`] whose lots are empty; the history's tail follows it
+/// ([`history`]).
 #[derive(serde::Serialize)]
 pub(super) struct AccountRecord<'a> {
     lots: &'a [Lot],
@@ -256,7 +275,7 @@ fn write_loop(db: &sled::Db, pending: &Pending) {
             }
             q.layers.iter().cloned().collect()
         };
-        let result = db.apply_batch(batch(&layers));
+        let result = batch(db, &layers).and_then(|b| Ok(db.apply_batch(b)?));
         let mut q = pending.lock();
         match result {
             Ok(()) => {

@@ -219,9 +219,11 @@ impl<'a> Group<'a> {
     pub fn commit(self) -> (Result<(), StoreError>, WriterCache) {
         let store = self.store;
         let (layer, cache) = self.freeze();
-        match store.db.apply_batch(behind::batch(&[Arc::new(layer)])) {
+        let written = behind::batch(&store.db, &[Arc::new(layer)])
+            .and_then(|b| Ok(store.db.apply_batch(b)?));
+        match written {
             Ok(()) => (Ok(()), cache),
-            Err(e) => (Err(e.into()), WriterCache::default()),
+            Err(e) => (Err(e), WriterCache::default()),
         }
     }
 

@@ -18,13 +18,13 @@
 //! |---|---|---|
 //! | `m` | meta name | meta value (log config, the log size the state reflects) |
 //! | `C` | tree size (u64 BE) | signed checkpoint note |
-//! | `A` | account id | account without its lots (debt, referral, counters) |
+//! | `A` | account id | account without its lots (debt, referral, counters), then its history's tail |
 //! | `T` | account id `/` expiry, lot index, ordinal (BE) | one lot; keys sort in drawing order |
 //! | `M` | merchant id | merchant (program rules) |
 //! | `O` | merchant id `/` order id | order (purchase, redemption, refunds) |
 //! | `N` | signer `/` nonce | leaf index (replays refused, identical resubmissions found) |
 //! | `X` | EVM address | consumer id |
-//! | `Y` | account id, leaf index (u64 BE) | empty: the account's history |
+//! | `Y` | account id `/` leaf index (u64 BE) | the account's history from that index on: a sealed chunk ([`history`]) |
 //!
 //! The anchorer's records are in a keyspace of their own (`anchors`): `K` + tree size (u64 BE)
 //! holds the record for that checkpoint, and `manchor-target` the chain id and contract they
@@ -39,6 +39,7 @@
 
 mod behind;
 mod group;
+mod history;
 #[cfg(test)]
 mod tests;
 
@@ -109,6 +110,7 @@ fn num_key(prefix: u8, n: u64) -> [u8; 9] {
     k
 }
 
+/// The key of the history chunk of `account` that starts at leaf `index`.
 fn history_key(account: &str, index: u64) -> Vec<u8> {
     let mut k = key(b'Y', &[account.as_bytes()]);
     k.push(b'/');
@@ -150,6 +152,39 @@ fn lot_key(account: &str, lot: &Lot) -> Vec<u8> {
     k.extend_from_slice(&index.to_be_bytes());
     k.extend_from_slice(&ordinal.to_be_bytes());
     k
+}
+
+fn history_prefix(account: &str) -> Vec<u8> {
+    let mut k = key(b'Y', &[account.as_bytes()]);
+    k.push(b'/');
+    k
+}
+
+/// An `A` value split into the account's encoding (its lots are under `T`) and its history's
+/// tail.
+fn split_account<'v>(k: &[u8], v: &'v [u8]) -> Result<(&'v [u8], Vec<u64>), StoreError> {
+    let (_, rest) = postcard::take_from_bytes::<Account>(v).map_err(|e| StoreError::Corrupt {
+        key: String::from_utf8_lossy(k).into_owned(),
+        reason: e.to_string(),
+    })?;
+    let at = v.len() - rest.len();
+    Ok((&v[..at], history::tail(k, rest)?))
+}
+
+/// The indexes of the history chunk under `k` (a `Y` key), and the account it is of.
+fn history_chunk<'k>(k: &'k [u8], v: &[u8]) -> Result<(&'k [u8], Vec<u64>), StoreError> {
+    let bad = || StoreError::Corrupt {
+        key: String::from_utf8_lossy(k).into_owned(),
+        reason: "not a history key".into(),
+    };
+    let split = k
+        .len()
+        .checked_sub(9)
+        .filter(|at| *at > 1)
+        .ok_or_else(bad)?;
+    let (account, first) = (&k[1..split], &k[split + 1..]);
+    let first = u64::from_be_bytes(first.try_into().map_err(|_| bad())?);
+    Ok((account, history::chunk_indexes(k, first, v)?))
 }
 
 fn lots_prefix(account: &str) -> Vec<u8> {
@@ -226,16 +261,40 @@ pub(crate) fn latest_checkpoint(db: &sled::Db) -> Result<Option<(u64, String)>, 
     }
 }
 
+/// SHA-256 over the derived state as one key per item, in key order: every key and value of
+/// the prefixes A T M O N X, an account's value without its history's tail, then for every
+/// account in order each of its history's indexes as the key `Y` account `/` index (BE) with
+/// an empty value. So the digest does not depend on how the history is packed ([`history`]).
 pub(crate) fn state_digest(db: &sled::Db) -> Result<Hash, StoreError> {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
-    for prefix in DERIVED {
+    let mut item = |k: &[u8], v: &[u8]| {
+        h.update((k.len() as u64).to_be_bytes());
+        h.update(k);
+        h.update((v.len() as u64).to_be_bytes());
+        h.update(v);
+    };
+    for prefix in [b'A', b'T', b'M', b'O', b'N', b'X'] {
         for kv in db.scan_prefix([prefix]) {
             let (k, v) = kv?;
-            h.update((k.len() as u64).to_be_bytes());
-            h.update(&k);
-            h.update((v.len() as u64).to_be_bytes());
-            h.update(&v);
+            if prefix == b'A' {
+                item(&k, split_account(&k, &v)?.0);
+            } else {
+                item(&k, &v);
+            }
+        }
+    }
+    for kv in db.scan_prefix([b'A']) {
+        let (k, v) = kv?;
+        let id = String::from_utf8_lossy(&k[1..]);
+        let mut indexes = Vec::new();
+        for chunk in db.scan_prefix(history_prefix(&id)) {
+            let (ck, cv) = chunk?;
+            indexes.extend(history_chunk(&ck, &cv)?.1);
+        }
+        indexes.extend(split_account(&k, &v)?.1);
+        for i in indexes {
+            item(&history_key(&id, i), &[]);
         }
     }
     Ok(h.finalize().into())
@@ -312,6 +371,7 @@ impl Store {
         if let Some(a) = layers.iter().rev().find_map(|l| l.accounts.get(id)) {
             return Ok(Some(a.clone()));
         }
+        // postcard reads the account and leaves the history's tail after it.
         let Some(mut account) = self.get::<Account>(&key(b'A', &[id.as_bytes()]))? else {
             return Ok(None);
         };
@@ -442,23 +502,12 @@ impl Store {
 
     /// Leaf indexes that changed `account`, ascending, starting at `from`, at most `limit`.
     pub fn history(&self, account: &str, from: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
-        let prefix = {
-            let mut p = key(b'Y', &[account.as_bytes()]);
-            p.push(b'/');
-            p
-        };
-        // The queued groups first: one that sled takes meanwhile is then read twice, never
-        // missed, and the set keeps it once.
+        // The queued groups first, then the account's tail, then its sealed chunks: a batch
+        // that sled takes meanwhile moves indexes only from the queue into the tail and from
+        // the tail into a chunk, so each index is read at least once, and the set keeps it
+        // once.
         let layers = self.pending.layers();
-        let start = history_key(account, from);
         let mut out = BTreeSet::new();
-        for kv in self.db.range(start..) {
-            let (k, _) = kv?;
-            if !k.starts_with(&prefix) || out.len() >= limit {
-                break;
-            }
-            out.insert(decode_u64(&k, &k[prefix.len()..])?);
-        }
         for layer in &layers {
             out.extend(
                 layer
@@ -467,6 +516,36 @@ impl Store {
                     .filter(|(a, i)| a == account && *i >= from)
                     .map(|(_, i)| *i),
             );
+        }
+        let k = key(b'A', &[account.as_bytes()]);
+        if let Some(v) = self.db.get(&k)? {
+            out.extend(split_account(&k, &v)?.1.into_iter().filter(|i| *i >= from));
+        }
+        // Chunks ascend and hold older indexes than the tail and the queue, so the scan starts
+        // at the chunk that may hold `from` and stops once it has `limit` indexes.
+        let prefix = history_prefix(account);
+        let start = match self
+            .db
+            .range(prefix.clone()..=history_key(account, from))
+            .next_back()
+        {
+            Some(kv) => kv?.0.to_vec(),
+            None => prefix.clone(),
+        };
+        let mut chunked = 0;
+        for kv in self.db.range(start..) {
+            let (ck, cv) = kv?;
+            if !ck.starts_with(&prefix) || chunked >= limit {
+                break;
+            }
+            for i in history_chunk(&ck, &cv)?
+                .1
+                .into_iter()
+                .filter(|i| *i >= from)
+            {
+                chunked += 1;
+                out.insert(i);
+            }
         }
         Ok(out.into_iter().take(limit).collect())
     }
@@ -484,7 +563,7 @@ impl Store {
         Ok(ids.into_iter().collect())
     }
 
-    /// SHA-256 over every derived-state key and value (prefixes A T M O N X Y), in key order.
+    /// SHA-256 over the derived state, one key per item in key order (see the free function).
     ///
     /// Two stores with equal digests hold identical derived state; `rebuild` uses it to show
     /// that replaying the log reproduces the state exactly. Waits until sled holds every

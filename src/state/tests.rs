@@ -204,3 +204,79 @@ fn a_large_account_changed_in_place_is_written_as_a_fresh_copy_would_be() {
     let alice = in_place.account("alice").expect("read").expect("alice");
     assert_eq!(alice.held(), 100 * 489 + 7 + 30);
 }
+
+/// An account changed by 100 entries has its history packed into chunks of [`SEAL`]
+/// (super::history::SEAL) and a tail; written group by group or merged, and in the earlier
+/// layout (a key per entry, no tail), it reads the same from any index and has one digest.
+#[test]
+fn a_long_history_is_packed_and_reads_as_a_key_per_entry_would() {
+    use super::history::SEAL;
+    let alice = |i: u64| Account {
+        purchases: i + 1,
+        ..Account::default()
+    };
+    let writes = |i: u64| {
+        let mut w = Writes::default();
+        w.accounts.insert("alice".into(), alice(i));
+        w
+    };
+    let dirs = [(); 3].map(|_| tempfile::tempdir().expect("tmp"));
+    // Group by group, a batch each.
+    let (_log1, by_group) = open(dirs[0].path());
+    let mut cache = WriterCache::default();
+    for i in 0..100 {
+        let mut group = Group::new(&by_group, i, cache);
+        group.push_replayed(writes(i)).expect("push");
+        let (result, back) = group.commit();
+        result.expect("commit");
+        cache = back;
+    }
+    // Behind the log: 50 groups queued before the thread starts, then 50 more as it runs.
+    let (_log2, merged) = open(dirs[1].path());
+    let mut cache = WriterCache::default();
+    let mut writer = None;
+    for i in 0..100 {
+        if i == 50 {
+            writer = Some(StateWriter::start(&merged));
+        }
+        let mut group = Group::new(&merged, i, cache);
+        group.push_replayed(writes(i)).expect("push");
+        let (layer, back) = group.freeze();
+        merged.pending.push(layer);
+        cache = back;
+    }
+    merged.settle().expect("settle");
+    drop(writer);
+    // The earlier layout, written raw.
+    let (_log3, earlier) = open(dirs[2].path());
+    let mut batch = sled::Batch::default();
+    batch.insert(
+        super::key(b'A', &[b"alice"]),
+        super::encode(&super::behind::AccountRecord::of(&alice(99))),
+    );
+    for i in 0..100 {
+        batch.insert(super::history_key("alice", i), &[]);
+    }
+    earlier.db.apply_batch(batch).expect("earlier layout");
+
+    let sealed = |s: &Store| s.db.scan_prefix(super::history_prefix("alice")).count();
+    assert_eq!(sealed(&by_group), 100 / SEAL);
+    assert_eq!(sealed(&merged), 100 / SEAL);
+    let digest = earlier.state_digest().expect("digest");
+    for store in [&by_group, &merged, &earlier] {
+        assert_eq!(store.state_digest().expect("digest"), digest);
+        assert_eq!(store.account("alice").expect("read"), Some(alice(99)));
+        let all: Vec<u64> = (0..100).collect();
+        assert_eq!(store.history("alice", 0, 1000).expect("history"), all);
+        for from in [0, 1, 31, 32, 33, 63, 64, 95, 96, 97, 99] {
+            let want: Vec<u64> = (from..100).take(5).collect();
+            assert_eq!(
+                store.history("alice", from, 5).expect("page"),
+                want,
+                "{from}"
+            );
+        }
+        assert!(store.history("alice", 100, 5).expect("past").is_empty());
+        assert!(store.history("bob", 0, 5).expect("nobody").is_empty());
+    }
+}
