@@ -112,8 +112,7 @@ fn num_key(prefix: u8, n: u64) -> [u8; 9] {
 
 /// The key of the history chunk of `account` that starts at leaf `index`.
 fn history_key(account: &str, index: u64) -> Vec<u8> {
-    let mut k = key(b'Y', &[account.as_bytes()]);
-    k.push(b'/');
+    let mut k = history_prefix(account);
     k.extend_from_slice(&index.to_be_bytes());
     k
 }
@@ -171,20 +170,18 @@ fn split_account<'v>(k: &[u8], v: &'v [u8]) -> Result<(&'v [u8], Vec<u64>), Stor
     Ok((&v[..at], history::tail(k, rest)?))
 }
 
-/// The indexes of the history chunk under `k` (a `Y` key), and the account it is of.
-fn history_chunk<'k>(k: &'k [u8], v: &[u8]) -> Result<(&'k [u8], Vec<u64>), StoreError> {
-    let bad = || StoreError::Corrupt {
-        key: String::from_utf8_lossy(k).into_owned(),
-        reason: "not a history key".into(),
-    };
-    let split = k
+/// The indexes of the history chunk under `k` (a `Y` key, its first index last).
+fn history_chunk(k: &[u8], v: &[u8]) -> Result<Vec<u64>, StoreError> {
+    let first = k
         .len()
-        .checked_sub(9)
-        .filter(|at| *at > 1)
-        .ok_or_else(bad)?;
-    let (account, first) = (&k[1..split], &k[split + 1..]);
-    let first = u64::from_be_bytes(first.try_into().map_err(|_| bad())?);
-    Ok((account, history::chunk_indexes(k, first, v)?))
+        .checked_sub(8)
+        .filter(|at| *at > 2)
+        .map(|at| decode_u64(k, &k[at..]))
+        .ok_or_else(|| StoreError::Corrupt {
+            key: String::from_utf8_lossy(k).into_owned(),
+            reason: "not a history key".into(),
+        })??;
+    history::chunk_indexes(k, first, v)
 }
 
 fn lots_prefix(account: &str) -> Vec<u8> {
@@ -274,7 +271,7 @@ pub(crate) fn state_digest(db: &sled::Db) -> Result<Hash, StoreError> {
         h.update((v.len() as u64).to_be_bytes());
         h.update(v);
     };
-    for prefix in [b'A', b'T', b'M', b'O', b'N', b'X'] {
+    for prefix in DERIVED.into_iter().filter(|p| *p != b'Y') {
         for kv in db.scan_prefix([prefix]) {
             let (k, v) = kv?;
             if prefix == b'A' {
@@ -290,7 +287,7 @@ pub(crate) fn state_digest(db: &sled::Db) -> Result<Hash, StoreError> {
         let mut indexes = Vec::new();
         for chunk in db.scan_prefix(history_prefix(&id)) {
             let (ck, cv) = chunk?;
-            indexes.extend(history_chunk(&ck, &cv)?.1);
+            indexes.extend(history_chunk(&ck, &cv)?);
         }
         indexes.extend(split_account(&k, &v)?.1);
         for i in indexes {
@@ -538,11 +535,7 @@ impl Store {
             if !ck.starts_with(&prefix) || chunked >= limit {
                 break;
             }
-            for i in history_chunk(&ck, &cv)?
-                .1
-                .into_iter()
-                .filter(|i| *i >= from)
-            {
+            for i in history_chunk(&ck, &cv)?.into_iter().filter(|i| *i >= from) {
                 chunked += 1;
                 out.insert(i);
             }
