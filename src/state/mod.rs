@@ -24,7 +24,7 @@
 //! | `O` | merchant id `/` order id | order (purchase, redemption, refunds) |
 //! | `N` | signer `/` nonce | leaf index (replays refused, identical resubmissions found) |
 //! | `X` | EVM address | consumer id |
-//! | `Y` | account id `/` leaf index (u64 BE) | the account's history from that index on: a sealed chunk ([`history`]) |
+//! | `Y` | account id `/` leaf index (u64 BE) | the account's history from that index on: a sealed chunk (`history.rs`) |
 //!
 //! The anchorer's records are in a keyspace of their own (`anchors`): `K` + tree size (u64 BE)
 //! holds the record for that checkpoint, and `manchor-target` the chain id and contract they
@@ -261,7 +261,7 @@ pub(crate) fn latest_checkpoint(db: &sled::Db) -> Result<Option<(u64, String)>, 
 /// SHA-256 over the derived state as one key per item, in key order: every key and value of
 /// the prefixes A T M O N X, an account's value without its history's tail, then for every
 /// account in order each of its history's indexes as the key `Y` account `/` index (BE) with
-/// an empty value. So the digest does not depend on how the history is packed ([`history`]).
+/// an empty value. So the digest does not depend on how the history is packed (`history.rs`).
 pub(crate) fn state_digest(db: &sled::Db) -> Result<Hash, StoreError> {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
