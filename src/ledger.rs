@@ -377,6 +377,10 @@ pub struct Ledger {
     /// so that the state store (sled, which poisons itself for good on a failed write) always
     /// has room for what follows an append.
     min_free_bytes: u64,
+    /// The size of the checkpoint in the log's own `checkpoint` file (0 if none): behind the
+    /// state store's latest only when writing the file failed, and then written again at the
+    /// next [`Ledger::checkpoint`].
+    log_checkpoint: u64,
 }
 
 /// Why the writer refuses a whole group, before sequencing it or when the log does not take
@@ -478,6 +482,7 @@ impl Ledger {
             cache: WriterCache::default(),
             data,
             min_free_bytes: DEFAULT_MIN_FREE_BYTES,
+            log_checkpoint: 0,
         };
         ledger.self_check()?;
         let rebuilding = ledger.store.rebuild_pending()?;
@@ -493,16 +498,57 @@ impl Ledger {
     }
 
     /// The log must reproduce the last checkpoint's root, and the checkpoint must carry this
-    /// log's valid signature.
-    fn self_check(&self) -> Result<(), LedgerError> {
-        let Some((cp_size, note)) = self.store.latest_checkpoint()? else {
-            return Ok(());
+    /// log's valid signature. The latest checkpoint is kept twice: in the state store's list
+    /// (`C`) and as the log's own `checkpoint` file, the one the tlog-tiles API serves. Each is
+    /// checked; the newer one wins and the other is brought up to it (the file is written
+    /// after the list, so a crash between the two leaves the file one behind).
+    fn self_check(&mut self) -> Result<(), LedgerError> {
+        let listed = match self.store.latest_checkpoint()? {
+            Some((size, note)) => {
+                let cp = self.checked_checkpoint(&note, "the checkpoint list")?;
+                if cp.size != size {
+                    return Err(LedgerError::SelfCheck(format!(
+                        "the checkpoint listed at size {size} signs size {}",
+                        cp.size
+                    )));
+                }
+                Some((size, note))
+            }
+            None => None,
         };
-        let cp = checkpoint::open_checkpoint(&note, &self.verifier_key())
-            .map_err(|e| LedgerError::SelfCheck(format!("checkpoint {cp_size}: {e}")))?;
+        let filed = match self.log.reader().checkpoint()? {
+            Some(bytes) => {
+                let note = String::from_utf8(bytes).map_err(|_| {
+                    LedgerError::SelfCheck("the log's checkpoint file is not UTF-8".into())
+                })?;
+                let cp = self.checked_checkpoint(&note, "the log's checkpoint file")?;
+                Some((cp.size, note))
+            }
+            None => None,
+        };
+        let size_of = |c: &Option<(u64, String)>| c.as_ref().map_or(0, |(size, _)| *size);
+        let (listed_size, filed_size) = (size_of(&listed), size_of(&filed));
+        match (listed, filed) {
+            (Some((size, note)), _) if size > filed_size => {
+                self.log.write_checkpoint(note.as_bytes())?;
+            }
+            (_, Some((size, note))) if size > listed_size => {
+                self.store.put_checkpoint(size, &note)?;
+            }
+            _ => {}
+        }
+        self.log_checkpoint = listed_size.max(filed_size);
+        Ok(())
+    }
+
+    /// Opens `note` with this log's key and checks the log against it.
+    fn checked_checkpoint(&self, note: &str, what: &str) -> Result<Checkpoint, LedgerError> {
+        let cp = checkpoint::open_checkpoint(note, &self.verifier_key())
+            .map_err(|e| LedgerError::SelfCheck(format!("{what}: {e}")))?;
         self.log
             .verify_against(cp.size, &cp.root)
-            .map_err(|e| LedgerError::SelfCheck(e.to_string()))
+            .map_err(|e| LedgerError::SelfCheck(e.to_string()))?;
+        Ok(cp)
     }
 
     /// Replays the log from the size the state reflects to the end, checking every leaf's
@@ -753,19 +799,34 @@ impl Ledger {
     }
 
     /// Signs and stores a checkpoint if the tree grew since the last one; returns the new note.
+    /// It goes into the state store's list (flushed), then into the log's `checkpoint` file
+    /// (written whole and renamed into place); a file that could not be written is written
+    /// at the next call.
     pub fn checkpoint(&mut self) -> Result<Option<String>, LedgerError> {
-        let last = self.store.latest_checkpoint()?.map(|(s, _)| s);
-        if last == Some(self.size) || (last.is_none() && self.size == 0) {
-            return Ok(None);
-        }
-        let cp = Checkpoint {
-            origin: self.config.log.origin.clone(),
-            size: self.size,
-            root: self.log.root(),
+        let last = self.store.latest_checkpoint()?;
+        let mut signed = None;
+        let latest = match last {
+            Some((size, note)) if size == self.size => Some((size, note)),
+            _ if self.size == 0 => None,
+            _ => {
+                let cp = Checkpoint {
+                    origin: self.config.log.origin.clone(),
+                    size: self.size,
+                    root: self.log.root(),
+                };
+                let note = checkpoint::sign_checkpoint(&cp, &self.log_key)?;
+                self.store.put_checkpoint(self.size, &note)?;
+                signed = Some(note.clone());
+                Some((self.size, note))
+            }
         };
-        let note = checkpoint::sign_checkpoint(&cp, &self.log_key)?;
-        self.store.put_checkpoint(self.size, &note)?;
-        Ok(Some(note))
+        if let Some((size, note)) = latest {
+            if size != self.log_checkpoint {
+                self.log.write_checkpoint(note.as_bytes())?;
+                self.log_checkpoint = size;
+            }
+        }
+        Ok(signed)
     }
 
     /// Replays every leaf into fresh derived state, checking each leaf's effects.

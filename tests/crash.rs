@@ -103,3 +103,117 @@ fn sigkill_during_ingest_loses_no_acknowledged_entry() {
         .remove(0)
         .expect("append after crashes");
 }
+
+/// Copies the directory `from` (files and subdirectories) to `to`.
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read dir") {
+        let e = e.expect("entry");
+        let target = to.join(e.file_name());
+        if e.file_type().expect("type").is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).expect("copy");
+        }
+    }
+}
+
+#[test]
+fn the_log_keeps_its_latest_checkpoint_and_open_checks_it() {
+    use pointsledger::checkpoint::{sign_checkpoint, Checkpoint};
+    use pointsledger::log::layout::Resource;
+
+    let mut f = Fixture::new();
+    let (shop, consumer) = (Party::new(), Party::new());
+    f.register(&shop, &rules());
+    f.purchase(&shop, &consumer, "o1", 1000).expect("purchase");
+    let first = f.ledger.checkpoint().expect("checkpoint").expect("grew");
+    let Fixture {
+        dir, clock, ledger, ..
+    } = f;
+    let file = dir.path().join("log/checkpoint");
+    let read_file = || std::fs::read_to_string(&file).expect("the log's checkpoint file");
+    assert_eq!(
+        read_file(),
+        first,
+        "the log's own file holds the latest note"
+    );
+    assert_eq!(
+        ledger.store().tile(&Resource::Checkpoint).expect("read"),
+        Some(first.clone().into_bytes()),
+        "GET /checkpoint serves the log's file"
+    );
+    drop(ledger);
+    let old_state = tempfile::tempdir().expect("tempdir");
+    copy_dir(&dir.path().join("state"), old_state.path());
+
+    let open = || Ledger::open(dir.path(), Arc::new(clock.clone()));
+    let mut ledger = open().expect("reopen");
+    let p = json!({"merchant": shop.id, "consumer": consumer.id, "order_id": "o2", "amount": 700, "nonce": "x2"});
+    ledger
+        .submit(vec![sign("purchase", &p, &[&shop.key])])
+        .remove(0)
+        .expect("purchase");
+    let second = ledger.checkpoint().expect("checkpoint").expect("grew");
+    assert_eq!(read_file(), second);
+    let size = ledger.size();
+    drop(ledger);
+
+    // A file lost (or one behind, after a crash between the list and the file) is written again.
+    std::fs::remove_file(&file).expect("rm");
+    drop(open().expect("open without the file"));
+    assert_eq!(read_file(), second, "the file is restored from the list");
+
+    // A state store restored from before the second checkpoint: the list takes the file's.
+    std::fs::remove_dir_all(dir.path().join("state")).expect("rm state");
+    copy_dir(old_state.path(), &dir.path().join("state"));
+    let ledger = open().expect("open with an older state store");
+    assert_eq!(ledger.size(), size);
+    assert_eq!(
+        ledger.store().latest_checkpoint().expect("read"),
+        Some((size, second.clone())),
+        "the list takes the newer checkpoint from the log's file"
+    );
+    let origin = ledger.config().log.origin.clone();
+    let root = pointsledger::checkpoint::open_checkpoint(&second, &ledger.verifier_key())
+        .expect("the note opens")
+        .root;
+    drop(ledger);
+
+    // A file the log's key did not sign, or one whose root the log does not have, is refused.
+    let log_key = pointsledger::keys::read_key_file(&dir.path().join("keys/log.key")).expect("key");
+    let forged = [
+        sign_checkpoint(
+            &Checkpoint {
+                origin: origin.clone(),
+                size: size + 1,
+                root,
+            },
+            &Party::new().key,
+        )
+        .expect("sign"),
+        sign_checkpoint(
+            &Checkpoint {
+                origin: origin.clone(),
+                size,
+                root: [7u8; 32],
+            },
+            &log_key,
+        )
+        .expect("sign"),
+    ];
+    for note in forged {
+        std::fs::write(&file, &note).expect("write");
+        let err = open()
+            .err()
+            .expect("a bad checkpoint file must be refused")
+            .to_string();
+        assert!(
+            err.contains("the log's checkpoint file")
+                || err.contains("differs from the checkpoint"),
+            "{err}"
+        );
+    }
+    std::fs::write(&file, &second).expect("write");
+    drop(open().expect("the real checkpoint opens again"));
+}

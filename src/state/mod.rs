@@ -479,10 +479,6 @@ impl Store {
     /// an entry bundle (each leaf behind its `u16` big-endian length) or a hash tile (its
     /// stored hashes, 32 bytes each). `None` when the log does not hold it yet.
     pub fn tile(&self, resource: &Resource) -> Result<Option<Vec<u8>>, StoreError> {
-        // The checkpoints are kept here, not in the log's own `checkpoint` file.
-        if let Resource::Checkpoint = resource {
-            return Ok(self.latest_checkpoint()?.map(|(_, note)| note.into_bytes()));
-        }
         match self.log.read(*resource) {
             Ok(body) => Ok(Some(body)),
             Err(LogError::NotYet { .. } | LogError::BadPath(_)) => Ok(None),
