@@ -6,6 +6,7 @@
 #
 #   scripts/bench-vs-postgres.sh                 # 32 clients, 20,000 entries, batches of 64
 #   CLIENTS=16 ENTRIES=50000 BATCH=32 scripts/bench-vs-postgres.sh
+#   PL=/path/to/pointsledger scripts/bench-vs-postgres.sh   # another build
 #
 # Needs Debian's PostgreSQL server (installed with apt-get when missing, as root) and a release
 # build of pointsledger (built when missing). Everything runs under a scratch directory that is
@@ -28,7 +29,7 @@ if [ -z "$PGBIN" ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql >&2
   PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 fi
-PL="$ROOT/target/release/pointsledger"
+PL=${PL:-"$ROOT/target/release/pointsledger"}
 [ -x "$PL" ] || (cd "$ROOT" && cargo build --locked --release >&2)
 
 WORK=$(mktemp -d)

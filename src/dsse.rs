@@ -293,7 +293,7 @@ pub fn parse(bytes: &[u8]) -> Result<Envelope, DsseError> {
     }
     let mut signatures: Vec<EnvelopeSignature> = Vec::with_capacity(wire.signatures.len());
     for (position, ws) in wire.signatures.into_iter().enumerate() {
-        let key = keys::parse_public_id(&ws.keyid).map_err(|reason| DsseError::BadKey {
+        let key = keys::public_key(&ws.keyid).map_err(|reason| DsseError::BadKey {
             keyid: echo(&ws.keyid),
             position,
             reason,

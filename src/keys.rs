@@ -259,34 +259,44 @@ pub fn parse_public_id(s: &str) -> Result<VerifyingKey, KeyError> {
     Ok(key)
 }
 
-/// [`parse_public_id`] without the key, remembering per thread (up to 65,536 ids) the ids it
-/// accepted: the full check decompresses a curve point and tests it for small order, about a
-/// tenth of the writer's time per entry in a profile of `bench`, and the writer sees the same
-/// merchants and consumers again and again. Only accepted ids are remembered, by their exact
-/// lowercase text, so what is refused is refused every time.
-pub fn check_public_id(s: &str) -> Result<(), KeyError> {
+/// [`parse_public_id`], remembering per thread (up to 65,536 ids) the ids it accepted and
+/// their keys: the full check decompresses a curve point, re-encodes it and tests it for small
+/// order, which a profile of the HTTP ingest put at 5 % of the server's time (every envelope
+/// names its signers' keys) and one of `bench` at a tenth of the writer's time per entry
+/// (payloads name merchants and consumers), while the same merchants and consumers come back
+/// again and again. Only accepted ids are remembered, by their exact lowercase text, so what is
+/// refused is refused every time.
+pub fn public_key(s: &str) -> Result<VerifyingKey, KeyError> {
     use std::cell::RefCell;
-    use std::collections::HashSet;
+    use std::collections::HashMap;
     const MAX_REMEMBERED: usize = 65_536;
     thread_local! {
-        static ACCEPTED: RefCell<HashSet<[u8; PUBLIC_KEY_LENGTH]>> = RefCell::new(HashSet::new());
+        static ACCEPTED: RefCell<HashMap<[u8; PUBLIC_KEY_LENGTH], VerifyingKey>> =
+            RefCell::new(HashMap::new());
     }
     let mut bytes = [0u8; PUBLIC_KEY_LENGTH];
     let lower_hex = s.len() == PUBLIC_ID_LEN
         && s.bytes().all(is_lower_hex)
         && hex::decode_to_slice(s, &mut bytes).is_ok();
-    if lower_hex && ACCEPTED.with(|a| a.borrow().contains(&bytes)) {
-        return Ok(());
+    if lower_hex {
+        if let Some(key) = ACCEPTED.with(|a| a.borrow().get(&bytes).copied()) {
+            return Ok(key);
+        }
     }
-    parse_public_id(s)?;
+    let key = parse_public_id(s)?;
     ACCEPTED.with(|a| {
         let mut a = a.borrow_mut();
         if a.len() >= MAX_REMEMBERED {
             a.clear();
         }
-        a.insert(bytes);
+        a.insert(bytes, key);
     });
-    Ok(())
+    Ok(key)
+}
+
+/// [`public_key`] without the key: the check payload fields naming an account get.
+pub fn check_public_id(s: &str) -> Result<(), KeyError> {
+    public_key(s).map(|_| ())
 }
 
 fn is_lower_hex(b: u8) -> bool {
@@ -360,7 +370,13 @@ mod tests {
     #[test]
     fn a_remembered_id_is_checked_the_same() {
         let good = public_id(&generate().verifying_key());
+        let key = parse_public_id(&good).unwrap();
         for _ in 0..2 {
+            assert_eq!(
+                public_key(&good).unwrap(),
+                key,
+                "the remembered key is the id's"
+            );
             assert!(check_public_id(&good).is_ok());
             assert!(check_public_id(&good.to_uppercase()).is_err(), "uppercase");
             assert!(check_public_id(&good[..63]).is_err(), "short");

@@ -167,7 +167,7 @@ fn text(body: String) -> Response {
 }
 
 fn check_id(what: &str, id: &str) -> Result<(), ServerError> {
-    keys::parse_public_id(id).map(|_| ()).map_err(|e| {
+    keys::check_public_id(id).map_err(|e| {
         ServerError::bad_request(
             Code::MalformedId,
             format!("the {what} id must be a public key id (64 lowercase hex digits): {e}"),
