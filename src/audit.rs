@@ -50,6 +50,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Instant;
 
+/// Checkpoints asked for per request of the checkpoint history (the server's page limit).
+const CHECKPOINTS_PAGE: usize = 1000;
+
 /// Most anchor records read from the server in one run.
 const MAX_ANCHORS: usize = 100_000;
 
@@ -144,6 +147,8 @@ pub struct AuditReport {
     pub root: Option<String>,
     /// Anchors checked against the log (server records and chain events).
     pub anchors_checked: u64,
+    /// Checkpoints of the log's history checked this run (signature, root in the mirror).
+    pub checkpoints_checked: u64,
     /// Accounts whose reported state was compared with the replay.
     pub accounts_checked: u64,
     /// Entries per second this run (signatures, replay, tree).
@@ -336,6 +341,7 @@ pub async fn run(opts: &AuditOptions) -> Result<AuditReport, AuditError> {
         checkpoint_size: None,
         root: None,
         anchors_checked: 0,
+        checkpoints_checked: 0,
         accounts_checked: 0,
         entries_per_second: 0.0,
         discrepancy: None,
@@ -488,6 +494,10 @@ async fn audit(
     if root != cp.root {
         return Ok(Some(first_bad_entry(client, mirror, &cp).await?));
     }
+    // 3b. The history: every checkpoint the log signed since the last run, up to this one.
+    if let Some(d) = check_history(opts, client, mirror, &note, &cp, report).await? {
+        return Ok(Some(d));
+    }
     mirror.store.put_checkpoint(cp.size, &note)?;
 
     // 4. Anchors: the server's records, and the chain's events, against the mirror's tree.
@@ -557,6 +567,125 @@ async fn audit(
         report.accounts_checked += 1;
     }
     Ok(None)
+}
+
+/// Checks the checkpoints the server lists (`GET /v1/checkpoints`) from the one after the
+/// latest the mirror recorded up to `cp` (the latest, whose root the mirror's tree has): each
+/// is signed by the log key and its root is the mirror's at its size, so all of them are of
+/// one tree and each is consistent with the next. Each that passes is recorded in the mirror,
+/// so the next run starts after it and a later fork of any of them is caught. A root that is
+/// not the mirror's is a split view: the evidence is written to a file beside the mirror
+/// ([`crate::checkpoint::SplitView`]) and named in the discrepancy.
+async fn check_history(
+    opts: &AuditOptions,
+    client: &Client,
+    mirror: &mut Mirror,
+    latest_note: &str,
+    cp: &Checkpoint,
+    report: &mut AuditReport,
+) -> Result<Option<Discrepancy>, AuditError> {
+    let mut from = mirror
+        .store
+        .latest_checkpoint()?
+        .map_or(1, |(size, _)| size + 1);
+    let mut latest_listed = false;
+    while from <= cp.size {
+        let page = client.checkpoints(from, CHECKPOINTS_PAGE).await?;
+        let mut checked: Vec<(u64, &str)> = Vec::new();
+        for listed in page.checkpoints.iter().take_while(|c| c.size <= cp.size) {
+            let at = format!("checkpoint {}", listed.size);
+            if listed.size < from {
+                return Ok(Some(discrepancy(
+                    at,
+                    "the checkpoint list is in ascending size from the size asked",
+                    format!("a size of at least {from}"),
+                    listed.size,
+                )));
+            }
+            let listed_cp = match checkpoint::open_checkpoint(&listed.note, &mirror.verifier_key) {
+                Ok(c) if c.size == listed.size => c,
+                Ok(c) => {
+                    return Ok(Some(discrepancy(
+                        at,
+                        "the listed note signs the size it is listed at",
+                        listed.size,
+                        c.size,
+                    )))
+                }
+                Err(e) => {
+                    return Ok(Some(discrepancy(
+                        at,
+                        "signature by the log key (checkpoint history)",
+                        &mirror.verifier_key,
+                        e,
+                    )))
+                }
+            };
+            let root = mirror.root(listed.size)?;
+            if listed_cp.root != root {
+                let file = write_split_view(opts, mirror, &listed.note, latest_note, cp, root)?;
+                return Ok(Some(discrepancy(
+                    at,
+                    &format!(
+                        "one tree: the root at this size of the tree checkpoint {} signs (a \
+                         split view; the evidence is in {})",
+                        cp.size,
+                        file.display()
+                    ),
+                    hex::encode(root),
+                    hex::encode(listed_cp.root),
+                )));
+            }
+            latest_listed |= listed.size == cp.size;
+            checked.push((listed.size, listed.note.as_str()));
+            from = listed.size + 1;
+        }
+        report.checkpoints_checked += checked.len() as u64;
+        let last = checked.last().map(|(size, _)| *size);
+        mirror.store.put_checkpoints(checked)?;
+        match (page.next, last) {
+            (Some(next), Some(_)) if next >= from => from = next,
+            _ => break,
+        }
+    }
+    if !latest_listed && from <= cp.size {
+        return Ok(Some(discrepancy(
+            format!("checkpoint {}", cp.size),
+            "the latest checkpoint is in the checkpoint list",
+            "listed",
+            "missing",
+        )));
+    }
+    Ok(None)
+}
+
+/// Writes split-view evidence for `older_note` against the latest checkpoint (whose tree the
+/// mirror holds) into the mirror's directory; returns the file's path.
+fn write_split_view(
+    opts: &AuditOptions,
+    mirror: &Mirror,
+    older_note: &str,
+    newer_note: &str,
+    newer: &Checkpoint,
+    root_in_newer: Hash,
+) -> Result<PathBuf, AuditError> {
+    let older = checkpoint::open_checkpoint(older_note, &mirror.verifier_key)
+        .map_err(|e| AuditError::State(format!("the split view's older note: {e}")))?;
+    let proof = merkle::prove_consistency(older.size, newer.size, &mirror.store)?;
+    let evidence = checkpoint::SplitView {
+        older: older_note.to_owned(),
+        newer: newer_note.to_owned(),
+        older_size_root_in_newer: wire::encode_hash(&root_in_newer),
+        proof: wire::encode_hashes(&proof),
+    };
+    let path = opts
+        .state
+        .join(format!("split-view-{}-{}.json", older.size, newer.size));
+    let json = serde_json::to_vec_pretty(&evidence)
+        .map_err(|e| AuditError::State(format!("encoding the split view: {e}")))?;
+    std::fs::write(&path, json)
+        .map_err(|e| AuditError::State(format!("writing the split view's evidence: {e}")))?;
+    Ok(path)
 }
 
 /// How an account stood before an entry, as the replayed state says (default when untouched).

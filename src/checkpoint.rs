@@ -147,6 +147,9 @@ pub enum CheckpointError {
     /// The inclusion proof does not place the leaf in the checkpoint's tree.
     #[error("inclusion proof rejected: {0}")]
     Inclusion(#[from] MerkleError),
+    /// A split-view evidence file does not show a split view.
+    #[error("not a split view: {0}")]
+    NotASplitView(String),
 }
 
 /// A tree head: what a checkpoint commits to. Auditors compare it with the tree they rebuild; the
@@ -517,6 +520,63 @@ pub fn verify_tlog_proof(
     Ok(cp)
 }
 
+/// Evidence that a log signed two checkpoints that are not of one tree (a split view), as
+/// `pointsledger audit` writes it and `pointsledger split-view` checks it: the two signed
+/// notes, and a consistency proof, computed from the newer one's tree, from the older size to
+/// the newer: the proof reproduces the newer signed root and gives, for the older size, a root
+/// other than the older note signs. Anyone holding the log's verifier key can check it; no
+/// other data and no trust in whoever wrote the file is needed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SplitView {
+    /// The older checkpoint (the smaller or equal size), a signed note.
+    pub older: String,
+    /// The newer checkpoint, a signed note.
+    pub newer: String,
+    /// The root of the newer tree's first `older`-size leaves, base64.
+    pub older_size_root_in_newer: String,
+    /// The consistency proof from the older size to the newer in the newer tree, base64
+    /// hashes (empty when the sizes are equal).
+    pub proof: Vec<String>,
+}
+
+/// Checks split-view evidence against the log's verifier key: both notes carry the log's
+/// signature, the proof takes `older_size_root_in_newer` to the newer note's root, and that
+/// root differs from the older note's. Returns both checkpoints and the newer tree's root at
+/// the older size.
+pub fn check_split_view(
+    evidence: &SplitView,
+    verifier_key: &str,
+) -> Result<(Checkpoint, Checkpoint, Hash), CheckpointError> {
+    let not = |why: String| CheckpointError::NotASplitView(why);
+    let older = open_checkpoint(&evidence.older, verifier_key)?;
+    let newer = open_checkpoint(&evidence.newer, verifier_key)?;
+    let proof = crate::wire::decode_hashes("proof", &evidence.proof)
+        .map_err(|e| not(format!("{} is not a base64 hash: {}", e.what, e.value)))?;
+    let in_newer = crate::wire::decode_hash(
+        "older_size_root_in_newer",
+        &evidence.older_size_root_in_newer,
+    )
+    .map_err(|e| not(format!("{} is not a base64 hash: {}", e.what, e.value)))?;
+    if older.size == 0 {
+        return Err(not("the older checkpoint is of the empty tree".into()));
+    }
+    merkle::verify_consistency(older.size, newer.size, &in_newer, &newer.root, &proof).map_err(
+        |e| {
+            not(format!(
+                "the proof does not take size {} to the newer checkpoint: {e}",
+                older.size
+            ))
+        },
+    )?;
+    if in_newer == older.root {
+        return Err(not(format!(
+            "the newer tree has the older checkpoint's root at size {}",
+            older.size
+        )));
+    }
+    Ok((older, newer, in_newer))
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -567,6 +627,56 @@ mod tests {
         \n\
         — example.com/pointsledger \
         4B/bd9fCJWP4+G1UkAI2E+AZl0OyY4btCw/lWAe1/JRtJDYt148GyiLlNBn5H385QSGPyCT8NA5vUU/tIyQBaHM9hQ8=\n";
+
+    #[test]
+    fn split_views_are_shown_only_by_notes_of_two_trees() {
+        // Two trees that agree on nothing: 6 and 9 leaves of different bytes.
+        let tree = |tag: u8, n: u8| {
+            let mut t = MemoryHashes::new();
+            for i in 0..n {
+                t.append(&merkle::leaf_hash(&[tag, i])).unwrap();
+            }
+            t
+        };
+        let (a, b) = (tree(1, 9), tree(2, 9));
+        let note = |t: &MemoryHashes, size: u64, key: &SigningKey| {
+            let root = merkle::root(size, t).unwrap();
+            let cp = Checkpoint {
+                origin: ORIGIN.into(),
+                size,
+                root,
+            };
+            sign_checkpoint(&cp, key).unwrap()
+        };
+        let evidence = |older: String, newer: &MemoryHashes, from: u64| SplitView {
+            older,
+            newer: note(newer, 9, &log_key()),
+            older_size_root_in_newer: crate::wire::encode_hash(&merkle::root(from, newer).unwrap()),
+            proof: crate::wire::encode_hashes(&merkle::prove_consistency(from, 9, newer).unwrap()),
+        };
+        // Size 6 of one tree against size 9 of the other; and the same size, two roots.
+        let shown = evidence(note(&a, 6, &log_key()), &b, 6);
+        let (older, newer, in_newer) = check_split_view(&shown, &vkey()).unwrap();
+        assert_eq!((older.size, newer.size), (6, 9));
+        assert_eq!(in_newer, merkle::root(6, &b).unwrap());
+        check_split_view(&evidence(note(&a, 9, &log_key()), &b, 9), &vkey()).unwrap();
+        // One tree is no split view; nor is a note the log key did not sign, nor a proof for
+        // another root.
+        let one_tree = evidence(note(&b, 6, &log_key()), &b, 6);
+        assert!(matches!(
+            check_split_view(&one_tree, &vkey()),
+            Err(CheckpointError::NotASplitView(_))
+        ));
+        let unsigned = evidence(note(&a, 6, &other_key()), &b, 6);
+        assert!(check_split_view(&unsigned, &vkey()).is_err());
+        let mut wrong_root = shown.clone();
+        wrong_root.older_size_root_in_newer =
+            crate::wire::encode_hash(&merkle::root(6, &a).unwrap());
+        assert!(matches!(
+            check_split_view(&wrong_root, &vkey()),
+            Err(CheckpointError::NotASplitView(_))
+        ));
+    }
 
     #[test]
     fn known_answer() {

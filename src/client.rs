@@ -369,6 +369,17 @@ impl Client {
         Ok(out)
     }
 
+    /// A page of the checkpoints the log signed, of sizes from `from` on, oldest first (the
+    /// server caps `limit` at 1000).
+    pub async fn checkpoints(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> Result<wire::CheckpointsPage, ClientError> {
+        self.get_json(&format!("/v1/checkpoints?from={from}&limit={limit}"))
+            .await
+    }
+
     /// A consistency proof from `from` to `to`, decoded (not verified: the caller holds the
     /// roots).
     pub async fn consistency(&self, from: u64, to: u64) -> Result<Vec<Hash>, ClientError> {

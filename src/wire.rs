@@ -209,6 +209,24 @@ impl From<AnchorRecord> for AnchorView {
     }
 }
 
+/// `GET /v1/checkpoints`: a page of the checkpoints the log signed, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CheckpointsPage {
+    /// The checkpoints, by tree size ascending.
+    pub checkpoints: Vec<SignedCheckpoint>,
+    /// The `from` of the next page, or `null` if this is the last.
+    pub next: Option<u64>,
+}
+
+/// One signed checkpoint in [`CheckpointsPage`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SignedCheckpoint {
+    /// Its tree size.
+    pub size: u64,
+    /// The C2SP signed note, verbatim (as `GET /v1/checkpoints/{size}` serves it).
+    pub note: String,
+}
+
 /// `GET /v1/anchors`: where anchoring stands, and a page of anchor records, newest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AnchorsPage {

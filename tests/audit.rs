@@ -191,6 +191,11 @@ fn a_clean_log_passes_and_is_audited_incrementally() {
     assert_eq!(report["checkpoint_size"], serde_json::json!(size));
     // alice, bob and carol: the accounts whose points moved (merchants hold none).
     assert_eq!(report["accounts_checked"], serde_json::json!(3), "{report}");
+    assert_eq!(
+        report["checkpoints_checked"],
+        serde_json::json!(1),
+        "the seeded ledger signed one checkpoint: {report}"
+    );
     assert!(stderr.contains("pinned the log key"), "{stderr}");
 
     // More entries through the server: the next run verifies only those, against the pinned
@@ -216,6 +221,20 @@ fn a_clean_log_passes_and_is_audited_incrementally() {
     assert!(ok, "{report} {stderr}");
     assert_eq!(report["new_entries"], serde_json::json!(3));
     assert_eq!(report["entries"], serde_json::json!(size + 3));
+    // Only the checkpoints signed since the last run: the later purchases' (at least one).
+    let signed_since = raw_state(case.data())
+        .scan_prefix([b'C'])
+        .filter(|kv| {
+            let k = kv.as_ref().expect("read").0.clone();
+            u64::from_be_bytes(k[1..9].try_into().expect("8 bytes")) > size
+        })
+        .count();
+    assert!(signed_since >= 1);
+    assert_eq!(
+        report["checkpoints_checked"],
+        serde_json::json!(signed_since),
+        "{report}"
+    );
 
     // Another log key than the pinned one is refused.
     let other = checkpoint::verifier_key("other.log", &keys::generate().verifying_key());
@@ -294,6 +313,79 @@ fn a_forked_checkpoint_is_caught_by_a_returning_auditor() {
         d["what"].as_str().is_some_and(|w| w.contains("fork")),
         "{d}"
     );
+}
+
+#[test]
+fn a_listed_checkpoint_of_another_tree_is_a_split_view_with_evidence() {
+    // (g) Beside the honest checkpoints, the log's list holds one at size 5 that the log key
+    // signed over another root: the view of the log someone else was shown.
+    let case = Case::new();
+    let size = leaves(case.data()).len() as u64;
+    let db = raw_state(case.data());
+    let log_key = keys::read_key_file(&DataDir(case.data().to_owned()).log_key()).expect("key");
+    let config: Value =
+        serde_json::from_slice(&db.get(b"mconfig").expect("get").expect("config")).expect("json");
+    let origin = config["origin"].as_str().expect("origin").to_owned();
+    let other = Checkpoint {
+        origin,
+        size: 5,
+        root: [9u8; 32],
+    };
+    let mut k = vec![b'C'];
+    k.extend_from_slice(&5u64.to_be_bytes());
+    db.insert(
+        k,
+        checkpoint::sign_checkpoint(&other, &log_key)
+            .expect("sign")
+            .as_bytes(),
+    )
+    .expect("insert");
+    db.flush().expect("flush");
+    drop(db);
+
+    let state = case.state("g");
+    let (at, d) = case.with_server(|api| failed_at(&api.base, &state));
+    assert_eq!(at, "checkpoint 5", "{d}");
+    assert!(
+        d["what"].as_str().is_some_and(|w| w.contains("split view")),
+        "{d}"
+    );
+    assert_eq!(d["found"], serde_json::json!(hex::encode([9u8; 32])), "{d}");
+
+    // A third party checks the evidence with the log's verifier key alone.
+    let evidence = state.join(format!("split-view-5-{size}.json"));
+    let key_file = state.join("log-verifier-key");
+    let check = |file: &Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_pointsledger"))
+            .args(["split-view", "--log-key"])
+            .arg(&key_file)
+            .arg(file)
+            .output()
+            .expect("run split-view");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, out) = check(&evidence);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!(
+            "the log signed size 5 with root {}",
+            hex::encode([9u8; 32])
+        )),
+        "{out}"
+    );
+    // Evidence that claims the newer tree has the forged root at size 5 proves nothing.
+    let mut doctored: Value =
+        serde_json::from_slice(&std::fs::read(&evidence).expect("read")).expect("json");
+    doctored["older_size_root_in_newer"] =
+        serde_json::json!(pointsledger::wire::encode_hash(&[9u8; 32]));
+    let doctored_file = state.join("doctored.json");
+    std::fs::write(&doctored_file, doctored.to_string()).expect("write");
+    let (ok, out) = check(&doctored_file);
+    assert!(!ok && out.contains("not a split view"), "{out}");
 }
 
 #[test]

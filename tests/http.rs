@@ -310,6 +310,42 @@ async fn story_of_bob_and_alice_over_http() {
         mid_root
     );
 
+    // The checkpoint history, a page of one at a time: ascending, each page's `next` the
+    // following size, the mid-story and the latest checkpoints among them, each signed.
+    let mut listed = Vec::new();
+    let mut from = Some(0u64);
+    while let Some(f) = from {
+        let (status, page) = api.get(&format!("/v1/checkpoints?from={f}&limit=1")).await;
+        assert_eq!(status, 200, "{page}");
+        let items = page["checkpoints"].as_array().expect("checkpoints");
+        assert_eq!(items.len(), 1, "{page}");
+        let (size, note) = (
+            items[0]["size"].as_u64().expect("size"),
+            items[0]["note"].as_str().expect("note"),
+        );
+        assert!(
+            size >= f && listed.last().is_none_or(|(s, _)| *s < size),
+            "{page}"
+        );
+        let cp = checkpoint::open_checkpoint(note, &vkey).expect("a signed note");
+        assert_eq!(cp.size, size);
+        listed.push((size, cp.root));
+        from = page["next"].as_u64();
+        assert!(from.is_none_or(|n| n > size), "{page}");
+    }
+    assert!(listed.contains(&(mid_size, mid_root)), "{listed:?}");
+    assert_eq!(listed.last(), Some(&(size, root)));
+    let (status, page) = api.get(&format!("/v1/checkpoints?from={}", size + 1)).await;
+    assert_eq!(
+        (status, page),
+        (200, json!({"checkpoints": [], "next": null}))
+    );
+    let (status, err) = api.get("/v1/checkpoints?from=-1").await;
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (400, Some("malformed_request"))
+    );
+
     // Leaves by range, and the merchant as registered.
     let (status, page) = api.get("/v1/entries?start=0").await;
     assert_eq!(status, 200);
@@ -948,12 +984,13 @@ async fn sigterm_during_load_loses_no_acknowledged_entry() {
 }
 
 /// Every route the server serves, as (method, path).
-const ROUTES: [(&str, &str); 20] = [
+const ROUTES: [(&str, &str); 21] = [
     ("post", "/v1/entries"),
     ("get", "/v1/entries"),
     ("post", "/v1/entries/batch"),
     ("get", "/v1/entries/{index}"),
     ("get", "/v1/checkpoint"),
+    ("get", "/v1/checkpoints"),
     ("get", "/v1/checkpoints/{size}"),
     ("get", "/v1/proofs/inclusion"),
     ("get", "/v1/proofs/consistency"),

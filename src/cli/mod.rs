@@ -314,6 +314,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check a split-view evidence file (`split-view-A-B.json`, written by `audit`): both
+    /// checkpoints signed by the log key and not of one tree. Exits 0 only if it shows a split
+    /// view.
+    SplitView {
+        /// The log's verifier key (`name+keyid+base64`), or a file holding it.
+        #[arg(long)]
+        log_key: String,
+        /// The evidence file (JSON).
+        evidence: PathBuf,
+    },
     /// Run the HTTP service on a data directory.
     Serve(Box<crate::server::ServeArgs>),
     /// Measure ingest, signature verification and proof generation in process; ends with
@@ -670,6 +680,7 @@ fn run(cli: Cli) -> Result<()> {
             chain,
             json,
         } => audit(server, state, log_key, chain.resolve()?, json)?,
+        Command::SplitView { log_key, evidence } => split_view(&log_key, &evidence)?,
         Command::Bench {
             http: Some(BenchHttp::Http(args)),
             ..
@@ -689,6 +700,26 @@ fn run(cli: Cli) -> Result<()> {
             crate::bench::run(&data, entries, tree_size)?
         }
     }
+    Ok(())
+}
+
+/// Runs `pointsledger split-view`: prints what the evidence shows, or fails saying why not.
+fn split_view(log_key: &str, evidence: &Path) -> Result<()> {
+    let key = key_or_file(log_key)?;
+    let bytes = read_input(evidence)?;
+    let evidence: crate::checkpoint::SplitView =
+        serde_json::from_slice(&bytes).context("the evidence is not a split-view JSON file")?;
+    let (older, newer, in_newer) = crate::checkpoint::check_split_view(&evidence, &key)
+        .map_err(|e| anyhow::Error::new(e).context("the evidence does not show a split view"))?;
+    println!(
+        "split view: the log signed size {} with root {}, and size {} whose tree has root {} at \
+         size {}",
+        older.size,
+        hex::encode(older.root),
+        newer.size,
+        hex::encode(in_newer),
+        older.size
+    );
     Ok(())
 }
 
@@ -723,13 +754,14 @@ fn audit(
         print_json(&report)?;
     } else if report.ok {
         println!(
-            "audit passed: {} entries ({} new, {:.0}/s), checkpoint {} root {}, {} anchors, {} \
-             accounts checked",
+            "audit passed: {} entries ({} new, {:.0}/s), checkpoint {} root {}, {} earlier \
+             checkpoints, {} anchors, {} accounts checked",
             report.entries,
             report.new_entries,
             report.entries_per_second,
             report.checkpoint_size.map_or("-".into(), |s| s.to_string()),
             report.root.as_deref().unwrap_or("-"),
+            report.checkpoints_checked,
             report.anchors_checked,
             report.accounts_checked,
         );

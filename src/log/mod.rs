@@ -53,6 +53,7 @@
 //! ```text
 //! <dir>/
 //!   lock         held with flock(LOCK_EX) by the one writer; a second open fails (Locked)
+//!                after trying for a second
 //!   segment      group records, then zeros (preallocated):
 //!                +--------+---------+---------+-----+----------+--------+
 //!                | rec 0  | rec 1   | rec 2   | ... | torn?    | 0 0 0  |

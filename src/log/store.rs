@@ -27,6 +27,8 @@ pub(super) const OFFSETS: &str = "offsets";
 const WATERMARK: &str = "watermark";
 /// The watermark's temporary file during its atomic replacement.
 const WATERMARK_TMP: &str = "watermark.tmp";
+/// How long an open waits for a held lock before it reports [`LogError::Locked`].
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// The tlog-tiles checkpoint.
 const CHECKPOINT: &str = "checkpoint";
 /// The checkpoint's temporary file.
@@ -361,13 +363,23 @@ impl LogWriter {
     ) -> Result<LogWriter, LogError> {
         fs.create_dir_all(dir)
             .map_err(io_err("creating the log directory"))?;
-        let lock = fs.lock_exclusive(&dir.join(LOCK)).map_err(|e| {
-            if e.kind() == io::ErrorKind::WouldBlock {
-                LogError::Locked
-            } else {
-                io_err("locking the log directory")(e)
+        // A lock just released can still be held for a moment by a copy of its descriptor:
+        // a child process forked by another thread between its fork and its exec (which closes
+        // it), or a process that is exiting. So a held lock is tried again for up to
+        // LOCK_WAIT before it is reported.
+        let started = std::time::Instant::now();
+        let lock = loop {
+            match fs.lock_exclusive(&dir.join(LOCK)) {
+                Ok(lock) => break lock,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if started.elapsed() >= LOCK_WAIT {
+                        return Err(LogError::Locked);
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => return Err(io_err("locking the log directory")(e)),
             }
-        })?;
+        };
         let mut recovery = Recovery::default();
         let wm_path = dir.join(WATERMARK);
         let mark = if fs

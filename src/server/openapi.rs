@@ -28,6 +28,7 @@ use utoipa::OpenApi;
         routes::get_entry,
         routes::list_entries,
         routes::latest_checkpoint,
+        routes::checkpoints,
         routes::checkpoint_at,
         routes::inclusion_proof,
         routes::consistency_proof,
@@ -95,7 +96,7 @@ mod tests {
     fn every_path_has_its_schemas() {
         let doc: serde_json::Value = serde_json::from_str(&document()).unwrap();
         assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
-        assert_eq!(doc["paths"].as_object().unwrap().len(), 19);
+        assert_eq!(doc["paths"].as_object().unwrap().len(), 20);
         let schemas = doc["components"]["schemas"].as_object().unwrap();
         for name in [
             "Receipt",
@@ -105,6 +106,7 @@ mod tests {
             "ErrorBody",
             "Quote",
             "AnchorsPage",
+            "CheckpointsPage",
             "ReceiptAnchor",
         ] {
             assert!(schemas.contains_key(name), "{name} missing");

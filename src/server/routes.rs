@@ -26,9 +26,9 @@ use crate::payload::MAX_SAFE_INT;
 use crate::state::Store;
 use crate::views::{self, AccountView};
 use crate::wire::{
-    self, AnchorView, AnchorsPage, BatchItem, BatchResponse, ConsistencyProof, ErrorBody, Health,
-    HistoryPage, InclusionProof, LeavesPage, LogInfo, MerchantInfo, QuoteRequest, ReceiptAnchor,
-    ReceiptDocument,
+    self, AnchorView, AnchorsPage, BatchItem, BatchResponse, CheckpointsPage, ConsistencyProof,
+    ErrorBody, Health, HistoryPage, InclusionProof, LeavesPage, LogInfo, MerchantInfo,
+    QuoteRequest, ReceiptAnchor, ReceiptDocument, SignedCheckpoint,
 };
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
@@ -53,6 +53,10 @@ pub(super) const MAX_LEAVES_PAGE: u64 = 1000;
 pub(super) const MAX_HISTORY_PAGE: usize = 1000;
 /// Most anchors in one page of `GET /v1/anchors`.
 pub(super) const MAX_ANCHORS_PAGE: usize = 1000;
+/// Most checkpoints in one page of `GET /v1/checkpoints`.
+pub(super) const MAX_CHECKPOINTS_PAGE: usize = 1000;
+/// Checkpoints per page when `limit` is not given.
+pub(super) const DEFAULT_CHECKPOINTS_PAGE: usize = 100;
 /// Anchors per page when `limit` is not given.
 pub(super) const DEFAULT_ANCHORS_PAGE: usize = 100;
 /// History rows per page when `limit` is not given.
@@ -104,6 +108,7 @@ pub(super) fn router(state: AppState, more_reads: Router<AppState>) -> Router {
         .route("/v1/entries", get(list_entries))
         .route("/v1/entries/{index}", get(get_entry))
         .route("/v1/checkpoint", get(latest_checkpoint))
+        .route("/v1/checkpoints", get(checkpoints))
         .route("/v1/checkpoints/{size}", get(checkpoint_at))
         .route("/v1/proofs/inclusion", get(inclusion_proof))
         .route("/v1/proofs/consistency", get(consistency_proof))
@@ -406,6 +411,54 @@ pub(crate) async fn checkpoint_at(
     Ok(text(note))
 }
 
+/// Query of `GET /v1/checkpoints`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct CheckpointsQuery {
+    /// Only checkpoints of tree sizes from this on (default 0; the `next` of the previous page).
+    from: Option<u64>,
+    /// Most checkpoints in the page (default 100, at most 1000).
+    limit: Option<usize>,
+}
+
+/// Every checkpoint the log signed, oldest first, a page at a time.
+///
+/// The log signs a checkpoint whenever it grew during a checkpoint interval and keeps every
+/// one. A monitor checks each one's signature and that each is consistent with the next, and
+/// keeps the latest it saw: two signed checkpoints that are not of one tree are a split view.
+#[utoipa::path(
+    get, path = "/v1/checkpoints", tag = "proofs",
+    params(CheckpointsQuery),
+    responses(
+        (status = 200, description = "A page of signed checkpoints", body = CheckpointsPage),
+        (status = 400, description = "Malformed query (`malformed_request`)", body = ErrorBody),
+    )
+)]
+pub(crate) async fn checkpoints(
+    State(st): State<AppState>,
+    query: Result<Query<CheckpointsQuery>, QueryRejection>,
+) -> Result<Json<CheckpointsPage>, ServerError> {
+    let Query(q) = query?;
+    let limit = q
+        .limit
+        .unwrap_or(DEFAULT_CHECKPOINTS_PAGE)
+        .clamp(1, MAX_CHECKPOINTS_PAGE);
+    st.read(move |s| {
+        let mut checkpoints = Vec::with_capacity(limit);
+        let mut more = s.checkpoints_from(q.from.unwrap_or(0));
+        for item in more.by_ref().take(limit) {
+            let (size, note) = item?;
+            checkpoints.push(SignedCheckpoint { size, note });
+        }
+        let next = match more.next() {
+            Some(item) => Some(item?.0),
+            None => None,
+        };
+        Ok(Json(CheckpointsPage { checkpoints, next }))
+    })
+    .await
+}
+
 /// Query of `GET /v1/proofs/inclusion`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -656,7 +709,7 @@ pub(crate) struct AnchorsQuery {
     params(AnchorsQuery),
     responses(
         (status = 200, description = "Anchoring status and a page of anchors", body = AnchorsPage),
-        (status = 400, description = "Malformed query (`bad_query`)", body = ErrorBody),
+        (status = 400, description = "Malformed query (`malformed_request`)", body = ErrorBody),
     )
 )]
 pub(crate) async fn anchors(

@@ -488,9 +488,35 @@ impl Store {
 
     /// Stores a checkpoint note and flushes it, with every state batch written before it.
     pub fn put_checkpoint(&self, size: u64, note: &str) -> Result<(), StoreError> {
-        self.db.insert(num_key(b'C', size), note.as_bytes())?;
+        self.put_checkpoints(std::iter::once((size, note)))
+    }
+
+    /// Stores checkpoint notes with one flush (the auditor's record of a log's history).
+    pub fn put_checkpoints<'a>(
+        &self,
+        notes: impl IntoIterator<Item = (u64, &'a str)>,
+    ) -> Result<(), StoreError> {
+        let mut b = sled::Batch::default();
+        for (size, note) in notes {
+            b.insert(&num_key(b'C', size), note.as_bytes());
+        }
+        self.db.apply_batch(b)?;
         self.db.flush()?;
         Ok(())
+    }
+
+    /// The signed checkpoints of tree sizes from `from` on, oldest first.
+    pub fn checkpoints_from(
+        &self,
+        from: u64,
+    ) -> impl Iterator<Item = Result<(u64, String), StoreError>> {
+        self.db
+            .range(num_key(b'C', from).to_vec()..vec![b'C' + 1])
+            .map(|kv| {
+                let (k, v) = kv?;
+                let size = decode_u64(&k, &k[1..])?;
+                Ok((size, String::from_utf8_lossy(&v).into_owned()))
+            })
     }
 
     /// Leaf indexes that changed `account`, ascending, starting at `from`, at most `limit`.
