@@ -16,7 +16,12 @@
 //!   account after every entry;
 //! - the tree: the mirror computes every hash itself; the latest checkpoint's signature, its
 //!   root against the mirror's, and its consistency with the checkpoint seen on the last run
-//!   (a forked view is caught even before the leaves are fetched);
+//!   (a forked view is caught even before the leaves are fetched); then every checkpoint the
+//!   log lists since the last run (`GET /v1/checkpoints`), each signed by the log key and of
+//!   the mirror's tree. Two signed notes that are not of one tree are a split view, and are
+//!   written out as evidence anyone can check with the log key ([`checkpoint::SplitView`]):
+//!   a listed note against the latest one with a consistency proof from the mirror, or the
+//!   note seen before against the server's own note of that size over another root;
 //! - anchors: every anchor the server lists, and with `--rpc` every `Anchored` event of the
 //!   contract, against the mirror's root at that size;
 //! - receipts: the JSON receipt the server serves for the checkpoint's last entry, through the
@@ -405,17 +410,55 @@ async fn audit(
                 merkle::verify_consistency(seen, cp.size, &seen_cp.root, &cp.root, &p).is_ok()
             });
             if !ok {
+                // Evidence a third party can check needs the forked tree's root at the size
+                // seen: the server's own note at that size, if it lists one over another root.
+                let other = match client.checkpoint_at(seen).await {
+                    Ok(n) => checkpoint::open_checkpoint(&n, &mirror.verifier_key)
+                        .ok()
+                        .filter(|c| c.root != seen_cp.root)
+                        .map(|c| (n, c.root)),
+                    Err(_) => None,
+                };
+                let file = match other {
+                    Some((other_note, other_root)) => Some(save_split_view(
+                        opts,
+                        &mirror.verifier_key,
+                        &checkpoint::SplitView {
+                            older: seen_note.clone(),
+                            newer: other_note,
+                            older_size_root_in_newer: wire::encode_hash(&other_root),
+                            proof: Vec::new(),
+                        },
+                    )?),
+                    None => None,
+                };
                 return Ok(Some(discrepancy(
                     at_cp,
-                    &format!("consistency with checkpoint {seen} seen before (a fork)"),
+                    &format!(
+                        "consistency with checkpoint {seen} seen before (a fork{})",
+                        evidence_named(file.as_deref())
+                    ),
                     format!("a tree extending root {}", hex::encode(seen_cp.root)),
                     format!("root {} and no valid proof", hex::encode(cp.root)),
                 )));
             }
         } else if cp.root != seen_cp.root {
+            let file = save_split_view(
+                opts,
+                &mirror.verifier_key,
+                &checkpoint::SplitView {
+                    older: seen_note.clone(),
+                    newer: note.clone(),
+                    older_size_root_in_newer: wire::encode_hash(&cp.root),
+                    proof: Vec::new(),
+                },
+            )?;
             return Ok(Some(discrepancy(
                 at_cp,
-                "the same size signs the same root",
+                &format!(
+                    "the same size signs the same root (a split view{})",
+                    evidence_named(Some(&file))
+                ),
                 hex::encode(seen_cp.root),
                 hex::encode(cp.root),
             )));
@@ -623,14 +666,21 @@ async fn check_history(
             };
             let root = mirror.root(listed.size)?;
             if listed_cp.root != root {
-                let file = write_split_view(opts, mirror, &listed.note, latest_note, cp, root)?;
+                let proof = merkle::prove_consistency(listed.size, cp.size, &mirror.store)?;
+                let evidence = checkpoint::SplitView {
+                    older: listed.note.clone(),
+                    newer: latest_note.to_owned(),
+                    older_size_root_in_newer: wire::encode_hash(&root),
+                    proof: wire::encode_hashes(&proof),
+                };
+                let file = save_split_view(opts, &mirror.verifier_key, &evidence)?;
                 return Ok(Some(discrepancy(
                     at,
                     &format!(
                         "one tree: the root at this size of the tree checkpoint {} signs (a \
-                         split view; the evidence is in {})",
+                         split view{})",
                         cp.size,
-                        file.display()
+                        evidence_named(Some(&file))
                     ),
                     hex::encode(root),
                     hex::encode(listed_cp.root),
@@ -659,33 +709,30 @@ async fn check_history(
     Ok(None)
 }
 
-/// Writes split-view evidence for `older_note` against the latest checkpoint (whose tree the
-/// mirror holds) into the mirror's directory; returns the file's path.
-fn write_split_view(
+/// Writes split-view evidence into the mirror's directory as `split-view-A-B.json`, having
+/// checked that it shows one ([`checkpoint::check_split_view`]); returns the file's path.
+fn save_split_view(
     opts: &AuditOptions,
-    mirror: &Mirror,
-    older_note: &str,
-    newer_note: &str,
-    newer: &Checkpoint,
-    root_in_newer: Hash,
+    verifier_key: &str,
+    evidence: &checkpoint::SplitView,
 ) -> Result<PathBuf, AuditError> {
-    let older = checkpoint::open_checkpoint(older_note, &mirror.verifier_key)
-        .map_err(|e| AuditError::State(format!("the split view's older note: {e}")))?;
-    let proof = merkle::prove_consistency(older.size, newer.size, &mirror.store)?;
-    let evidence = checkpoint::SplitView {
-        older: older_note.to_owned(),
-        newer: newer_note.to_owned(),
-        older_size_root_in_newer: wire::encode_hash(&root_in_newer),
-        proof: wire::encode_hashes(&proof),
-    };
+    let (older, newer, _) = checkpoint::check_split_view(evidence, verifier_key)
+        .map_err(|e| AuditError::State(format!("the split view's evidence: {e}")))?;
     let path = opts
         .state
         .join(format!("split-view-{}-{}.json", older.size, newer.size));
-    let json = serde_json::to_vec_pretty(&evidence)
+    let json = serde_json::to_vec_pretty(evidence)
         .map_err(|e| AuditError::State(format!("encoding the split view: {e}")))?;
     std::fs::write(&path, json)
         .map_err(|e| AuditError::State(format!("writing the split view's evidence: {e}")))?;
     Ok(path)
+}
+
+/// "; the evidence is in FILE", or nothing without a file.
+fn evidence_named(file: Option<&std::path::Path>) -> String {
+    file.map_or_else(String::new, |f| {
+        format!("; the evidence is in {}", f.display())
+    })
 }
 
 /// How an account stood before an entry, as the replayed state says (default when untouched).

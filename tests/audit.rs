@@ -99,6 +99,21 @@ fn failed_at(url: &str, state: &Path) -> (String, Value) {
     (d["at"].as_str().expect("at").to_owned(), d)
 }
 
+/// Runs `pointsledger split-view` on an evidence file with the log key the audit in `state`
+/// pinned; returns whether it exited 0, and its output.
+fn split_view(state: &Path, file: &Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_pointsledger"))
+        .args(["split-view", "--log-key"])
+        .arg(state.join("log-verifier-key"))
+        .arg(file)
+        .output()
+        .expect("run split-view");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
 /// The leaves of a stopped ledger.
 fn leaves(data: &Path) -> Vec<Vec<u8>> {
     let (store, _) = pointsledger::ledger::open_store(data).expect("store");
@@ -313,6 +328,20 @@ fn a_forked_checkpoint_is_caught_by_a_returning_auditor() {
         d["what"].as_str().is_some_and(|w| w.contains("fork")),
         "{d}"
     );
+    // The forger re-signed the size the auditor saw over the forged tree: the two notes of
+    // that size are the evidence, which anyone with the log key can check.
+    let evidence = state.join(format!("split-view-{seen}-{seen}.json"));
+    assert!(
+        d["what"]
+            .as_str()
+            .is_some_and(|w| w.contains(&evidence.display().to_string())),
+        "{d}"
+    );
+    let (ok, out) = split_view(&state, &evidence);
+    assert!(
+        ok && out.contains(&format!("the log signed size {seen}")),
+        "{out}"
+    );
 }
 
 #[test]
@@ -354,20 +383,7 @@ fn a_listed_checkpoint_of_another_tree_is_a_split_view_with_evidence() {
 
     // A third party checks the evidence with the log's verifier key alone.
     let evidence = state.join(format!("split-view-5-{size}.json"));
-    let key_file = state.join("log-verifier-key");
-    let check = |file: &Path| {
-        let out = Command::new(env!("CARGO_BIN_EXE_pointsledger"))
-            .args(["split-view", "--log-key"])
-            .arg(&key_file)
-            .arg(file)
-            .output()
-            .expect("run split-view");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned()
-                + &String::from_utf8_lossy(&out.stderr),
-        )
-    };
+    let check = |file: &Path| split_view(&state, file);
     let (ok, out) = check(&evidence);
     assert!(ok, "{out}");
     assert!(
