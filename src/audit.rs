@@ -55,8 +55,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// Checkpoints asked for per request of the checkpoint history (the server's page limit).
-const CHECKPOINTS_PAGE: usize = 1000;
+/// Checkpoints asked for per request of the checkpoint history: the server's page limit.
+pub const CHECKPOINTS_PAGE: usize = 1000;
 
 /// Most anchor records read from the server in one run.
 const MAX_ANCHORS: usize = 100_000;
@@ -135,6 +135,9 @@ pub struct AuditOptions {
     pub chain: Option<(String, u64, crate::anchor::Address)>,
     /// Draw a progress bar on stderr.
     pub progress: bool,
+    /// Checkpoints asked for per request of the checkpoint history ([`CHECKPOINTS_PAGE`];
+    /// smaller in tests, to page).
+    pub checkpoints_page: usize,
 }
 
 /// The verdict of one run.
@@ -627,13 +630,22 @@ async fn check_history(
     cp: &Checkpoint,
     report: &mut AuditReport,
 ) -> Result<Option<Discrepancy>, AuditError> {
-    let mut from = mirror
+    let start = mirror
         .store
         .latest_checkpoint()?
         .map_or(1, |(size, _)| size + 1);
+    let mut from = start;
     let mut latest_listed = false;
     while from <= cp.size {
-        let page = client.checkpoints(from, CHECKPOINTS_PAGE).await?;
+        let page = client.checkpoints(from, opts.checkpoints_page).await?;
+        if page.checkpoints.len() > opts.checkpoints_page {
+            return Ok(Some(discrepancy(
+                format!("checkpoints from {from}"),
+                "a page of the checkpoint list holds at most the limit asked",
+                opts.checkpoints_page,
+                page.checkpoints.len(),
+            )));
+        }
         let mut checked: Vec<(u64, &str)> = Vec::new();
         for listed in page.checkpoints.iter().take_while(|c| c.size <= cp.size) {
             let at = format!("checkpoint {}", listed.size);
@@ -698,7 +710,7 @@ async fn check_history(
             _ => break,
         }
     }
-    if !latest_listed && from <= cp.size {
+    if !latest_listed && start <= cp.size {
         return Ok(Some(discrepancy(
             format!("checkpoint {}", cp.size),
             "the latest checkpoint is in the checkpoint list",

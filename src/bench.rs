@@ -304,6 +304,7 @@ fn audit_rate(dir: &Path, state: &Path) -> Result<f64> {
             log_key: None,
             chain: None,
             progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            checkpoints_page: crate::audit::CHECKPOINTS_PAGE,
         })
         .await;
         let _ = stop.send(());

@@ -548,15 +548,16 @@ pub fn check_split_view(
     verifier_key: &str,
 ) -> Result<(Checkpoint, Checkpoint, Hash), CheckpointError> {
     let not = |why: String| CheckpointError::NotASplitView(why);
+    let bad_hash =
+        |e: crate::wire::BadHash| not(format!("{} is not a base64 hash: {}", e.what, e.value));
     let older = open_checkpoint(&evidence.older, verifier_key)?;
     let newer = open_checkpoint(&evidence.newer, verifier_key)?;
-    let proof = crate::wire::decode_hashes("proof", &evidence.proof)
-        .map_err(|e| not(format!("{} is not a base64 hash: {}", e.what, e.value)))?;
+    let proof = crate::wire::decode_hashes("proof", &evidence.proof).map_err(bad_hash)?;
     let in_newer = crate::wire::decode_hash(
         "older_size_root_in_newer",
         &evidence.older_size_root_in_newer,
     )
-    .map_err(|e| not(format!("{} is not a base64 hash: {}", e.what, e.value)))?;
+    .map_err(bad_hash)?;
     if older.size == 0 {
         return Err(not("the older checkpoint is of the empty tree".into()));
     }
@@ -660,6 +661,23 @@ mod tests {
         assert_eq!((older.size, newer.size), (6, 9));
         assert_eq!(in_newer, merkle::root(6, &b).unwrap());
         check_split_view(&evidence(note(&a, 9, &log_key()), &b, 9), &vkey()).unwrap();
+        // An older size that is a power of two: its root is the proof's seed, and still must
+        // lead to the newer root.
+        check_split_view(&evidence(note(&a, 4, &log_key()), &b, 4), &vkey()).unwrap();
+        let mut seed_of_a = evidence(note(&a, 4, &log_key()), &b, 4);
+        seed_of_a.older_size_root_in_newer =
+            crate::wire::encode_hash(&merkle::root(4, &a).unwrap());
+        assert!(check_split_view(&seed_of_a, &vkey()).is_err());
+        // The "older" note of a larger size than the newer is refused.
+        let backwards = SplitView {
+            older: note(&a, 9, &log_key()),
+            newer: note(&b, 6, &log_key()),
+            ..shown.clone()
+        };
+        assert!(matches!(
+            check_split_view(&backwards, &vkey()),
+            Err(CheckpointError::NotASplitView(_))
+        ));
         // One tree is no split view; nor is a note the log key did not sign, nor a proof for
         // another root.
         let one_tree = evidence(note(&b, 6, &log_key()), &b, 6);
@@ -668,7 +686,10 @@ mod tests {
             Err(CheckpointError::NotASplitView(_))
         ));
         let unsigned = evidence(note(&a, 6, &other_key()), &b, 6);
-        assert!(check_split_view(&unsigned, &vkey()).is_err());
+        assert!(matches!(
+            check_split_view(&unsigned, &vkey()),
+            Err(CheckpointError::MissingSignature { .. })
+        ));
         let mut wrong_root = shown.clone();
         wrong_root.older_size_root_in_newer =
             crate::wire::encode_hash(&merkle::root(6, &a).unwrap());

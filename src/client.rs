@@ -104,7 +104,9 @@ impl Client {
             return Ok(resp);
         }
         let status = resp.status().as_u16();
-        let body = resp.bytes().await.unwrap_or_default();
+        let body = read_body(resp, url, MAX_ERROR_BODY)
+            .await
+            .unwrap_or_default();
         match serde_json::from_slice::<ErrorBody>(&body) {
             Ok(e) => Err(ClientError::Api {
                 status,
@@ -128,9 +130,10 @@ impl Client {
     async fn get_text(&self, path: &str) -> Result<String, ClientError> {
         let url = format!("{}{path}", self.base);
         let resp = self.send(self.http.get(&url), &url).await?;
-        resp.text().await.map_err(|e| ClientError::Decode {
+        let body = read_body(resp, &url, MAX_BODY).await?;
+        String::from_utf8(body).map_err(|_| ClientError::Decode {
             url,
-            reason: e.to_string(),
+            reason: "the text is not UTF-8".into(),
         })
     }
 
@@ -271,7 +274,7 @@ impl Client {
             url: url.clone(),
             reason,
         };
-        let body = resp.bytes().await.map_err(|e| decode(e.to_string()))?;
+        let body = read_body(resp, &url, MAX_BUNDLE + (64 << 10)).await?;
         let raw = if gzipped {
             let mut out = Vec::new();
             flate2::read::GzDecoder::new(&body[..])
@@ -304,11 +307,7 @@ impl Client {
     pub async fn leaf(&self, index: u64) -> Result<Vec<u8>, ClientError> {
         let url = format!("{}/v1/entries/{index}", self.base);
         let resp = self.send(self.http.get(&url), &url).await?;
-        Ok(resp
-            .bytes()
-            .await
-            .map_err(|source| ClientError::Transport { url, source })?
-            .to_vec())
+        read_body(resp, &url, MAX_BODY).await
     }
 
     /// The inclusion proof of leaf `index` in the tree of `size`.
@@ -413,17 +412,43 @@ impl Client {
     }
 }
 
-async fn decode_json<T: DeserializeOwned>(
-    resp: reqwest::Response,
+/// Most bytes read of any answer: above the largest page the API serves (1000 leaves of up to
+/// 64 KiB each, in JSON), so that a hostile server cannot make a client hold more.
+const MAX_BODY: u64 = 160 << 20;
+/// Most bytes read of an error answer (its message is cut to 200 characters anyway).
+const MAX_ERROR_BODY: u64 = 64 << 10;
+
+/// The body of `resp`, refused once it passes `max` bytes.
+async fn read_body(
+    mut resp: reqwest::Response,
     url: &str,
-) -> Result<T, ClientError> {
-    let bytes = resp
-        .bytes()
+    max: u64,
+) -> Result<Vec<u8>, ClientError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
         .await
         .map_err(|source| ClientError::Transport {
             url: url.to_owned(),
             source,
-        })?;
+        })?
+    {
+        if (body.len() + chunk.len()) as u64 > max {
+            return Err(ClientError::Decode {
+                url: url.to_owned(),
+                reason: format!("the answer is larger than {max} bytes"),
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+async fn decode_json<T: DeserializeOwned>(
+    resp: reqwest::Response,
+    url: &str,
+) -> Result<T, ClientError> {
+    let bytes = read_body(resp, url, MAX_BODY).await?;
     serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
         url: url.to_owned(),
         reason: e.to_string(),

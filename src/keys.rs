@@ -259,44 +259,73 @@ pub fn parse_public_id(s: &str) -> Result<VerifyingKey, KeyError> {
     Ok(key)
 }
 
-/// [`parse_public_id`], remembering per thread (up to 65,536 ids) the ids it accepted and
-/// their keys: the full check decompresses a curve point, re-encodes it and tests it for small
-/// order, which a profile of the HTTP ingest put at 5 % of the server's time (every envelope
-/// names its signers' keys) and one of `bench` at a tenth of the writer's time per entry
-/// (payloads name merchants and consumers), while the same merchants and consumers come back
-/// again and again. Only accepted ids are remembered, by their exact lowercase text, so what is
-/// refused is refused every time.
-pub fn public_key(s: &str) -> Result<VerifyingKey, KeyError> {
-    use std::cell::RefCell;
-    use std::collections::HashMap;
-    const MAX_REMEMBERED: usize = 65_536;
-    thread_local! {
-        static ACCEPTED: RefCell<HashMap<[u8; PUBLIC_KEY_LENGTH], VerifyingKey>> =
-            RefCell::new(HashMap::new());
-    }
-    let mut bytes = [0u8; PUBLIC_KEY_LENGTH];
-    let lower_hex = s.len() == PUBLIC_ID_LEN
-        && s.bytes().all(is_lower_hex)
-        && hex::decode_to_slice(s, &mut bytes).is_ok();
-    if lower_hex {
-        if let Some(key) = ACCEPTED.with(|a| a.borrow().get(&bytes).copied()) {
-            return Ok(key);
-        }
-    }
-    let key = parse_public_id(s)?;
-    ACCEPTED.with(|a| {
-        let mut a = a.borrow_mut();
-        if a.len() >= MAX_REMEMBERED {
-            a.clear();
-        }
-        a.insert(bytes, key);
-    });
-    Ok(key)
+/// The accepted ids a thread remembers, each with what a caller needs of it, up to a bound
+/// (the memory is bounded because anyone can send requests naming keys); full, it starts over.
+struct Accepted<V> {
+    ids: std::collections::HashMap<[u8; PUBLIC_KEY_LENGTH], V>,
+    max: usize,
 }
 
-/// [`public_key`] without the key: the check payload fields naming an account get.
+impl<V: Copy> Accepted<V> {
+    fn new(max: usize) -> Self {
+        Accepted {
+            ids: std::collections::HashMap::new(),
+            max,
+        }
+    }
+
+    /// `s` checked with [`parse_public_id`], or remembered as accepted; `keep` is what is
+    /// remembered of an accepted key. Only ids accepted in their exact lowercase text are
+    /// remembered, so what is refused is refused every time.
+    fn check(
+        memo: &'static std::thread::LocalKey<std::cell::RefCell<Self>>,
+        s: &str,
+        keep: fn(VerifyingKey) -> V,
+    ) -> Result<V, KeyError> {
+        let mut bytes = [0u8; PUBLIC_KEY_LENGTH];
+        let lower_hex = s.len() == PUBLIC_ID_LEN
+            && s.bytes().all(is_lower_hex)
+            && hex::decode_to_slice(s, &mut bytes).is_ok();
+        if lower_hex {
+            if let Some(v) = memo.with(|m| m.borrow().ids.get(&bytes).copied()) {
+                return Ok(v);
+            }
+        }
+        let v = keep(parse_public_id(s)?);
+        if lower_hex {
+            memo.with(|m| {
+                let mut m = m.borrow_mut();
+                if m.ids.len() >= m.max {
+                    m.ids.clear();
+                }
+                m.ids.insert(bytes, v);
+            });
+        }
+        Ok(v)
+    }
+}
+
+thread_local! {
+    /// Signers' keys: 8,192 of about 200 bytes each.
+    static KEYS: std::cell::RefCell<Accepted<VerifyingKey>> =
+        std::cell::RefCell::new(Accepted::new(8_192));
+    /// Ids named in payloads: 65,536 of 32 bytes.
+    static IDS: std::cell::RefCell<Accepted<()>> = std::cell::RefCell::new(Accepted::new(65_536));
+}
+
+/// [`parse_public_id`], remembering per thread the ids it accepted and their keys: the full
+/// check decompresses a curve point, re-encodes it and tests it for small order, which a
+/// profile of the HTTP ingest put at 5 % of the server's time (every envelope names its
+/// signers' keys), while the same merchants and consumers sign again and again.
+pub fn public_key(s: &str) -> Result<VerifyingKey, KeyError> {
+    Accepted::check(&KEYS, s, |k| k)
+}
+
+/// [`parse_public_id`] without the key, remembering per thread the ids it accepted: a profile
+/// of `bench` put the full check at a tenth of the writer's time per entry, where payloads name
+/// the same merchants and consumers again and again.
 pub fn check_public_id(s: &str) -> Result<(), KeyError> {
-    public_key(s).map(|_| ())
+    Accepted::check(&IDS, s, |_| ())
 }
 
 fn is_lower_hex(b: u8) -> bool {

@@ -547,7 +547,7 @@ impl Ledger {
             .map_err(|e| LedgerError::SelfCheck(format!("{what}: {e}")))?;
         self.log
             .verify_against(cp.size, &cp.root)
-            .map_err(|e| LedgerError::SelfCheck(e.to_string()))?;
+            .map_err(|e| LedgerError::SelfCheck(format!("{what}: {e}")))?;
         Ok(cp)
     }
 

@@ -313,6 +313,10 @@ enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// Checkpoints asked for per request of the checkpoint history (tests page with 1).
+        #[arg(long, hide = true, default_value_t = crate::audit::CHECKPOINTS_PAGE as u64,
+              value_parser = clap::value_parser!(u64).range(1..=1000))]
+        checkpoints_page: u64,
     },
     /// Check a split-view evidence file (`split-view-A-B.json`, written by `audit`): both
     /// checkpoints signed by the log key and not of one tree. Exits 0 only if it shows a split
@@ -679,7 +683,18 @@ fn run(cli: Cli) -> Result<()> {
             log_key,
             chain,
             json,
-        } => audit(server, state, log_key, chain.resolve()?, json)?,
+            checkpoints_page,
+        } => audit(
+            crate::audit::AuditOptions {
+                server,
+                state,
+                log_key: log_key.map(|k| key_or_file(&k)).transpose()?,
+                chain: chain.resolve()?,
+                progress: !json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                checkpoints_page: checkpoints_page as usize,
+            },
+            json,
+        )?,
         Command::SplitView { log_key, evidence } => split_view(&log_key, &evidence)?,
         Command::Bench {
             http: Some(BenchHttp::Http(args)),
@@ -724,21 +739,7 @@ fn split_view(log_key: &str, evidence: &Path) -> Result<()> {
 }
 
 /// Runs `pointsledger audit` and prints its report; a discrepancy is an error (exit 1).
-fn audit(
-    server: String,
-    state: PathBuf,
-    log_key: Option<String>,
-    chain: Option<(String, u64, crate::anchor::Address)>,
-    json: bool,
-) -> Result<()> {
-    let log_key = log_key.map(|k| key_or_file(&k)).transpose()?;
-    let opts = crate::audit::AuditOptions {
-        server,
-        state,
-        log_key,
-        chain,
-        progress: !json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
-    };
+fn audit(opts: crate::audit::AuditOptions, json: bool) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -754,7 +755,7 @@ fn audit(
         print_json(&report)?;
     } else if report.ok {
         println!(
-            "audit passed: {} entries ({} new, {:.0}/s), checkpoint {} root {}, {} earlier \
+            "audit passed: {} entries ({} new, {:.0}/s), checkpoint {} root {}, {} signed \
              checkpoints, {} anchors, {} accounts checked",
             report.entries,
             report.new_entries,
