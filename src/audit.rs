@@ -426,12 +426,7 @@ async fn audit(
                     Some((other_note, other_root)) => Some(save_split_view(
                         opts,
                         &mirror.verifier_key,
-                        &checkpoint::SplitView {
-                            older: seen_note.clone(),
-                            newer: other_note,
-                            older_size_root_in_newer: wire::encode_hash(&other_root),
-                            proof: Vec::new(),
-                        },
+                        &checkpoint::SplitView::same_size(seen_note, other_note, &other_root),
                     )?),
                     None => None,
                 };
@@ -449,12 +444,7 @@ async fn audit(
             let file = save_split_view(
                 opts,
                 &mirror.verifier_key,
-                &checkpoint::SplitView {
-                    older: seen_note.clone(),
-                    newer: note.clone(),
-                    older_size_root_in_newer: wire::encode_hash(&cp.root),
-                    proof: Vec::new(),
-                },
+                &checkpoint::SplitView::same_size(seen_note, note, &cp.root),
             )?;
             return Ok(Some(discrepancy(
                 at_cp,
@@ -540,11 +530,11 @@ async fn audit(
     if root != cp.root {
         return Ok(Some(first_bad_entry(client, mirror, &cp).await?));
     }
-    // 3b. The history: every checkpoint the log signed since the last run, up to this one.
+    // 3b. The history: every checkpoint the log signed since the last run, up to this one,
+    //     recorded in the mirror as it passes (this one last).
     if let Some(d) = check_history(opts, client, mirror, &note, &cp, report).await? {
         return Ok(Some(d));
     }
-    mirror.store.put_checkpoint(cp.size, &note)?;
 
     // 4. Anchors: the server's records, and the chain's events, against the mirror's tree.
     for view in client.anchors(MAX_ANCHORS).await? {
@@ -703,10 +693,10 @@ async fn check_history(
             from = listed.size + 1;
         }
         report.checkpoints_checked += checked.len() as u64;
-        let last = checked.last().map(|(size, _)| *size);
+        let progressed = !checked.is_empty();
         mirror.store.put_checkpoints(checked)?;
-        match (page.next, last) {
-            (Some(next), Some(_)) if next >= from => from = next,
+        match page.next {
+            Some(next) if progressed && next >= from => from = next,
             _ => break,
         }
     }

@@ -539,6 +539,19 @@ pub struct SplitView {
     pub proof: Vec<String>,
 }
 
+impl SplitView {
+    /// Two notes of the same size: the second's root is its tree's at that size, and no proof
+    /// is needed.
+    pub fn same_size(older: String, newer: String, newer_root: &Hash) -> SplitView {
+        SplitView {
+            older,
+            newer,
+            older_size_root_in_newer: crate::wire::encode_hash(newer_root),
+            proof: Vec::new(),
+        }
+    }
+}
+
 /// Checks split-view evidence against the log's verifier key: both notes carry the log's
 /// signature, the proof takes `older_size_root_in_newer` to the newer note's root, and that
 /// root differs from the older note's. Returns both checkpoints and the newer tree's root at

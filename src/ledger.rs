@@ -803,11 +803,9 @@ impl Ledger {
     /// (written whole and renamed into place); a file that could not be written is written
     /// at the next call.
     pub fn checkpoint(&mut self) -> Result<Option<String>, LedgerError> {
-        let last = self.store.latest_checkpoint()?;
-        let mut signed = None;
-        let latest = match last {
-            Some((size, note)) if size == self.size => Some((size, note)),
-            _ if self.size == 0 => None,
+        let (size, note, signed) = match self.store.latest_checkpoint()? {
+            Some((size, note)) if size == self.size => (size, note, false),
+            _ if self.size == 0 => return Ok(None),
             _ => {
                 let cp = Checkpoint {
                     origin: self.config.log.origin.clone(),
@@ -816,17 +814,14 @@ impl Ledger {
                 };
                 let note = checkpoint::sign_checkpoint(&cp, &self.log_key)?;
                 self.store.put_checkpoint(self.size, &note)?;
-                signed = Some(note.clone());
-                Some((self.size, note))
+                (self.size, note, true)
             }
         };
-        if let Some((size, note)) = latest {
-            if size != self.log_checkpoint {
-                self.log.write_checkpoint(note.as_bytes())?;
-                self.log_checkpoint = size;
-            }
+        if size != self.log_checkpoint {
+            self.log.write_checkpoint(note.as_bytes())?;
+            self.log_checkpoint = size;
         }
-        Ok(signed)
+        Ok(signed.then_some(note))
     }
 
     /// Replays every leaf into fresh derived state, checking each leaf's effects.

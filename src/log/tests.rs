@@ -185,7 +185,15 @@ fn second_writer_is_refused_while_the_first_is_open() {
     let w = LogWriter::open(dir.path()).unwrap();
     assert!(matches!(LogWriter::open(dir.path()), Err(LogError::Locked)));
     drop(w);
-    LogWriter::open(dir.path()).unwrap();
+    let w = LogWriter::open(dir.path()).unwrap();
+    // A lock released while an open waits for it (as a forked child's copy of it is at its
+    // exec) is taken, not reported.
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        drop(w);
+    });
+    LogWriter::open(dir.path()).expect("the lock, once released within the wait");
+    releaser.join().unwrap();
 }
 
 #[test]

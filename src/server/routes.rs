@@ -444,19 +444,26 @@ pub(crate) async fn checkpoints(
         .unwrap_or(DEFAULT_CHECKPOINTS_PAGE)
         .clamp(1, MAX_CHECKPOINTS_PAGE);
     st.read(move |s| {
-        let mut checkpoints = Vec::with_capacity(limit);
-        let mut more = s.checkpoints_from(q.from.unwrap_or(0));
-        for item in more.by_ref().take(limit) {
-            let (size, note) = item?;
-            checkpoints.push(SignedCheckpoint { size, note });
-        }
-        let next = match more.next() {
-            Some(item) => Some(item?.0),
-            None => None,
-        };
-        Ok(Json(CheckpointsPage { checkpoints, next }))
+        let (page, after) = take_page(s.checkpoints_from(q.from.unwrap_or(0)), limit)?;
+        Ok(Json(CheckpointsPage {
+            checkpoints: page
+                .into_iter()
+                .map(|(size, note)| SignedCheckpoint { size, note })
+                .collect(),
+            next: after.map(|(size, _)| size),
+        }))
     })
     .await
+}
+
+/// The first `limit` items, and the one after them if there is one (where the next page
+/// starts, or that there is one).
+fn take_page<T, E>(
+    mut items: impl Iterator<Item = Result<T, E>>,
+    limit: usize,
+) -> Result<(Vec<T>, Option<T>), E> {
+    let page = items.by_ref().take(limit).collect::<Result<Vec<T>, E>>()?;
+    Ok((page, items.next().transpose()?))
 }
 
 /// Query of `GET /v1/proofs/inclusion`.
@@ -728,15 +735,9 @@ pub(crate) async fn anchors(
         .map(|b| b.get())
         .unwrap_or_default();
     st.read(move |s| {
-        let mut anchors = Vec::with_capacity(limit);
-        let mut more = s.anchors_newest_first(q.before);
-        for rec in more.by_ref().take(limit) {
-            anchors.push(AnchorView::from(rec?));
-        }
-        let next = match more.next() {
-            Some(_) => anchors.last().map(|r| r.record.tree_size),
-            None => None,
-        };
+        let (page, after) = take_page(s.anchors_newest_first(q.before), limit)?;
+        let next = after.and(page.last().map(|r| r.tree_size));
+        let anchors: Vec<AnchorView> = page.into_iter().map(AnchorView::from).collect();
         let (chain_id, contract) = match (s.anchor_target()?, &configured) {
             (Some((id, c)), _) => (Some(id), Some(c)),
             (None, Some(a)) => (Some(a.chain.chain_id), Some(format!("{:#x}", a.contract))),
