@@ -47,6 +47,20 @@ async fn until_final(a: &Anchorer, url: &str) -> pointsledger::anchor::AnchorRec
     }
 }
 
+/// Steps a sent record until the node has mined it, without mining more blocks: anvil's
+/// automine answers the send before the block is in, so the first step can still see it sent.
+async fn until_mined(a: &Anchorer) -> pointsledger::anchor::AnchorRecord {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let rec = a.step().await.expect("step").expect("a record");
+        if rec.status != AnchorStatus::Sent {
+            return rec;
+        }
+        assert!(Instant::now() < deadline, "never mined: {rec:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[test]
 fn anchoring_end_to_end_with_faults() {
     let anvil = Anvil::start();
@@ -220,8 +234,9 @@ fn anchoring_end_to_end_with_faults() {
     let snapshot = rt.block_on(rpc(&url, "evm_snapshot", json!([])));
     let sent = rt.block_on(anchorer.step()).expect("step").expect("record");
     assert_eq!(sent.status, AnchorStatus::Sent);
-    let confirmed = rt.block_on(anchorer.step()).expect("step").expect("record");
+    let confirmed = rt.block_on(until_mined(&anchorer));
     assert_eq!(confirmed.status, AnchorStatus::Confirmed, "{confirmed:?}");
+    assert!(confirmed.block_number.is_some(), "{confirmed:?}");
     rt.block_on(rpc(&url, "evm_revert", json!([snapshot])));
     rt.block_on(rpc(&url, "evm_mine", json!([])));
     let again = rt.block_on(anchorer.step()).expect("step").expect("record");

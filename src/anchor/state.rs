@@ -1,6 +1,6 @@
 //! The anchorer's persistent state machine, one record per anchored checkpoint.
 
-use super::chain::{Chain, ChainError};
+use super::chain::{Chain, ChainError, Mined};
 use crate::checkpoint;
 use crate::merkle;
 use crate::state::{Store, StoreError};
@@ -195,18 +195,16 @@ impl Anchorer {
             return Ok(rec);
         };
         if let Some(m) = self.chain.mined(tx).await? {
-            if m.success {
-                rec.status = AnchorStatus::Confirmed;
-                rec.block_number = Some(m.block_number);
-                rec.block_hash = Some(format!("{:#x}", m.block_hash));
-            } else {
-                rec = self.superseded_or_pending(rec).await?;
-            }
-            return Ok(rec);
+            return self.on_mined(rec, m).await;
         }
         let (anchored, _) = self.chain.anchored().await?;
         if anchored >= rec.tree_size {
-            // Another transaction (an earlier send with the same nonce) covered it.
+            // Our own transaction may have been mined between the two reads (the node answers
+            // each from its head at the time); if not, another one (an earlier send with the
+            // same nonce) covered it.
+            if let Some(m) = self.chain.mined(tx).await? {
+                return self.on_mined(rec, m).await;
+            }
             return self.superseded_or_pending(rec).await;
         }
         let stale = rec.sent_at_ms.is_none_or(|t| {
@@ -239,6 +237,17 @@ impl Anchorer {
                 Err(e) => return Err(e),
             }
         }
+        Ok(rec)
+    }
+
+    /// Our transaction is in a block: confirmed there if it succeeded, otherwise refused.
+    async fn on_mined(&self, mut rec: AnchorRecord, m: Mined) -> Result<AnchorRecord, AnchorError> {
+        if !m.success {
+            return self.superseded_or_pending(rec).await;
+        }
+        rec.status = AnchorStatus::Confirmed;
+        rec.block_number = Some(m.block_number);
+        rec.block_hash = Some(format!("{:#x}", m.block_hash));
         Ok(rec)
     }
 
