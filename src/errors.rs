@@ -319,6 +319,9 @@ codes! {
     /// The chain holds something else than the receipt's anchor says.
     AnchorMismatch = "anchor_mismatch", Unverified, 0,
         "`verify --rpc`: the chain holds another root at the anchored size, or the contract or chain id differ.";
+    /// Too few valid witness cosignatures on the checkpoint.
+    NotWitnessed = "not_witnessed", Unverified, 0,
+        "`verify --witness-key`: the checkpoint carries fewer valid cosignatures by the given witnesses than the quorum ([§9.6](#96-witness-cosignatures)); the message names the witnesses missing and those whose line does not verify.";
     /// The chain could not be read.
     ChainUnavailable = "chain_unavailable", Unavailable, 0,
         "`verify --rpc`: the chain could not be read; try again.";

@@ -824,6 +824,49 @@ impl Ledger {
         Ok(signed.then_some(note))
     }
 
+    /// Adds witness cosignature lines (`— name base64`, as witnesses answer) to the checkpoint
+    /// listed at `size`, replacing an earlier line by a witness of the same name, and rewrites
+    /// the log's `checkpoint` file if that is the checkpoint it holds. The lines are checked by
+    /// whoever gathered them ([`crate::witness::client::cosign`]); the note must still open
+    /// under the log key and stay within [`checkpoint::MAX_NOTE_SIGNATURES`]. Returns whether
+    /// the note changed.
+    pub fn add_cosignatures(&mut self, size: u64, lines: &str) -> Result<bool, LedgerError> {
+        let Some(note) = self.store.checkpoint(size)? else {
+            return Ok(false);
+        };
+        let origin_line = format!("— {} ", self.config.log.origin);
+        let mut merged = note.clone();
+        for line in lines.lines().filter(|l| l.starts_with("— ")) {
+            let Some((signer, _)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let signer = format!("{signer} ");
+            if signer == origin_line {
+                continue;
+            }
+            let kept: String = merged
+                .split_inclusive('\n')
+                .filter(|l| !l.starts_with(&signer))
+                .collect();
+            merged = format!("{kept}{line}\n");
+        }
+        if merged == note {
+            return Ok(false);
+        }
+        let cp = checkpoint::open_checkpoint(&merged, &self.verifier_key())?;
+        if cp.size != size {
+            return Err(LedgerError::Internal(format!(
+                "the checkpoint listed at size {size} signs size {}",
+                cp.size
+            )));
+        }
+        self.store.put_checkpoint(size, &merged)?;
+        if size == self.log_checkpoint {
+            self.log.write_checkpoint(merged.as_bytes())?;
+        }
+        Ok(true)
+    }
+
     /// Replays every leaf into fresh derived state, checking each leaf's effects.
     ///
     /// Returns the state digest before and after: equal digests show the state was reproduced

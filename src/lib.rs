@@ -65,3 +65,4 @@ pub mod server;
 pub mod state;
 pub mod views;
 pub mod wire;
+pub mod witness;

@@ -69,6 +69,9 @@ pub enum ReceiptError {
     /// The anchor's consistency proof does not link the checkpoint to the anchored root.
     #[error("the anchor: {0}")]
     Consistency(String),
+    /// The checkpoint does not carry the witness cosignatures asked for.
+    #[error("the checkpoint's witnesses: {0}")]
+    Witnesses(#[from] crate::witness::cosignature::CosignatureError),
     /// The chain holds another root (or contract) than the receipt's anchor.
     #[error("the chain: {0}")]
     AnchorMismatch(String),
@@ -93,6 +96,7 @@ impl ReceiptError {
             ReceiptError::Consistency(_) => Code::BadConsistencyProof,
             ReceiptError::AnchorMismatch(_) => Code::AnchorMismatch,
             ReceiptError::Chain(_) => Code::ChainUnavailable,
+            ReceiptError::Witnesses(_) => Code::NotWitnessed,
         }
     }
 }
@@ -114,6 +118,23 @@ pub struct VerifiedReceipt {
     pub signers: Vec<String>,
     /// The anchor whose root the checkpoint is proven a prefix of, when the receipt has one.
     pub anchor: Option<VerifiedAnchor>,
+    /// The signed checkpoint note, verbatim, with whatever witness cosignatures it carries
+    /// (see [`VerifiedReceipt::witnessed`]).
+    pub note: String,
+}
+
+impl VerifiedReceipt {
+    /// Requires the receipt's checkpoint to carry valid cosignatures by at least `quorum` of
+    /// `witnesses`; returns them, or says which are missing and which are bad.
+    pub fn witnessed(
+        &self,
+        witnesses: &[crate::witness::cosignature::CosignerKey],
+        quorum: usize,
+    ) -> Result<Vec<crate::witness::cosignature::Cosigned>, ReceiptError> {
+        Ok(crate::witness::cosignature::check_quorum(
+            &self.note, witnesses, quorum,
+        )?)
+    }
 }
 
 /// An anchor linked to a receipt's checkpoint by a verified consistency proof.
@@ -221,6 +242,7 @@ pub fn verify_text(text: &str, verifier_key: &str) -> Result<VerifiedReceipt, Re
         leaf,
         signers,
         anchor: None,
+        note: proof.checkpoint,
     })
 }
 

@@ -105,10 +105,14 @@ impl SequencerHandle {
     }
 }
 
+/// Witness cosignature lines for the checkpoint of a size, for the sequencer to add to it.
+pub type Cosignatures = (u64, String);
+
 /// The running pipeline.
 pub struct Sequencer {
     verifier: JoinHandle<()>,
     writer: JoinHandle<Result<Ledger, LedgerError>>,
+    cosignatures: std_mpsc::Sender<Cosignatures>,
 }
 
 impl Sequencer {
@@ -116,6 +120,7 @@ impl Sequencer {
     pub fn spawn(ledger: Ledger, options: SequencerOptions) -> (Sequencer, SequencerHandle) {
         let (tx, rx) = mpsc::channel::<Job>(options.max_group.max(1));
         let (vtx, vrx) = std_mpsc::sync_channel::<Verified>(2);
+        let (ctx, crx) = std_mpsc::channel::<Cosignatures>();
         let stats = Arc::new(SequencerStats::default());
         let writer_stats = stats.clone();
         let verifier = std::thread::Builder::new()
@@ -124,12 +129,23 @@ impl Sequencer {
             .expect("spawning the verifier thread");
         let writer = std::thread::Builder::new()
             .name("sequencer".into())
-            .spawn(move || write_loop(ledger, vrx, options.checkpoint_interval, &writer_stats))
+            .spawn(move || write_loop(ledger, vrx, crx, options.checkpoint_interval, &writer_stats))
             .expect("spawning the sequencer thread");
         (
-            Sequencer { verifier, writer },
+            Sequencer {
+                verifier,
+                writer,
+                cosignatures: ctx,
+            },
             SequencerHandle { tx, stats },
         )
+    }
+
+    /// Where witness cosignatures go: the sequencer thread adds them to their checkpoint
+    /// ([`Ledger::add_cosignatures`]) between groups, at least once a checkpoint interval. A
+    /// sender does not keep the sequencer running.
+    pub fn cosignatures(&self) -> std_mpsc::Sender<Cosignatures> {
+        self.cosignatures.clone()
     }
 
     /// Waits for both threads to finish (after every handle is dropped) and returns the ledger.
@@ -172,6 +188,7 @@ fn verify_loop(mut rx: mpsc::Receiver<Job>, out: std_mpsc::SyncSender<Verified>,
 fn write_loop(
     mut ledger: Ledger,
     rx: std_mpsc::Receiver<Verified>,
+    cosignatures: std_mpsc::Receiver<Cosignatures>,
     interval: Duration,
     stats: &SequencerStats,
 ) -> Result<Ledger, LedgerError> {
@@ -196,6 +213,11 @@ fn write_loop(
             }
             Err(std_mpsc::RecvTimeoutError::Timeout) => {}
             Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        while let Ok((size, lines)) = cosignatures.try_recv() {
+            if let Err(e) = ledger.add_cosignatures(size, &lines) {
+                tracing::error!(error = %e, size, "adding witness cosignatures failed");
+            }
         }
         if Instant::now() >= next_checkpoint {
             if let Err(e) = ledger.checkpoint() {

@@ -93,17 +93,18 @@ impl AnchorBoard {
     }
 }
 
-/// Doubling waits between failed attempts.
-struct Backoff(Option<Duration>);
+/// Doubling waits between failed attempts, from 1 s to 60 s (the witness gatherer's too).
+#[derive(Debug, Default)]
+pub(crate) struct Backoff(Option<Duration>);
 
 impl Backoff {
-    fn next(&mut self) -> Duration {
+    pub(crate) fn next(&mut self) -> Duration {
         let d = self.0.map_or(MIN_BACKOFF, |d| (d * 2).min(MAX_BACKOFF));
         self.0 = Some(d);
         d
     }
 
-    fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.0 = None;
     }
 }

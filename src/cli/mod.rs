@@ -57,6 +57,41 @@ impl ChainRead {
     }
 }
 
+/// Witnesses whose cosignatures a checkpoint must carry (`verify`).
+#[derive(clap::Args, Debug)]
+struct WitnessRead {
+    /// A witness key (`name+keyid+key`, as `pointsledger witness --print-key` prints it), or a
+    /// file holding it. Repeatable.
+    #[arg(long = "witness-key", value_name = "KEY")]
+    witness_keys: Vec<String>,
+    /// Valid cosignatures required among the --witness-key witnesses [default: all of them].
+    #[arg(long, requires = "witness_keys")]
+    quorum: Option<usize>,
+}
+
+impl WitnessRead {
+    /// The keys and the quorum, parsed.
+    fn resolve(&self) -> Result<(Vec<crate::witness::cosignature::CosignerKey>, usize)> {
+        let keys = self
+            .witness_keys
+            .iter()
+            .map(|k| {
+                let k = key_or_file(k)?;
+                crate::witness::cosignature::CosignerKey::parse(&k)
+                    .map_err(|e| anyhow!("--witness-key {k}: {e}"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let quorum = self.quorum.unwrap_or(keys.len());
+        if quorum > keys.len() {
+            bail!(
+                "--quorum {quorum} is more than the {} witness keys given",
+                keys.len()
+            );
+        }
+        Ok((keys, quorum))
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Generate a key into a new 0600 file and print its public id (with --evm, the EVM
@@ -204,6 +239,8 @@ enum Command {
         proof: PathBuf,
         #[command(flatten)]
         chain: ChainRead,
+        #[command(flatten)]
+        witnesses: WitnessRead,
     },
     /// At the till, the consumer's side: sign a redemption, save it and show it as a QR code
     /// for the merchant to scan.
@@ -330,6 +367,9 @@ enum Command {
     },
     /// Run the HTTP service on a data directory.
     Serve(Box<crate::server::ServeArgs>),
+    /// Run a c2sp.org/tlog-witness: cosign the checkpoints of the logs it trusts, each only if
+    /// it extends the last one it cosigned.
+    Witness(crate::witness::WitnessArgs),
     /// Measure ingest, signature verification and proof generation in process; ends with
     /// `NAME VALUE UNIT` lines. `bench http` measures a running server instead.
     #[command(args_conflicts_with_subcommands = true)]
@@ -601,7 +641,8 @@ fn run(cli: Cli) -> Result<()> {
             log_key,
             proof,
             chain,
-        } => verify(&log_key, &proof, chain.resolve()?)?,
+            witnesses,
+        } => verify(&log_key, &proof, chain.resolve()?, &witnesses)?,
         Command::RedeemRequest {
             key,
             merchant,
@@ -677,6 +718,7 @@ fn run(cli: Cli) -> Result<()> {
             timeout,
         } => anchor_once(&data, &contract, &chain, confirmations, timeout)?,
         Command::Serve(args) => crate::server::run(*args)?,
+        Command::Witness(args) => crate::witness::run(args)?,
         Command::Audit {
             server,
             state,
@@ -982,11 +1024,16 @@ fn verify(
     log_key: &str,
     proof_file: &Path,
     chain: Option<(String, u64, crate::anchor::Address)>,
+    witnesses: &WitnessRead,
 ) -> Result<()> {
     let key = key_or_file(log_key)?;
+    let (witness_keys, quorum) = witnesses.resolve()?;
     let text = String::from_utf8(read_input(proof_file)?).context("the proof is not UTF-8")?;
     let v = crate::receipt::verify_file(&text, &key)
         .map_err(|e| anyhow::Error::new(e).context("the receipt does not verify"))?;
+    let cosigned = v
+        .witnessed(&witness_keys, quorum)
+        .map_err(|e| anyhow::Error::new(e).context("the receipt is not witnessed"))?;
     let anchored = match chain {
         None => None,
         Some((rpc, chain_id, contract)) => Some(
@@ -999,6 +1046,10 @@ fn verify(
     print_json(&serde_json::json!({
         "valid": true,
         "anchored": anchored,
+        "witnesses": cosigned
+            .iter()
+            .map(|c| serde_json::json!({"name": c.name, "time": c.time}))
+            .collect::<Vec<_>>(),
         "origin": v.checkpoint.origin,
         "tree_size": v.checkpoint.size,
         "root": B64.encode(v.checkpoint.root),

@@ -7,6 +7,7 @@
 //! long flag names with `_` for `-` (`max_body_bytes = 65536`, `request_timeout = "10s"`);
 //! unknown keys are refused so that a misspelt setting is not silently ignored.
 
+use super::witnesses::WitnessTarget;
 use crate::anchor::chain::{DEFAULT_CHAIN_ID, DEFAULT_GAS_PRICE_CEILING_GWEI, DEFAULT_RPC_URL};
 use crate::anchor::{AnchorSettings, ChainSettings};
 use crate::errors::Code;
@@ -204,6 +205,25 @@ pub struct ServeArgs {
         help_heading = "Anchoring"
     )]
     pub gas_price_ceiling_gwei: Option<u64>,
+    /// A witness to ask for a cosignature of each checkpoint: its key as
+    /// `pointsledger witness --print-key` prints it, `@`, its URL. Repeatable.
+    #[arg(
+        long = "witness",
+        env = "POINTSLEDGER_WITNESSES",
+        value_delimiter = ',',
+        value_name = "NAME+KEYID+KEY@URL",
+        help_heading = "Witnesses"
+    )]
+    pub witnesses: Vec<WitnessTarget>,
+    /// Cosignatures a checkpoint needs to count as witnessed (`pointsledger_witnessed_size`)
+    /// [default: every witness].
+    #[arg(
+        long,
+        env = "POINTSLEDGER_WITNESS_QUORUM",
+        value_name = "K",
+        help_heading = "Witnesses"
+    )]
+    pub witness_quorum: Option<usize>,
 }
 
 /// A duration written as `<n>ms`, `<n>s` or `<n>m` (flags, environment and TOML alike).
@@ -266,6 +286,8 @@ struct FileConfig {
     anchor_interval: Option<DurationSetting>,
     anchor_resend_after: Option<DurationSetting>,
     gas_price_ceiling_gwei: Option<u64>,
+    witnesses: Option<Vec<String>>,
+    witness_quorum: Option<usize>,
 }
 
 /// How the service behaves once running; everything but where the data is and where to listen.
@@ -305,6 +327,10 @@ pub struct Settings {
     pub min_free_bytes: u64,
     /// Anchoring to an EVM chain, if on.
     pub anchor: Option<AnchorSettings>,
+    /// The witnesses asked to cosign each checkpoint.
+    pub witnesses: Vec<WitnessTarget>,
+    /// Cosignatures a checkpoint needs to count as witnessed.
+    pub witness_quorum: usize,
 }
 
 impl Default for Settings {
@@ -327,6 +353,8 @@ impl Default for Settings {
             consumer_write_burst: 20,
             min_free_bytes: crate::ledger::DEFAULT_MIN_FREE_BYTES,
             anchor: None,
+            witnesses: Vec::new(),
+            witness_quorum: 0,
         }
     }
 }
@@ -357,6 +385,29 @@ impl Settings {
         if let Some((name, _)) = durations.iter().find(|(_, d)| d.is_zero()) {
             return Err(ConfigError::Invalid(format!(
                 "{name} must be longer than 0"
+            )));
+        }
+        if self.witnesses.len() >= crate::checkpoint::MAX_NOTE_SIGNATURES {
+            return Err(ConfigError::Invalid(format!(
+                "at most {} witnesses: a checkpoint carries at most {} signatures, the log's \
+                 among them",
+                crate::checkpoint::MAX_NOTE_SIGNATURES - 1,
+                crate::checkpoint::MAX_NOTE_SIGNATURES
+            )));
+        }
+        let mut names: Vec<&str> = self.witnesses.iter().map(|w| w.key.name.as_str()).collect();
+        names.sort_unstable();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(ConfigError::Invalid(format!(
+                "two witnesses are named {}: their cosignatures could not be told apart",
+                w[0]
+            )));
+        }
+        if self.witness_quorum > self.witnesses.len() {
+            return Err(ConfigError::Invalid(format!(
+                "witness_quorum is {} but {} witnesses are configured",
+                self.witness_quorum,
+                self.witnesses.len()
             )));
         }
         if let Some(a) = &self.anchor {
@@ -455,6 +506,26 @@ impl ServeConfig {
                 .or(file.min_free_bytes)
                 .unwrap_or(d.min_free_bytes),
             anchor: anchor_settings(args, &file)?,
+            witnesses: Vec::new(),
+            witness_quorum: 0,
+        };
+        let witnesses = if args.witnesses.is_empty() {
+            file.witnesses
+                .unwrap_or_default()
+                .iter()
+                .map(|w| w.parse())
+                .collect::<Result<Vec<WitnessTarget>, String>>()
+                .map_err(ConfigError::Invalid)?
+        } else {
+            args.witnesses.clone()
+        };
+        let settings = Settings {
+            witness_quorum: args
+                .witness_quorum
+                .or(file.witness_quorum)
+                .unwrap_or(witnesses.len()),
+            witnesses,
+            ..settings
         };
         settings.validate()?;
         let data = args.data.clone().or(file.data).ok_or_else(|| {

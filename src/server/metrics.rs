@@ -15,7 +15,11 @@
 //! - `pointsledger_anchored_size` (the newest mined anchor's tree size; how far the chain lags
 //!   is `pointsledger_checkpoint_size` minus it) and `pointsledger_anchor_failures_total`
 //!   (failed anchorer steps: RPC outages, refusals), when anchoring is on.
+//! - `pointsledger_witnessed_size` (the newest checkpoint a quorum of witnesses cosigned) and,
+//!   per witness, `pointsledger_witness_cosigned_size`, `pointsledger_witness_cosignatures_total`
+//!   and `pointsledger_witness_failures_total{witness}`, when witnesses are configured.
 
+use super::witnesses::{WitnessBoard, WitnessHealth};
 use crate::errors::Code;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -132,6 +136,7 @@ impl Metrics {
         checkpoint_size: u64,
         sequencer: &crate::sequencer::SequencerStats,
         anchoring: Option<AnchorGauges>,
+        witnesses: Option<&WitnessBoard>,
     ) -> String {
         let mut out = String::with_capacity(4096);
         let gauge = |out: &mut String, name: &str, help: &str, kind: &str, v: u64| {
@@ -198,6 +203,43 @@ impl Metrics {
                 a.failures,
             );
         }
+        if let Some(board) = witnesses {
+            let (each, witnessed) = board.get();
+            gauge(
+                &mut out,
+                "pointsledger_witnessed_size",
+                "Tree size of the newest checkpoint cosigned by a quorum of witnesses.",
+                "gauge",
+                witnessed,
+            );
+            let families = [
+                (
+                    "pointsledger_witness_cosigned_size",
+                    "Tree size of the newest checkpoint this witness cosigned.",
+                    "gauge",
+                    (|h: &WitnessHealth| h.cosigned_size) as fn(&WitnessHealth) -> u64,
+                ),
+                (
+                    "pointsledger_witness_cosignatures_total",
+                    "Cosignatures gathered from this witness.",
+                    "counter",
+                    |h: &WitnessHealth| h.cosignatures,
+                ),
+                (
+                    "pointsledger_witness_failures_total",
+                    "Requests to this witness that failed (down, refused, or a bad answer).",
+                    "counter",
+                    |h: &WitnessHealth| h.failures,
+                ),
+            ];
+            for (name, help, kind, value) in families {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+                for h in &each {
+                    let label = h.name.replace('\\', "\\\\").replace('"', "\\\"");
+                    let _ = writeln!(out, "{name}{{witness=\"{label}\"}} {}", value(h));
+                }
+            }
+        }
         let name = "pointsledger_commit_latency_seconds";
         let _ = writeln!(
             out,
@@ -249,7 +291,7 @@ mod tests {
         m.record_request("/v1/entries", "BREW", 405);
         let stats = crate::sequencer::SequencerStats::default();
         stats.groups.store(4, Ordering::Relaxed);
-        let text = m.render(15, 12, &stats, None);
+        let text = m.render(15, 12, &stats, None, None);
         assert!(text.contains("pointsledger_groups_committed_total 4\n"));
         assert!(text.contains("pointsledger_entries_appended_total 5\n"));
         assert!(text.contains("pointsledger_commit_latency_seconds_bucket{le=\"0.0005\"} 1\n"));

@@ -22,10 +22,12 @@
 //! - `explorer`: the web explorer at `/`, its files embedded in the binary.
 //! - the JSON shapes the service serves are [`crate::wire`]'s, shared with the client.
 //! - [`metrics`]: the Prometheus counters.
+//! - [`witnesses`]: each new checkpoint sent to the configured witnesses, their cosignatures
+//!   added to it.
 //! - [`openapi`]: the generated OpenAPI document and its route; `schemas`: the bodies' shapes.
 
 pub mod config;
-mod edge;
+pub(crate) mod edge;
 pub mod error;
 mod explorer;
 pub mod metrics;
@@ -34,6 +36,7 @@ mod routes;
 mod schemas;
 mod state;
 mod tiles;
+pub mod witnesses;
 
 pub use config::{ConfigError, ServeArgs, ServeConfig, Settings};
 pub use error::ServerError;
@@ -104,6 +107,22 @@ where
     if anchoring.is_none() {
         tracing::info!("anchoring is off (no contract configured)");
     }
+    let witnessing = (!settings.witnesses.is_empty()).then(|| {
+        let board = Arc::new(witnesses::WitnessBoard::new(settings.witness_quorum));
+        let task = tokio::spawn(witnesses::run(
+            settings.witnesses.clone(),
+            store.clone(),
+            board.clone(),
+            sequencer.cosignatures(),
+            stop_rx.clone(),
+        ));
+        tracing::info!(
+            witnesses = settings.witnesses.len(),
+            quorum = settings.witness_quorum,
+            "asking witnesses to cosign each checkpoint"
+        );
+        (board, task)
+    });
     let state = state::AppState::new(
         store,
         writer,
@@ -111,7 +130,10 @@ where
         settings,
         log,
         start_size,
-        anchoring.as_ref().map(|(board, _)| board.clone()),
+        state::Boards {
+            anchor: anchoring.as_ref().map(|(board, _)| board.clone()),
+            witness: witnessing.as_ref().map(|(board, _)| board.clone()),
+        },
     );
     let app = routes::router(
         state.clone(),
@@ -154,6 +176,13 @@ where
         if tokio::time::timeout(SHUTDOWN_SLACK, task).await.is_err() {
             abort.abort();
             tracing::warn!("the anchorer did not stop within {SHUTDOWN_SLACK:?}; cut short");
+        }
+    }
+    if let Some((_, task)) = witnessing {
+        // Stops between rounds; cosignatures of a round cut short are asked again at start.
+        let abort = task.abort_handle();
+        if tokio::time::timeout(SHUTDOWN_SLACK, task).await.is_err() {
+            abort.abort();
         }
     }
     let ledger = tokio::task::spawn_blocking(move || sequencer.join())
@@ -201,7 +230,7 @@ fn edge_settings(settings: &Settings) -> edge::Edge {
 
 /// Completes on SIGTERM or Ctrl-C (SIGINT). The handlers are installed when this is called, so
 /// a signal that arrives before the returned future is first polled is not lost.
-fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
+pub(crate) fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -224,7 +253,7 @@ fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'stati
     }
 }
 
-fn init_tracing() {
+pub(crate) fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()

@@ -963,7 +963,13 @@ pub(crate) async fn metrics(State(st): State<AppState>) -> Result<Response, Serv
         anchored_size: anchored,
         failures: b.get().failures,
     });
-    let body = st.metrics.render(size, cp, &st.sequencer, anchoring);
+    let body = st.metrics.render(
+        size,
+        cp,
+        &st.sequencer,
+        anchoring,
+        st.witness_board.as_deref(),
+    );
     Ok((
         [(
             header::CONTENT_TYPE,

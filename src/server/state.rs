@@ -5,6 +5,7 @@ use super::config::Settings;
 use super::edge::RateLimiter;
 use super::error::ServerError;
 use super::metrics::Metrics;
+use super::witnesses::WitnessBoard;
 use crate::anchor::AnchorBoard;
 use crate::clock::Clock;
 use crate::dsse::Envelope;
@@ -23,6 +24,13 @@ pub(super) struct LogIdentity {
     pub(super) operator_key: String,
 }
 
+/// What the background tasks publish for `/metrics`, `/healthz` and `/v1/log`: each is there
+/// when its task runs.
+pub(super) struct Boards {
+    pub(super) anchor: Option<Arc<AnchorBoard>>,
+    pub(super) witness: Option<Arc<WitnessBoard>>,
+}
+
 /// What every handler shares; reached through [`AppState`].
 pub(super) struct Inner {
     pub(super) store: Store,
@@ -37,6 +45,8 @@ pub(super) struct Inner {
     pub(super) sequencer: Arc<SequencerStats>,
     /// What the running anchorer last saw, if anchoring is on.
     pub(super) anchor_board: Option<Arc<AnchorBoard>>,
+    /// What the witness gatherer last saw, if witnesses are configured.
+    pub(super) witness_board: Option<Arc<WitnessBoard>>,
     /// The per-address limit on writes no merchant or operator signs.
     pub(super) rate: RateLimiter,
 }
@@ -60,7 +70,7 @@ impl AppState {
         settings: Settings,
         log: LogIdentity,
         start_size: u64,
-        anchor_board: Option<Arc<AnchorBoard>>,
+        boards: Boards,
     ) -> AppState {
         AppState(Arc::new(Inner {
             store,
@@ -74,7 +84,8 @@ impl AppState {
             settings,
             log,
             metrics: Metrics::new(start_size),
-            anchor_board,
+            anchor_board: boards.anchor,
+            witness_board: boards.witness,
         }))
     }
 

@@ -1,0 +1,543 @@
+//! `pointsledger witness`, the real process on a loopback port, against the log's own client
+//! (`witness::client`) and against raw requests: every answer of c2sp.org/tlog-witness
+//! (200 with a cosignature that verifies, 400, 403, 404, 409 with the size, 422), the record
+//! kept across SIGKILL, a record altered on disk refused at start, and two racing requests from
+//! one size of which exactly one is cosigned. Then the log's side: `serve` with `--witness`
+//! gathers cosignatures onto the checkpoints and receipts it serves, `verify --witness-key`
+//! requires them, and a witness killed and restarted is retried until it cosigns again.
+
+mod common;
+#[path = "common/server.rs"]
+mod server;
+
+use common::{rules, Fixture, Party};
+use pointsledger::checkpoint::{self, Checkpoint};
+use pointsledger::keys;
+use pointsledger::ledger::DataDir;
+use pointsledger::merkle::{self, Hash};
+use pointsledger::witness::client::{self, Added, WitnessClientError};
+use pointsledger::witness::cosignature::{self, CosignerKey};
+use sha2::{Digest, Sha256};
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+const NAME: &str = "witness.test/w1";
+
+struct Witness {
+    child: Child,
+    url: String,
+    key: CosignerKey,
+}
+
+impl Witness {
+    fn start(dir: &Path, log_keys: &[&str]) -> Witness {
+        Witness::start_on(dir, log_keys, "127.0.0.1:0")
+    }
+
+    fn start_on(dir: &Path, log_keys: &[&str], listen: &str) -> Witness {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pointsledger"));
+        cmd.args([
+            "witness",
+            "--dir",
+            dir.to_str().expect("path"),
+            "--name",
+            NAME,
+        ])
+        .args(["--listen", listen]);
+        for k in log_keys {
+            cmd.args(["--log-key", k]);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn witness");
+        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        out.read_line(&mut line).expect("key line");
+        let key = CosignerKey::parse(line.trim().strip_prefix("witness ").expect("witness KEY"))
+            .expect("a witness key");
+        line.clear();
+        out.read_line(&mut line).expect("listen line");
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected line {line:?}"))
+            .to_owned();
+        Witness { child, url, key }
+    }
+
+    fn kill(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("wait");
+    }
+}
+
+impl Drop for Witness {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn grow(f: &mut Fixture, shop: &Party, n: usize) -> (u64, String) {
+    let alice = Party::new();
+    for i in 0..n {
+        f.purchase(shop, &alice, &format!("{}-{i}", &alice.id[..8]), 1000)
+            .expect("purchase");
+    }
+    f.ledger.checkpoint().expect("checkpoint");
+    f.ledger
+        .store()
+        .latest_checkpoint()
+        .expect("read")
+        .expect("a checkpoint")
+}
+
+fn proof(f: &Fixture, from: u64, to: u64) -> Vec<Hash> {
+    merkle::prove_consistency(from, to, f.ledger.store()).expect("proof")
+}
+
+async fn raw(url: &str, body: String) -> (u16, String, String) {
+    let resp = reqwest::Client::new()
+        .post(format!("{url}/add-checkpoint"))
+        .body(body)
+        .send()
+        .await
+        .expect("send");
+    let status = resp.status().as_u16();
+    let ctype = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().expect("ascii").to_owned())
+        .unwrap_or_default();
+    (status, ctype, resp.text().await.expect("body"))
+}
+
+async fn monitored(w: &Witness, origin: &str) -> (u16, String) {
+    let hash = hex::encode(Sha256::digest(origin.as_bytes()));
+    let resp = reqwest::get(format!("{}/{hash}/checkpoint", w.url))
+        .await
+        .expect("get");
+    (resp.status().as_u16(), resp.text().await.expect("body"))
+}
+
+#[test]
+fn a_witness_cosigns_only_what_extends_what_it_cosigned() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    rt.block_on(story());
+}
+
+async fn story() {
+    let mut f = Fixture::new();
+    let shop = Party::new();
+    f.register(&shop, &rules());
+    let vkey = f.ledger.verifier_key();
+    let origin = checkpoint::parse_verifier_key(&vkey).expect("vkey").0;
+    let log_key = keys::read_key_file(&DataDir(f.dir.path().to_owned()).log_key()).expect("key");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wdir = dir.path().join("w");
+    let w = Witness::start(&wdir, &[&vkey]);
+    let http = reqwest::Client::new();
+    let mode = std::fs::metadata(wdir.join("witness.key"))
+        .expect("key file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the witness key is 0600");
+    let (code, _) = monitored(&w, &origin).await;
+    assert_eq!(code, 404, "nothing cosigned yet");
+
+    // 1. The first checkpoint, from size 0: cosigned, and the line verifies under the key the
+    // witness printed.
+    let (size1, note1) = grow(&mut f, &shop, 3);
+    let line = client::cosign(&http, &w.url, &w.key, &note1, 0, |from| {
+        Ok(proof(&f, from, size1))
+    })
+    .await
+    .expect("cosigned");
+    let cosigned = format!("{note1}{line}");
+    let valid = cosignature::check_quorum(&cosigned, std::slice::from_ref(&w.key), 1)
+        .expect("a valid cosignature");
+    assert_eq!(valid[0].name, NAME);
+    let (code, served) = monitored(&w, &origin).await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        checkpoint::open_checkpoint(&served, &vkey)
+            .expect("log signature")
+            .size,
+        size1
+    );
+    cosignature::check_quorum(&served, std::slice::from_ref(&w.key), 1)
+        .expect("the monitored checkpoint carries the cosignature");
+
+    // 2. The log grows. Sent from size 0, the witness answers 409 with the size it holds; the
+    // client follows it with a proof from there.
+    let (size2, note2) = grow(&mut f, &shop, 4);
+    let (code, ctype, body) = raw(&w.url, client::request_body(0, &[], &note2)).await;
+    assert_eq!(
+        (code, ctype.as_str(), body),
+        (409, "text/x.tlog.size", format!("{size1}\n"))
+    );
+    client::cosign(&http, &w.url, &w.key, &note2, 0, |from| {
+        Ok(proof(&f, from, size2))
+    })
+    .await
+    .expect("cosigned after the 409");
+    // The same checkpoint again, from its own size: cosigned again (same root, no proof).
+    let again = client::add_checkpoint(&http, &w.url, size2, &[], &note2)
+        .await
+        .expect("answer");
+    assert!(matches!(again, Added::Cosigned(_)), "{again:?}");
+
+    // 3. Refusals, each with its status.
+    let (size3, note3) = grow(&mut f, &shop, 2);
+    let good = proof(&f, size2, size3);
+    let mut bent = good.clone();
+    bent[0][0] ^= 1;
+    let (code, _, body) = raw(&w.url, client::request_body(size2, &bent, &note3)).await;
+    assert_eq!(code, 422, "a proof that does not verify: {body}");
+    let (code, _, _) = raw(&w.url, client::request_body(size3 + 1, &good, &note3)).await;
+    assert_eq!(code, 400, "old past the size");
+    let (code, _, _) = raw(&w.url, "old 01\n\n".to_string() + &note3).await;
+    assert_eq!(code, 400, "a size with a leading zero");
+    let (code, _, _) = raw(&w.url, format!("old {size2}\n{note3}")).await;
+    assert_eq!(code, 400, "no empty line before the checkpoint");
+    // Another root at the size cosigned, signed by the log's own key (a rewrite): 422.
+    let forged = checkpoint::sign_checkpoint(
+        &Checkpoint {
+            origin: origin.clone(),
+            size: size2,
+            root: [9; 32],
+        },
+        &log_key,
+    )
+    .expect("sign");
+    let (code, _, _) = raw(&w.url, client::request_body(size2, &[], &forged)).await;
+    assert_eq!(code, 422, "another root at the cosigned size");
+    // A size-0 checkpoint that is not the empty tree.
+    let w2dir = dir.path().join("w2");
+    let fresh = Witness::start(&w2dir, &[&vkey]);
+    let zero = checkpoint::sign_checkpoint(
+        &Checkpoint {
+            origin: origin.clone(),
+            size: 0,
+            root: [9; 32],
+        },
+        &log_key,
+    )
+    .expect("sign");
+    let (code, _, _) = raw(&fresh.url, client::request_body(0, &[], &zero)).await;
+    assert_eq!(code, 422, "size 0 must carry the empty root");
+    let (code, _, _) = raw(&fresh.url, client::request_body(0, &good, &note3)).await;
+    assert_eq!(code, 422, "a proof from size 0 must be empty");
+    drop(fresh);
+    // Signed by another key under the log's name: 403; altered after signing: 403.
+    let impostor = checkpoint::sign_checkpoint(
+        &Checkpoint {
+            origin: origin.clone(),
+            size: size3,
+            root: merkle::root(size3, f.ledger.store()).expect("root"),
+        },
+        &keys::generate(),
+    )
+    .expect("sign");
+    let (code, _, _) = raw(&w.url, client::request_body(size2, &good, &impostor)).await;
+    assert_eq!(code, 403, "not the log's key");
+    let altered = note3.replacen(&format!("\n{size3}\n"), &format!("\n{}\n", size3 + 1), 1);
+    let (code, _, _) = raw(&w.url, client::request_body(size2, &good, &altered)).await;
+    assert_eq!(code, 403, "altered after signing");
+    // A log the witness was not told to trust: 404, and the client says so.
+    let other_note = checkpoint::sign_checkpoint(
+        &Checkpoint {
+            origin: "other.example/log".into(),
+            size: 0,
+            root: merkle::empty_root(),
+        },
+        &keys::generate(),
+    )
+    .expect("sign");
+    let err = client::cosign(&http, &w.url, &w.key, &other_note, 0, |_| Ok(vec![]))
+        .await
+        .expect_err("unknown log");
+    assert!(
+        matches!(err, WitnessClientError::Refused { status: 404, .. }),
+        "{err}"
+    );
+    // None of it moved the record.
+    let (_, still) = monitored(&w, &origin).await;
+    assert_eq!(
+        checkpoint::open_checkpoint(&still, &vkey)
+            .expect("open")
+            .size,
+        size2
+    );
+
+    // 4. Two requests race from the same size: exactly one is cosigned, the other gets 409
+    // (the check and the record are one step).
+    let (size4, note4) = grow(&mut f, &shop, 1);
+    let body4 = client::request_body(size2, &proof(&f, size2, size4), &note4);
+    let (a, b) = tokio::join!(raw(&w.url, body4.clone()), raw(&w.url, body4));
+    let mut codes = [a.0, b.0];
+    codes.sort();
+    assert_eq!(codes, [200, 409], "{a:?} {b:?}");
+
+    // 5. SIGKILL: the record is on disk before the answer, so the restarted witness still
+    // holds size4 and refuses to go back.
+    w.kill();
+    let w = Witness::start(&wdir, &[&vkey]);
+    let (code, _, body) = raw(&w.url, client::request_body(0, &[], &note1)).await;
+    assert_eq!((code, body), (409, format!("{size4}\n")));
+    let (code, _, _) = raw(&w.url, client::request_body(size4, &[], &note2)).await;
+    assert_eq!(
+        code, 400,
+        "an older checkpoint than the one cosigned is refused"
+    );
+    drop(w);
+
+    // 6. A record altered on disk stops the witness at start: it does not forget what it
+    // cosigned.
+    let hash = hex::encode(Sha256::digest(origin.as_bytes()));
+    let record = wdir.join("logs").join(&hash);
+    let text = std::fs::read_to_string(&record).expect("record");
+    std::fs::write(&record, text.replacen(&format!("\n{size4}\n"), "\n1\n", 1)).expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_pointsledger"))
+        .args([
+            "witness",
+            "--dir",
+            wdir.to_str().expect("path"),
+            "--name",
+            NAME,
+        ])
+        .args(["--listen", "127.0.0.1:0", "--log-key", &vkey])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does not verify"), "{err}");
+    assert!(
+        !err.contains(wdir.to_str().expect("path")),
+        "no paths in errors: {err}"
+    );
+
+    // 7. Flags: no trusted log, a bad log key, a repeated one.
+    for (args, want) in [
+        (vec![], "--log-key"),
+        (vec!["--log-key", "nonsense"], "--log-key"),
+        (vec!["--log-key", &vkey, "--log-key", &vkey], "twice"),
+    ] {
+        let other_dir = dir.path().join("w3");
+        let out = Command::new(env!("CARGO_BIN_EXE_pointsledger"))
+            .args([
+                "witness",
+                "--dir",
+                other_dir.to_str().expect("path"),
+                "--name",
+                NAME,
+            ])
+            .args(["--listen", "127.0.0.1:0"])
+            .args(&args)
+            .output()
+            .expect("run");
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    // --print-key prints the key the running witness signs with.
+    let out = Command::new(env!("CARGO_BIN_EXE_pointsledger"))
+        .args([
+            "witness",
+            "--dir",
+            wdir.to_str().expect("path"),
+            "--name",
+            NAME,
+            "--print-key",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        valid_key_string(&wdir)
+    );
+}
+
+/// The key the witness in `dir` signs with, derived from its key file.
+fn valid_key_string(dir: &Path) -> String {
+    let key = keys::read_key_file(&dir.join("witness.key")).expect("key");
+    CosignerKey {
+        name: NAME.into(),
+        key: key.verifying_key(),
+    }
+    .vkey()
+}
+
+#[test]
+fn the_log_gathers_cosignatures_and_verify_requires_them() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt");
+    rt.block_on(gathered());
+}
+
+/// The witness key a fresh witness directory will sign with (made by `--print-key`).
+fn print_key(dir: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_pointsledger"))
+        .args([
+            "witness",
+            "--dir",
+            dir.to_str().expect("path"),
+            "--name",
+            NAME,
+            "--print-key",
+        ])
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned()
+}
+
+/// The newest checkpoint note carrying a valid cosignature by `key`, from `path`.
+async fn cosigned_note(api: &server::Api, path: &str, key: &CosignerKey, min: u64) -> String {
+    let vkey = api.verifier_key().await;
+    server::eventually(30, "a cosigned checkpoint", || async {
+        let (code, _, note) = api.get_text(path).await;
+        let size = checkpoint::open_checkpoint(&note, &vkey).ok()?.size;
+        (code == 200
+            && size >= min
+            && cosignature::check_quorum(&note, std::slice::from_ref(key), 1).is_ok())
+        .then_some(note)
+    })
+    .await
+}
+
+async fn gathered() {
+    use pointsledger::server::witnesses::WitnessTarget;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let wdir = tmp.path().join("w");
+    let wkey = CosignerKey::parse(&print_key(&wdir)).expect("key");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let target: WitnessTarget = format!("{}@http://{listen}", wkey.vkey())
+        .parse()
+        .expect("a witness target");
+    let settings = pointsledger::server::Settings {
+        witnesses: vec![target],
+        witness_quorum: 1,
+        ..server::test_settings()
+    };
+    let clock = pointsledger::clock::ManualClock::new(common::T0);
+    let srv = server::TestServer::start(std::sync::Arc::new(clock), settings).await;
+    let api = &srv.api;
+    let vkey = api.verifier_key().await;
+    let shop = Party::new();
+    srv.register(&shop).await;
+    let alice = Party::new();
+    for i in 0..3 {
+        api.accept(&srv.signer.purchase(&shop, &alice, &format!("a{i}"), 1000))
+            .await;
+    }
+    // The witness starts after the log: the log's first attempts fail and are retried.
+    let w = Witness::start_on(&wdir, &[&vkey], &listen);
+    assert_eq!(w.key, wkey);
+    let (size, _) = api.tree().await;
+    let note = cosigned_note(api, "/v1/checkpoint", &wkey, size).await;
+    // The tlog-tiles checkpoint file and the history carry it too.
+    cosigned_note(api, "/checkpoint", &wkey, size).await;
+    let cp = checkpoint::open_checkpoint(&note, &vkey).expect("the log's signature");
+    let (_, listed) = api
+        .get(&format!("/v1/checkpoints?from={}&limit=1", cp.size))
+        .await;
+    let listed = listed["checkpoints"][0]["note"].as_str().expect("note");
+    cosignature::check_quorum(listed, std::slice::from_ref(&wkey), 1).expect("listed cosigned");
+    let gauge = |text: &str, name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+    };
+    server::eventually(30, "the witnessed size", || async {
+        let m = api.metrics().await;
+        (gauge(&m, "pointsledger_witnessed_size ")? >= cp.size
+            && gauge(
+                &m,
+                &format!("pointsledger_witness_cosignatures_total{{witness=\"{NAME}\"}}"),
+            )? >= 1)
+            .then_some(())
+    })
+    .await;
+
+    // A receipt against the witnessed checkpoint verifies with the witness's key, and is
+    // refused when a second, absent witness is required too.
+    let (code, _, receipt) = api
+        .get_text(&format!("/v1/receipts/1?checkpoint={}", cp.size))
+        .await;
+    assert_eq!(code, 200, "{receipt}");
+    let file = tmp.path().join("r.tlog-proof");
+    std::fs::write(&file, receipt).expect("write");
+    let verify = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_pointsledger"))
+            .args(["verify", "--log-key", &vkey])
+            .args(extra)
+            .arg(&file)
+            .output()
+            .expect("verify")
+    };
+    let out = verify(&["--witness-key", &wkey.vkey()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).expect("json");
+    assert_eq!(v["witnesses"][0]["name"], NAME);
+    let absent = cosignature::Cosigner::new("witness.test/absent", keys::generate())
+        .expect("cosigner")
+        .public()
+        .vkey();
+    let out = verify(&["--witness-key", &wkey.vkey(), "--witness-key", &absent]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not_witnessed") && err.contains("missing: witness.test/absent"),
+        "{err}"
+    );
+    let out = verify(&[
+        "--witness-key",
+        &wkey.vkey(),
+        "--witness-key",
+        &absent,
+        "--quorum",
+        "1",
+    ]);
+    assert!(out.status.success(), "one of two is the quorum asked for");
+
+    // The witness is killed: the log goes on, counts the failures, and once the witness is
+    // back (its record intact) the newest checkpoint is cosigned again.
+    w.kill();
+    for i in 3..6 {
+        api.accept(&srv.signer.purchase(&shop, &alice, &format!("a{i}"), 1000))
+            .await;
+    }
+    server::eventually(30, "a counted witness failure", || async {
+        let m = api.metrics().await;
+        gauge(&m, "pointsledger_witness_failures_total{").filter(|n| *n > 0)
+    })
+    .await;
+    let w = Witness::start_on(&wdir, &[&vkey], &listen);
+    let (size, _) = api.tree().await;
+    cosigned_note(api, "/v1/checkpoint", &w.key, size).await;
+    srv.stop().await.expect("stop");
+}
