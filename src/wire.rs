@@ -298,6 +298,29 @@ pub struct LogInfo {
     pub size: u64,
     /// Size of the latest checkpoint, or `null` before the first.
     pub checkpoint_size: Option<u64>,
+    /// The witnesses the log asks to cosign its checkpoints (empty when it asks none).
+    #[serde(default)]
+    pub witnesses: Vec<WitnessView>,
+    /// Cosignatures a checkpoint needs to count as witnessed (0 when the log asks none).
+    #[serde(default)]
+    pub witness_quorum: usize,
+    /// The newest checkpoint cosigned by `witness_quorum` witnesses, or `null` (or when the
+    /// log asks none).
+    #[serde(default)]
+    pub witnessed_size: Option<u64>,
+}
+
+/// One witness as the log sees it (`GET /v1/log`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct WitnessView {
+    /// Its cosigner key (`name+keyid+key`, signature type 0x04).
+    pub key: String,
+    /// The newest checkpoint it cosigned for this log since the server started, or `null`.
+    pub cosigned_size: Option<u64>,
+    /// Requests to it that failed since the server started.
+    pub failures: u64,
+    /// Why the last request failed, if it did.
+    pub last_error: Option<String>,
 }
 
 /// `GET /healthz`.

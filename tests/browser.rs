@@ -9,6 +9,8 @@
 mod common;
 #[path = "common/server.rs"]
 mod server;
+#[path = "common/witness.rs"]
+mod witness;
 
 use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
 use common::{rules, sign, Party};
@@ -166,7 +168,17 @@ fn run_script(config: &Path, playwright: &Path) -> (bool, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn explorer_in_chromium_shows_the_ledger_and_verifies_receipts() {
     let playwright = browser_deps();
-    let (s, clock) = TestServer::manual().await;
+    // A witness beside the log, as scripts/up.sh runs one: the overview shows its cosignature.
+    let wdir = tempfile::tempdir().expect("tempdir");
+    let wkey = witness::print_key(wdir.path());
+    let listen = witness::free_listen();
+    let clock = pointsledger::clock::ManualClock::new(common::T0);
+    let settings = pointsledger::server::Settings {
+        witnesses: vec![format!("{wkey}@http://{listen}").parse().expect("witness")],
+        witness_quorum: 1,
+        ..server::test_settings()
+    };
+    let s = TestServer::start(std::sync::Arc::new(clock.clone()), settings).await;
     let (api, sg) = (&s.api, &s.signer);
     let (books, cafe) = (Party::new(), Party::new());
     let (alice, bob, carol) = (Party::new(), Party::new(), Party::new());
@@ -201,6 +213,8 @@ async fn explorer_in_chromium_shows_the_ledger_and_verifies_receipts() {
     let (size, _) = api.tree().await;
     let balance = api.balance(&alice).await["total"].as_i64().expect("total");
     let vkey = api.verifier_key().await;
+    let w = witness::Witness::start_on(wdir.path(), &[&vkey], &listen);
+    witness::cosigned_note(api, "/v1/checkpoint", &w.key, size).await;
     let (status, _, good) = api
         .get_text(&format!("/v1/receipts/{alice_purchase}"))
         .await;
@@ -216,6 +230,7 @@ async fn explorer_in_chromium_shows_the_ledger_and_verifies_receipts() {
         "chromium": CHROMIUM,
         "playwright_core": playwright,
         "checkpoint_size": size,
+        "witness": witness::NAME,
         "consumer": alice.id,
         "balance_total": balance,
         "merchant": books.id,
@@ -251,6 +266,7 @@ async fn explorer_in_chromium_shows_the_ledger_and_verifies_receipts() {
     assert!(ok, "the browser checks failed:\n{output}");
     for line in [
         "ok - overview shows the checkpoint size",
+        "ok - overview shows the checkpoint's witness",
         "ok - account page shows the consumer's balance and history",
         "ok - good receipt is VALID",
         "ok - receipt with one byte of the leaf changed is INVALID",

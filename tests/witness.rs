@@ -9,6 +9,8 @@
 mod common;
 #[path = "common/server.rs"]
 mod server;
+#[path = "common/witness.rs"]
+mod witness;
 
 use common::{rules, Fixture, Party};
 use pointsledger::checkpoint::{self, Checkpoint};
@@ -18,69 +20,10 @@ use pointsledger::merkle::{self, Hash};
 use pointsledger::witness::client::{self, Added, WitnessClientError};
 use pointsledger::witness::cosignature::{self, CosignerKey};
 use sha2::{Digest, Sha256};
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-
-const NAME: &str = "witness.test/w1";
-
-struct Witness {
-    child: Child,
-    url: String,
-    key: CosignerKey,
-}
-
-impl Witness {
-    fn start(dir: &Path, log_keys: &[&str]) -> Witness {
-        Witness::start_on(dir, log_keys, "127.0.0.1:0")
-    }
-
-    fn start_on(dir: &Path, log_keys: &[&str], listen: &str) -> Witness {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pointsledger"));
-        cmd.args([
-            "witness",
-            "--dir",
-            dir.to_str().expect("path"),
-            "--name",
-            NAME,
-        ])
-        .args(["--listen", listen]);
-        for k in log_keys {
-            cmd.args(["--log-key", k]);
-        }
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn witness");
-        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut line = String::new();
-        out.read_line(&mut line).expect("key line");
-        let key = CosignerKey::parse(line.trim().strip_prefix("witness ").expect("witness KEY"))
-            .expect("a witness key");
-        line.clear();
-        out.read_line(&mut line).expect("listen line");
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected line {line:?}"))
-            .to_owned();
-        Witness { child, url, key }
-    }
-
-    fn kill(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("wait");
-    }
-}
-
-impl Drop for Witness {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use std::process::Command;
+use witness::{cosigned_note, free_listen, print_key, Witness, NAME};
 
 fn grow(f: &mut Fixture, shop: &Party, n: usize) -> (u64, String) {
     let alice = Party::new();
@@ -385,51 +328,12 @@ fn the_log_gathers_cosignatures_and_verify_requires_them() {
     rt.block_on(gathered());
 }
 
-/// The witness key a fresh witness directory will sign with (made by `--print-key`).
-fn print_key(dir: &Path) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_pointsledger"))
-        .args([
-            "witness",
-            "--dir",
-            dir.to_str().expect("path"),
-            "--name",
-            NAME,
-            "--print-key",
-        ])
-        .output()
-        .expect("run");
-    assert!(out.status.success());
-    String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_owned()
-}
-
-/// The newest checkpoint note carrying a valid cosignature by `key`, from `path`.
-async fn cosigned_note(api: &server::Api, path: &str, key: &CosignerKey, min: u64) -> String {
-    let vkey = api.verifier_key().await;
-    server::eventually(30, "a cosigned checkpoint", || async {
-        let (code, _, note) = api.get_text(path).await;
-        let size = checkpoint::open_checkpoint(&note, &vkey).ok()?.size;
-        (code == 200
-            && size >= min
-            && cosignature::check_quorum(&note, std::slice::from_ref(key), 1).is_ok())
-        .then_some(note)
-    })
-    .await
-}
-
 async fn gathered() {
     use pointsledger::server::witnesses::WitnessTarget;
     let tmp = tempfile::tempdir().expect("tempdir");
     let wdir = tmp.path().join("w");
     let wkey = CosignerKey::parse(&print_key(&wdir)).expect("key");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let listen = format!("127.0.0.1:{port}");
+    let listen = free_listen();
     let target: WitnessTarget = format!("{}@http://{listen}", wkey.vkey())
         .parse()
         .expect("a witness target");
@@ -477,6 +381,19 @@ async fn gathered() {
             .then_some(())
     })
     .await;
+    let (_, log) = api.get("/v1/log").await;
+    assert_eq!(log["witness_quorum"], 1);
+    assert!(
+        log["witnessed_size"].as_u64().is_some_and(|s| s >= cp.size),
+        "{log}"
+    );
+    assert_eq!(log["witnesses"][0]["key"], wkey.vkey());
+    assert!(
+        log["witnesses"][0]["cosigned_size"]
+            .as_u64()
+            .is_some_and(|s| s >= cp.size),
+        "{log}"
+    );
 
     // A receipt against the witnessed checkpoint verifies with the witness's key, and is
     // refused when a second, absent witness is required too.
@@ -536,6 +453,13 @@ async fn gathered() {
         gauge(&m, "pointsledger_witness_failures_total{").filter(|n| *n > 0)
     })
     .await;
+    let (_, log) = api.get("/v1/log").await;
+    assert!(
+        log["witnesses"][0]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("unreachable")),
+        "{log}"
+    );
     let w = Witness::start_on(&wdir, &[&vkey], &listen);
     let (size, _) = api.tree().await;
     cosigned_note(api, "/v1/checkpoint", &w.key, size).await;

@@ -108,7 +108,10 @@ where
         tracing::info!("anchoring is off (no contract configured)");
     }
     let witnessing = (!settings.witnesses.is_empty()).then(|| {
-        let board = Arc::new(witnesses::WitnessBoard::new(settings.witness_quorum));
+        let board = Arc::new(witnesses::WitnessBoard::new(
+            &settings.witnesses,
+            settings.witness_quorum,
+        ));
         let task = tokio::spawn(witnesses::run(
             settings.witnesses.clone(),
             store.clone(),

@@ -28,7 +28,7 @@ use crate::views::{self, AccountView};
 use crate::wire::{
     self, AnchorView, AnchorsPage, BatchItem, BatchResponse, CheckpointsPage, ConsistencyProof,
     ErrorBody, Health, HistoryPage, InclusionProof, LeavesPage, LogInfo, MerchantInfo,
-    QuoteRequest, ReceiptAnchor, ReceiptDocument, SignedCheckpoint,
+    QuoteRequest, ReceiptAnchor, ReceiptDocument, SignedCheckpoint, WitnessView,
 };
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
@@ -920,12 +920,34 @@ pub(crate) async fn log_info(State(st): State<AppState>) -> Result<Json<LogInfo>
     let (size, checkpoint_size) = st
         .read(|s| Ok((s.size()?, latest_checkpoint_size(s)?)))
         .await?;
+    let (witnesses, witnessed_size) = match &st.witness_board {
+        None => (Vec::new(), None),
+        Some(board) => {
+            let (each, witnessed) = board.get();
+            let views = st
+                .settings
+                .witnesses
+                .iter()
+                .zip(each)
+                .map(|(target, h)| WitnessView {
+                    key: target.key.vkey(),
+                    cosigned_size: (h.cosigned_size > 0).then_some(h.cosigned_size),
+                    failures: h.failures,
+                    last_error: h.last_error,
+                })
+                .collect();
+            (views, (witnessed > 0).then_some(witnessed))
+        }
+    };
     Ok(Json(LogInfo {
         origin: st.log.origin.clone(),
         verifier_key: st.log.verifier_key.clone(),
         operator_key: st.log.operator_key.clone(),
         size,
         checkpoint_size,
+        witnesses,
+        witness_quorum: st.settings.witness_quorum,
+        witnessed_size,
     }))
 }
 

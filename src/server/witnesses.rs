@@ -82,10 +82,17 @@ pub struct WitnessBoard {
 }
 
 impl WitnessBoard {
-    /// A board for witnesses of which `quorum` must cosign.
-    pub fn new(quorum: usize) -> WitnessBoard {
+    /// A board for `targets`, of which `quorum` must cosign.
+    pub fn new(targets: &[WitnessTarget], quorum: usize) -> WitnessBoard {
+        let each = targets
+            .iter()
+            .map(|t| WitnessHealth {
+                name: t.key.name.clone(),
+                ..WitnessHealth::default()
+            })
+            .collect();
         WitnessBoard {
-            inner: Mutex::default(),
+            inner: Mutex::new((each, 0)),
             quorum,
         }
     }
@@ -130,15 +137,6 @@ pub(crate) async fn run(
             return;
         }
     };
-    board.update(|b| {
-        b.0 = targets
-            .iter()
-            .map(|t| WitnessHealth {
-                name: t.key.name.clone(),
-                ..WitnessHealth::default()
-            })
-            .collect()
-    });
     let now = Instant::now();
     let mut tracked: Vec<Tracked> = targets
         .into_iter()
@@ -176,12 +174,13 @@ async fn round(
     board: &WitnessBoard,
     out: &mpsc::Sender<Cosignatures>,
 ) {
-    for t in tracked.iter_mut() {
+    for (i, t) in tracked.iter_mut().enumerate() {
         // Cosignatures already on the note (gathered before a restart) are not asked again.
         if t.cosigned < size
             && cosignature::check_quorum(&note, std::slice::from_ref(&t.target.key), 1).is_ok()
         {
             (t.cosigned, t.old) = (size, size);
+            board.update(|b| b.0[i].cosigned_size = size);
         }
     }
     let witnessed = tracked.iter().filter(|t| t.cosigned >= size).count();

@@ -103,6 +103,14 @@ await check('overview shows the checkpoint size', async () => {
   return `${cfg.checkpoint_size} entries`;
 });
 
+await check("overview shows the checkpoint's witness", async () => {
+  await go('#/');
+  const li = page.locator(`#witnesses li[data-name="${cfg.witness}"]`);
+  await li.waitFor();
+  assertEq(await li.getAttribute('data-cosigned'), 'yes', 'the witness cosigned the checkpoint');
+  return cfg.witness;
+});
+
 if (cfg.screenshot) {
   await check('screenshot of the overview', async () => {
     // Merchant names arrive after the table; wait for them so the picture shows them.

@@ -217,6 +217,48 @@ function parseCheckpointNote(note) {
   return { origin: lines[0], size: Number(lines[1]), rootB64: lines[2], rootHex };
 }
 
+/** The names of a note's signers other than the log: the witnesses whose lines it carries. */
+function cosigners(note, origin) {
+  const sigs = note.slice(note.lastIndexOf('\n\n') + 2).split('\n');
+  return sigs
+    .filter((l) => l.startsWith('\u2014 '))
+    .map((l) => l.slice(2).split(' ')[0])
+    .filter((name) => name !== origin);
+}
+
+/**
+ * The witnesses of the latest checkpoint: each witness the log asks, whether the note carries
+ * its line, and why the last request failed if it did. Shown as served: a reader who needs the
+ * cosignatures checked verifies a receipt with the witnesses' keys (`pointsledger verify
+ * --witness-key`).
+ */
+function witnessField(info, note) {
+  const on = cosigners(note, info.origin);
+  const asked = (info.witnesses || []).map((w) => ({ ...w, name: w.key.split('+')[0] }));
+  if (asked.length === 0 && on.length === 0) {
+    return field('Witnesses', h('span', { class: 'muted' }, 'none: this log asks no witness to cosign'));
+  }
+  const names = [...new Set([...asked.map((w) => w.name), ...on])];
+  const items = names.map((name) => {
+    const w = asked.find((x) => x.name === name);
+    const cosigned = on.includes(name);
+    let status = cosigned ? 'cosigned this checkpoint' : 'has not cosigned this checkpoint yet';
+    if (!cosigned && w && w.last_error) status = `not reached: ${w.last_error}`;
+    return h(
+      'li',
+      { class: 'witness', dataset: { name, cosigned: cosigned ? 'yes' : 'no' } },
+      h('span', { class: `badge ${cosigned ? 'status-final' : 'status-pending'}` }, cosigned ? 'cosigned' : 'waiting'),
+      ' ',
+      h('span', { class: 'mono' }, name),
+      h('span', { class: 'muted' }, ` ${status}`),
+    );
+  });
+  const quorum = info.witness_quorum
+    ? h('span', { class: 'muted small' }, ` (${on.length} of ${asked.length}; ${info.witness_quorum} make a quorum)`)
+    : null;
+  return field('Witnesses', h('ul', { id: 'witnesses', class: 'plain' }, ...items), quorum);
+}
+
 // ---- Views ------------------------------------------------------------------------------------
 
 async function overview() {
@@ -246,6 +288,7 @@ async function overview() {
           field('Root', h('span', { class: 'mono wrap', title: `hex ${cp.rootHex}` }, cp.rootB64)),
           field('Log size', `${fmtInt(info.size)} entries`, info.size > cp.size ? h('span', { class: 'muted' }, ` (${fmtInt(info.size - cp.size)} awaiting the next checkpoint)`) : null),
           field('Verifier key', h('span', { class: 'mono wrap' }, info.verifier_key), ' ', copyButton(info.verifier_key)),
+          witnessField(info, note.value),
         ),
         h('details', null, h('summary', null, 'Signed note, as served'), pre(note.value)),
         h(
