@@ -7,11 +7,14 @@
 #   3. starts a local anvil chain (its state kept in data/anvil, so anchors survive a restart);
 #   4. creates the operator's EVM key (0600), funds it on the local chain and deploys the
 #      LedgerAnchor contract (once per chain);
-#   5. runs the HTTP server with anchoring on, and prints the URLs, the contract and the keys.
+#   5. starts a witness (data/witness, its key made there once) that trusts the log;
+#   6. runs the HTTP server with anchoring on, asking the witness to cosign each checkpoint,
+#      and prints the URLs, the contract and the keys.
 #
 # Settings (environment): POINTSLEDGER_DATA (default data/ledger), POINTSLEDGER_ORIGIN,
-# POINTSLEDGER_LISTEN (default 127.0.0.1:8080), ANVIL_PORT (default 8545). For a public testnet
-# instead of anvil, see "Anchoring to a public testnet" in README.md.
+# POINTSLEDGER_LISTEN (default 127.0.0.1:8080), ANVIL_PORT (default 8545), WITNESS_LISTEN
+# (default 127.0.0.1:8090). For a public testnet instead of anvil, see "Anchoring to a public
+# testnet" in README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +24,9 @@ LISTEN=${POINTSLEDGER_LISTEN:-127.0.0.1:8080}
 ANVIL_PORT=${ANVIL_PORT:-8545}
 RPC="http://127.0.0.1:$ANVIL_PORT"
 CHAIN_DIR="$(dirname "$DATA")/anvil"
+WITNESS_DIR="$(dirname "$DATA")/witness"
+WITNESS_LISTEN=${WITNESS_LISTEN:-127.0.0.1:8090}
+WITNESS_NAME=witness.local.pointsledger.dev/w1
 EVM_KEY="$DATA/keys/evm.key"
 
 say() { printf '\n== %s\n' "$*"; }
@@ -51,10 +57,11 @@ else
 fi
 
 # Everything started from here on is stopped on exit, Ctrl-C included.
-ANVIL_PID="" SERVER_PID=""
+ANVIL_PID="" SERVER_PID="" WITNESS_PID=""
 stop_all() {
   trap - EXIT INT TERM
   if [ -n "$SERVER_PID" ]; then kill -TERM "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null || true; fi
+  if [ -n "$WITNESS_PID" ]; then kill -TERM "$WITNESS_PID" 2>/dev/null; wait "$WITNESS_PID" 2>/dev/null || true; fi
   if [ -n "$ANVIL_PID" ]; then kill -TERM "$ANVIL_PID" 2>/dev/null; wait "$ANVIL_PID" 2>/dev/null || true; fi
   echo "up: stopped"
 }
@@ -101,9 +108,23 @@ if [ -z "$CONTRACT" ]; then
   echo "$CONTRACT" >"$CHAIN_DIR/contract"
 fi
 
-say "starting the server on http://$LISTEN with anchoring on"
+say "starting a witness on http://$WITNESS_LISTEN (its key and records in $WITNESS_DIR)"
+LOG_KEY=$("$PL" log-key --data "$DATA")
+WITNESS_KEY=$("$PL" witness --dir "$WITNESS_DIR" --name "$WITNESS_NAME" --print-key)
+"$PL" witness --dir "$WITNESS_DIR" --name "$WITNESS_NAME" --listen "$WITNESS_LISTEN" \
+  --log-key "$LOG_KEY" >"$WITNESS_DIR/witness.log" 2>&1 &
+WITNESS_PID=$!
+for _ in $(seq 1 100); do
+  node -e 'fetch(process.argv[1]).then(r => process.exit(r.ok ? 0 : 1)).catch(() => process.exit(1))' \
+    "http://$WITNESS_LISTEN/healthz" && break
+  kill -0 "$WITNESS_PID" 2>/dev/null || die "the witness stopped: $(tail -5 "$WITNESS_DIR/witness.log")"
+  sleep 0.1
+done
+
+say "starting the server on http://$LISTEN with anchoring on and the witness asked"
 "$PL" serve --data "$DATA" --listen "$LISTEN" --contract "$CONTRACT" --rpc-url "$RPC" \
-  --evm-key "$EVM_KEY" --anchor-interval 5s --confirmations 2 &
+  --evm-key "$EVM_KEY" --anchor-interval 5s --confirmations 2 \
+  --witness "$WITNESS_KEY@http://$WITNESS_LISTEN" &
 SERVER_PID=$!
 for _ in $(seq 1 100); do
   node -e 'fetch(process.argv[1]).then(r => process.exit(r.ok ? 0 : 1)).catch(() => process.exit(1))' \
@@ -115,7 +136,7 @@ done
 consumer=$(sed -n 's/.*"example_consumer":"\([0-9a-f]*\)".*/\1/p' "$DATA/demo-summary.json" 2>/dev/null || true)
 cat <<MSG
 
-== pointsledger is up (Ctrl-C stops the server and the chain)
+== pointsledger is up (Ctrl-C stops the server, the witness and the chain)
   explorer:      http://$LISTEN/
   API:           http://$LISTEN/v1/log   http://$LISTEN/v1/checkpoint   http://$LISTEN/v1/openapi.json
   anchors:       http://$LISTEN/v1/anchors
@@ -123,6 +144,8 @@ cat <<MSG
   metrics:       http://$LISTEN/metrics
   chain:         anvil at $RPC (chain id 31337), log in $CHAIN_DIR/anvil.log
   contract:      LedgerAnchor at $CONTRACT, operator $EVM_ADDRESS
+  witness:       http://$WITNESS_LISTEN, key $WITNESS_KEY (log in $WITNESS_DIR/witness.log)
+  verify:        $PL verify --log-key $LOG_KEY --witness-key $WITNESS_KEY RECEIPT
   keys:          $DATA/keys (log, operator and EVM keys, 0600), $DATA/demo/keys (demo merchants and consumers)
   from a shell:  $PL balance --server http://$LISTEN ${consumer:-<consumer id>}
 MSG

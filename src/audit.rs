@@ -53,7 +53,7 @@ use crate::{receipt, wire};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Checkpoints asked for per request of the checkpoint history: the server's page limit.
 pub const CHECKPOINTS_PAGE: usize = 1000;
@@ -138,7 +138,16 @@ pub struct AuditOptions {
     /// Checkpoints asked for per request of the checkpoint history ([`CHECKPOINTS_PAGE`];
     /// smaller in tests, to page).
     pub checkpoints_page: usize,
+    /// Witnesses whose cosignatures the latest checkpoint must carry, `quorum` of them at
+    /// least (none: no witness is required).
+    pub witnesses: Vec<crate::witness::cosignature::CosignerKey>,
+    /// Valid cosignatures required among `witnesses`.
+    pub quorum: usize,
 }
+
+/// How long the audit waits for the latest checkpoint to carry its witnesses' cosignatures: a
+/// log serves a checkpoint as soon as it is signed and adds them within a second or two.
+const WITNESS_WAIT: Duration = Duration::from_secs(10);
 
 /// The verdict of one run.
 #[derive(Debug, Clone, Serialize)]
@@ -157,6 +166,8 @@ pub struct AuditReport {
     pub anchors_checked: u64,
     /// Checkpoints of the log's history checked this run (signature, root in the mirror).
     pub checkpoints_checked: u64,
+    /// The required witnesses whose valid cosignature the audited checkpoint carries.
+    pub witnesses: Vec<String>,
     /// Accounts whose reported state was compared with the replay.
     pub accounts_checked: u64,
     /// Entries per second this run (signatures, replay, tree).
@@ -350,6 +361,7 @@ pub async fn run(opts: &AuditOptions) -> Result<AuditReport, AuditError> {
         root: None,
         anchors_checked: 0,
         checkpoints_checked: 0,
+        witnesses: Vec::new(),
         accounts_checked: 0,
         entries_per_second: 0.0,
         discrepancy: None,
@@ -375,22 +387,51 @@ async fn audit(
     mirror: &mut Mirror,
     report: &mut AuditReport,
 ) -> Result<Option<Discrepancy>, AuditError> {
-    // 1. The latest checkpoint: signed by the pinned key, never smaller than the last one seen,
-    //    and consistent with it.
-    let note = match client.checkpoint().await {
-        Ok(n) => n,
-        Err(ClientError::Api { status: 404, .. }) if mirror.size == 0 => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    let cp: Checkpoint = match checkpoint::open_checkpoint(&note, &mirror.verifier_key) {
-        Ok(cp) => cp,
-        Err(e) => {
-            return Ok(Some(discrepancy(
-                "checkpoint (latest)".into(),
-                "signature by the log key",
-                &mirror.verifier_key,
-                e,
-            )))
+    // 1. The latest checkpoint: signed by the pinned key, cosigned by the required witnesses,
+    //    never smaller than the last one seen, and consistent with it.
+    let deadline = Instant::now() + WITNESS_WAIT;
+    let (note, cp) = loop {
+        let note = match client.checkpoint().await {
+            Ok(n) => n,
+            Err(ClientError::Api { status: 404, .. }) if mirror.size == 0 => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let cp: Checkpoint = match checkpoint::open_checkpoint(&note, &mirror.verifier_key) {
+            Ok(cp) => cp,
+            Err(e) => {
+                return Ok(Some(discrepancy(
+                    "checkpoint (latest)".into(),
+                    "signature by the log key",
+                    &mirror.verifier_key,
+                    e,
+                )))
+            }
+        };
+        if opts.witnesses.is_empty() {
+            break (note, cp);
+        }
+        match crate::witness::cosignature::check_quorum(&note, &opts.witnesses, opts.quorum) {
+            Ok(valid) => {
+                report.witnesses = valid.into_iter().map(|c| c.name).collect();
+                break (note, cp);
+            }
+            Err(e) if Instant::now() >= deadline => {
+                return Ok(Some(discrepancy(
+                    format!("checkpoint {}", cp.size),
+                    "witness cosignatures",
+                    format!(
+                        "{} of {}",
+                        opts.quorum,
+                        opts.witnesses
+                            .iter()
+                            .map(|w| w.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    e,
+                )))
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
         }
     };
     let at_cp = format!("checkpoint {}", cp.size);

@@ -305,6 +305,8 @@ fn audit_rate(dir: &Path, state: &Path) -> Result<f64> {
             chain: None,
             progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
             checkpoints_page: crate::audit::CHECKPOINTS_PAGE,
+            witnesses: Vec::new(),
+            quorum: 0,
         })
         .await;
         let _ = stop.send(());

@@ -342,7 +342,8 @@ async fn gathered() {
         witness_quorum: 1,
         ..server::test_settings()
     };
-    let clock = pointsledger::clock::ManualClock::new(common::T0);
+    // The wall clock: the auditor compares accounts at its own time.
+    let clock = pointsledger::clock::SystemClock;
     let srv = server::TestServer::start(std::sync::Arc::new(clock), settings).await;
     let api = &srv.api;
     let vkey = api.verifier_key().await;
@@ -440,6 +441,35 @@ async fn gathered() {
         "1",
     ]);
     assert!(out.status.success(), "one of two is the quorum asked for");
+
+    // The auditor requires them too: it passes with the witness's key and names it, and fails
+    // on the checkpoint when the absent witness is required as well.
+    let audit = |state: &str, extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_pointsledger"))
+            .args(["audit", "--server", &api.base, "--json", "--state"])
+            .arg(tmp.path().join(state))
+            .args(["--log-key", &vkey, "--witness-key", &wkey.vkey()])
+            .args(extra)
+            .output()
+            .expect("audit")
+    };
+    let out = audit("audit-1", &[]);
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("the report is JSON");
+    assert!(out.status.success(), "{report}");
+    assert_eq!(report["witnesses"], serde_json::json!([NAME]));
+    let out = audit("audit-2", &["--witness-key", &absent]);
+    assert!(!out.status.success());
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("the report is JSON");
+    let d = &report["discrepancy"];
+    assert_eq!(d["what"], "witness cosignatures", "{report}");
+    assert!(
+        d["found"]
+            .as_str()
+            .is_some_and(|f| f.contains("missing: witness.test/absent")),
+        "{report}"
+    );
 
     // The witness is killed: the log goes on, counts the failures, and once the witness is
     // back (its record intact) the newest checkpoint is cosigned again.

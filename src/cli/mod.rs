@@ -57,7 +57,7 @@ impl ChainRead {
     }
 }
 
-/// Witnesses whose cosignatures a checkpoint must carry (`verify`).
+/// Witnesses whose cosignatures a checkpoint must carry (`verify`, `audit`).
 #[derive(clap::Args, Debug)]
 struct WitnessRead {
     /// A witness key (`name+keyid+key`, as `pointsledger witness --print-key` prints it), or a
@@ -354,6 +354,8 @@ enum Command {
         #[arg(long, hide = true, default_value_t = crate::audit::CHECKPOINTS_PAGE as u64,
               value_parser = clap::value_parser!(u64).range(1..=1000))]
         checkpoints_page: u64,
+        #[command(flatten)]
+        witnesses: WitnessRead,
     },
     /// Check a split-view evidence file (`split-view-A-B.json`, written by `audit`): both
     /// checkpoints signed by the log key and not of one tree. Exits 0 only if it shows a split
@@ -726,17 +728,23 @@ fn run(cli: Cli) -> Result<()> {
             chain,
             json,
             checkpoints_page,
-        } => audit(
-            crate::audit::AuditOptions {
-                server,
-                state,
-                log_key: log_key.map(|k| key_or_file(&k)).transpose()?,
-                chain: chain.resolve()?,
-                progress: !json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
-                checkpoints_page: checkpoints_page as usize,
-            },
-            json,
-        )?,
+            witnesses,
+        } => {
+            let (witnesses, quorum) = witnesses.resolve()?;
+            audit(
+                crate::audit::AuditOptions {
+                    server,
+                    state,
+                    log_key: log_key.map(|k| key_or_file(&k)).transpose()?,
+                    chain: chain.resolve()?,
+                    progress: !json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                    checkpoints_page: checkpoints_page as usize,
+                    witnesses,
+                    quorum,
+                },
+                json,
+            )?
+        }
         Command::SplitView { log_key, evidence } => split_view(&log_key, &evidence)?,
         Command::Bench {
             http: Some(BenchHttp::Http(args)),

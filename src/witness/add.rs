@@ -4,7 +4,7 @@
 use super::cosignature::Cosigner;
 use super::store::Logs;
 use super::WitnessError;
-use crate::checkpoint::{self, CheckpointError};
+use crate::checkpoint::{self, Checkpoint, CheckpointError};
 use crate::merkle::{self, Hash};
 use base64::prelude::*;
 use signed_note::{Note, StandardVerifier, VerifierList};
@@ -91,15 +91,15 @@ fn parse(body: &[u8]) -> Result<Request<'_>, Refusal> {
 }
 
 /// Checks one `add-checkpoint` body against what the witness holds and, if every check passes,
-/// records the cosigned checkpoint durably and returns the cosignature line. `logs` must be held
-/// exclusively for the whole call: the check of the old size and the record are one step, so two
-/// requests cannot roll the record back.
+/// records the cosigned checkpoint durably and returns the cosignature line and the checkpoint.
+/// `logs` must be held exclusively for the whole call: the check of the old size and the record
+/// are one step, so two requests cannot roll the record back.
 pub(crate) fn add_checkpoint(
     logs: &mut Logs,
     cosigner: &Cosigner,
     body: &[u8],
     now: u64,
-) -> Result<(String, u64), Refusal> {
+) -> Result<(String, Checkpoint), Refusal> {
     let req = parse(body)?;
     let origin = req.note.split('\n').next().unwrap_or("");
     let vkey = logs
@@ -168,7 +168,7 @@ pub(crate) fn add_checkpoint(
     let text = String::from_utf8(note.to_bytes())
         .map_err(|e| Refusal::Failed(WitnessError::Config(e.to_string())))?;
     logs.record(&cp, text)?;
-    Ok((line, cp.size))
+    Ok((line, cp))
 }
 
 #[cfg(test)]

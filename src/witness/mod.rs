@@ -132,8 +132,8 @@ async fn add_checkpoint(State(w): State<Witness>, body: Bytes) -> Response {
     .await;
     use add::Refusal::*;
     match outcome {
-        Ok(Ok((line, size))) => {
-            tracing::info!(size, "cosigned");
+        Ok(Ok((line, cp))) => {
+            tracing::info!(origin = %cp.origin, size = cp.size, "cosigned");
             text(StatusCode::OK, TEXT_PLAIN, line)
         }
         Ok(Err(Conflict(size))) => text(
