@@ -231,6 +231,14 @@ async fn explorer_in_chromium_shows_the_ledger_and_verifies_receipts() {
         "playwright_core": playwright,
         "checkpoint_size": size,
         "witness": witness::NAME,
+        "witness_key": w.key.vkey(),
+        "absent_witness_key": pointsledger::witness::cosignature::Cosigner::new(
+            "witness.test/absent",
+            keys::generate(),
+        )
+        .expect("cosigner")
+        .public()
+        .vkey(),
         "consumer": alice.id,
         "balance_total": balance,
         "merchant": books.id,
@@ -269,6 +277,7 @@ async fn explorer_in_chromium_shows_the_ledger_and_verifies_receipts() {
         "ok - overview shows the checkpoint's witness",
         "ok - account page shows the consumer's balance and history",
         "ok - good receipt is VALID",
+        "ok - good receipt with its witness is VALID, and INVALID with an absent one required",
         "ok - receipt with one byte of the leaf changed is INVALID",
         "ok - receipt with a proof hash changed is INVALID",
         "ok - good receipt under another log's key is INVALID",

@@ -189,6 +189,20 @@ await check('the verify page fills the key only when asked, and says so', async 
 
 await check('good receipt is VALID', () => verify(cfg.good_receipt, cfg.verifier_key, 'valid'));
 
+await check('good receipt with its witness is VALID, and INVALID with an absent one required', async () => {
+  await page.fill('#witness-keys', cfg.witness_key);
+  const reason = await verify(cfg.good_receipt, cfg.verifier_key, 'valid');
+  await page.locator('#result', { hasText: `cosigned by ${cfg.witness}` }).waitFor();
+  await page.fill('#witness-keys', `${cfg.witness_key}\n${cfg.absent_witness_key}`);
+  const refused = await verify(cfg.good_receipt, cfg.verifier_key, 'invalid');
+  if (!refused.includes('missing: witness.test/absent')) throw new Error(`reason: ${refused}`);
+  await page.fill('#witness-quorum', '1');
+  await verify(cfg.good_receipt, cfg.verifier_key, 'valid');
+  await page.fill('#witness-keys', '');
+  await page.fill('#witness-quorum', '');
+  return reason;
+});
+
 for (const t of cfg.tampered) {
   await check(`${t.name} is INVALID`, () => verify(t.text, cfg.verifier_key, 'invalid'));
 }

@@ -693,7 +693,7 @@ async function merchant(params) {
 }
 
 /** What the user pasted, kept across views so going to an entry and back keeps the key. */
-const pasted = { key: '', receipt: '' };
+const pasted = { key: '', receipt: '', witnesses: '' };
 
 async function verifyView(params) {
   const keyInput = h('input', {
@@ -758,6 +758,19 @@ async function verifyView(params) {
     }
   });
 
+  const witnessInput = h('textarea', {
+    id: 'witness-keys',
+    class: 'mono',
+    rows: '2',
+    spellcheck: 'false',
+    placeholder: 'name+keyid+base64, one per line, e.g. witness.example/w1+1a2b3c4d+BK1…',
+  });
+  witnessInput.value = pasted.witnesses || '';
+  witnessInput.addEventListener('input', () => {
+    pasted.witnesses = witnessInput.value;
+  });
+  const quorumInput = h('input', { id: 'witness-quorum', type: 'number', min: '0', step: '1', placeholder: 'all' });
+
   const result = h('div', { id: 'result', 'aria-live': 'polite' });
   const button = h('button', { type: 'submit', id: 'verify-button' }, 'Verify');
   const form = h(
@@ -779,6 +792,19 @@ async function verifyView(params) {
     receiptInput,
     h('p', { class: 'file-row' }, fileInput, h('span', { class: 'muted small' }, 'Choose a .tlog-proof file, paste its text above, or drop the file on the box.')),
     h('p', null, fileNote),
+    h('label', { for: 'witness-keys' }, 'Witness keys (optional)'),
+    witnessInput,
+    h(
+      'p',
+      { class: 'muted small' },
+      'Witnesses you trust (',
+      h('span', { class: 'mono' }, 'pointsledger witness --print-key'),
+      '): the checkpoint must carry valid cosignatures by ',
+      h('label', { for: 'witness-quorum' }, 'at least'),
+      ' ',
+      quorumInput,
+      ' of them (empty: all).',
+    ),
     h('p', null, button),
   );
   form.addEventListener('submit', async (e) => {
@@ -786,7 +812,11 @@ async function verifyView(params) {
     button.disabled = true;
     result.replaceChildren(h('p', { class: 'loading' }, 'Verifying…'));
     try {
-      const r = await verifyReceipt(receiptInput.value, keyInput.value);
+      const quorum = quorumInput.value.trim() === '' ? undefined : Number(quorumInput.value);
+      const r = await verifyReceipt(receiptInput.value, keyInput.value, {
+        keys: witnessInput.value.split('\n'),
+        quorum,
+      });
       result.replaceChildren(renderVerdict(r));
     } finally {
       button.disabled = false;
@@ -800,7 +830,7 @@ async function verifyView(params) {
     h(
       'p',
       { class: 'lead' },
-      'A receipt proves that one entry is in the log. This page checks it entirely in your browser with WebCrypto: the checkpoint’s signature by the log key, the leaf’s hash, the Merkle inclusion proof up to the signed root, and the request’s own signatures.',
+      'A receipt proves that one entry is in the log. This page checks it entirely in your browser with WebCrypto: the checkpoint’s signature by the log key, the leaf’s hash, the Merkle inclusion proof up to the signed root, the request’s own signatures and, given witness keys, the witnesses’ cosignatures of the checkpoint.',
     ),
     card(null, form),
     result,

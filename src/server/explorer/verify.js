@@ -45,6 +45,7 @@ export const STEPS = [
   'Leaf content',
   'Envelope signatures',
   'Signers',
+  'Witnesses',
 ];
 
 /**
@@ -62,6 +63,7 @@ export const STEP_CODES = {
   'Leaf content': 'malformed_leaf',
   'Envelope signatures': 'bad_envelope_signature',
   Signers: 'wrong_signers',
+  Witnesses: 'not_witnessed',
 };
 
 /** A reason to refuse: the message is shown to people as is. */
@@ -235,6 +237,79 @@ export async function parseVerifierKey(text) {
   const pub = raw.subarray(1);
   const key = await importEd25519(pub, 'the log key');
   return { name, keyId, keyIdHex: idHex, pub, key };
+}
+
+/**
+ * Parses a witness key `name+keyid+base64(0x04 || pubkey)` (PROTOCOL.md §9.6, c2sp.org/
+ * tlog-cosignature) and checks that the key id is the first 4 bytes of
+ * SHA-256(name || 0x0A || 0x04 || pubkey).
+ */
+export async function parseWitnessKey(text) {
+  const s = text.trim();
+  if (s.length > MAX_VERIFIER_KEY_BYTES) fail('a witness key is too long');
+  const a = s.indexOf('+');
+  const b = a < 0 ? -1 : s.indexOf('+', a + 1);
+  if (b < 0) fail(`the witness key ${s} must read name+keyid+key`);
+  const name = s.slice(0, a);
+  const idHex = s.slice(a + 1, b);
+  if (!validKeyName(name)) fail(`the witness key ${s} has an invalid name`);
+  if (!/^[0-9a-f]{8}$/.test(idHex)) fail(`the witness key ${name}: the key id must be 8 lowercase hex digits`);
+  const raw = b64decode(s.slice(b + 1), `the public key of the witness key ${name}`);
+  if (raw.length !== 33) fail(`the witness key ${name} must hold 0x04 and a 32-byte key`);
+  if (raw[0] !== 0x04) fail(`the witness key ${name} has signature type ${raw[0]}, not cosignature/v1 (4)`);
+  const keyId = (await sha256(concat(utf8.encode(name), Uint8Array.of(0x0a), raw))).subarray(0, 4);
+  if (toHex(keyId) !== idHex) fail(`the witness key ${name}: the key id ${idHex} does not match the key`);
+  const key = await importEd25519(raw.subarray(1), `the witness key ${name}`);
+  return { name, keyId, key };
+}
+
+/**
+ * Checks the `cosignature/v1` lines of a checkpoint note against witness keys: resolves to the
+ * valid ones `[{ name, time }]` when at least `quorum` witnesses cosigned `body`, and fails
+ * naming the missing and the bad ones otherwise, as `check_quorum` in
+ * src/witness/cosignature.rs does.
+ */
+export async function verifyCosignatures(note, body, witnesses, quorum) {
+  const lines = note.slice(note.lastIndexOf('\n\n') + 2).split('\n');
+  const valid = [];
+  const missing = [];
+  const bad = [];
+  for (const w of witnesses) {
+    let found = null;
+    for (const line of lines) {
+      const m = /^\u2014 (\S+) (\S+)$/.exec(line);
+      if (!m || m[1] !== w.name) continue;
+      const raw = b64decode(m[2], 'a cosignature');
+      if (raw.length >= 4 && equalBytes(raw.subarray(0, 4), w.keyId)) {
+        found = raw.subarray(4);
+        break;
+      }
+    }
+    if (!found) {
+      missing.push(w.name);
+      continue;
+    }
+    let ok = found.length === 72;
+    let time = 0n;
+    if (ok) {
+      time = new DataView(found.buffer, found.byteOffset, 8).getBigUint64(0);
+      ok = time < 2n ** 63n;
+    }
+    if (ok) {
+      const msg = concat(utf8.encode(`cosignature/v1\ntime ${time}\n`), utf8.encode(body));
+      ok = await ed25519Verify(w.key, found.subarray(8), msg);
+    }
+    if (ok) valid.push({ name: w.name, time: Number(time) });
+    else bad.push(w.name);
+  }
+  if (valid.length < quorum) {
+    const list = (names) => (names.length ? names.join(', ') : 'none');
+    fail(
+      `${valid.length} valid witness cosignatures, ${quorum} required ` +
+        `(missing: ${list(missing)}; bad: ${list(bad)})`,
+    );
+  }
+  return valid;
 }
 
 /** Parses a c2sp.org/tlog-proof text with the strictness of src/checkpoint.rs. */
@@ -444,12 +519,14 @@ function normalize(text) {
 }
 
 /**
- * Verifies a receipt against a pasted log verifier key. Resolves (never rejects) to
+ * Verifies a receipt against a pasted log verifier key and, when `witnesses.keys` (witness key
+ * strings) are given, requires `witnesses.quorum` of them (default: all) to have cosigned its
+ * checkpoint. Resolves (never rejects) to
  * `{ valid, reason, code, steps: [{ name, status: 'ok'|'failed'|'skipped', detail }], result }`;
  * `code` (when invalid) is the failed step's code (STEP_CODES); `result` (when valid) holds the
- * checkpoint and the decoded entry.
+ * checkpoint, the decoded entry and the valid cosignatures.
  */
-export async function verifyReceipt(receiptText, verifierKeyText) {
+export async function verifyReceipt(receiptText, verifierKeyText, witnesses = { keys: [] }) {
   const steps = STEPS.map((name) => ({ name, status: 'skipped', detail: 'not checked' }));
   let at = 0;
   const pass = (detail) => {
@@ -495,14 +572,32 @@ export async function verifyReceipt(receiptText, verifierKeyText) {
     }
     pass(`exactly the ${decoded.kind}'s signers`);
 
+    const keys = (witnesses.keys || []).map((k) => k.trim()).filter((k) => k.length > 0);
+    let cosigned = [];
+    if (keys.length > 0) {
+      if (keys.length >= MAX_NOTE_SIGNATURES) fail('too many witness keys');
+      const parsed = [];
+      for (const k of keys) parsed.push(await parseWitnessKey(k));
+      const quorum = witnesses.quorum === undefined || witnesses.quorum === null ? parsed.length : witnesses.quorum;
+      if (!Number.isInteger(quorum) || quorum < 0 || quorum > parsed.length) {
+        fail(`the quorum must be a whole number from 0 to ${parsed.length}`);
+      }
+      cosigned = await verifyCosignatures(proof.checkpoint, body, parsed, quorum);
+      pass(`cosigned by ${cosigned.map((c) => c.name).join(', ') || 'none'} (${quorum} required)`);
+    } else {
+      steps[at] = { name: STEPS[at], status: 'skipped', detail: 'no witness keys given' };
+    }
+
     return {
       valid: true,
       code: null,
       reason:
         `Entry ${proof.index} is in the log ${cp.origin} at tree size ${cp.size}, whose ` +
-        `checkpoint the pasted key signed, and its request is signed by exactly its signers.`,
+        `checkpoint the pasted key signed` +
+        (cosigned.length ? ` and ${cosigned.length} of the given witnesses cosigned` : '') +
+        `, and its request is signed by exactly its signers.`,
       steps,
-      result: { checkpoint: cp, decoded, leafHash: hash },
+      result: { checkpoint: cp, decoded, leafHash: hash, cosigned },
     };
   } catch (e) {
     const reason = e instanceof VerifyError ? e.message : `unexpected error: ${e && e.message}`;
