@@ -577,13 +577,18 @@ async fn audit(
         return Ok(Some(d));
     }
 
-    // 4. Anchors: the server's records, and the chain's events, against the mirror's tree.
+    // 4. Anchors: the server's records, and the chain's events, against the mirror's tree;
+    //    every anchor the server calls final must be an event on the chain.
+    let mut finals = Vec::new();
     for view in client.anchors(MAX_ANCHORS).await? {
         let rec = &view.record;
         if !matches!(rec.status, AnchorStatus::Confirmed | AnchorStatus::Final)
             || rec.tree_size > mirror.size
         {
             continue;
+        }
+        if rec.status == AnchorStatus::Final {
+            finals.push(rec.tree_size);
         }
         let expected = mirror.root(rec.tree_size)?;
         // Both encodings are served (the hex one deprecated); a client may read either.
@@ -602,7 +607,17 @@ async fn audit(
     }
     if let Some((rpc_url, chain_id, contract)) = &opts.chain {
         let chain = Chain::read_only(rpc_url, *chain_id, *contract).await?;
-        for (size, root) in chain.anchored_events().await? {
+        let events = chain.anchored_events().await?;
+        let on_chain: std::collections::HashSet<u64> = events.iter().map(|(s, _)| *s).collect();
+        if let Some(size) = finals.iter().find(|size| !on_chain.contains(size)) {
+            return Ok(Some(discrepancy(
+                format!("anchor {size}"),
+                &format!("an Anchored event on chain {chain_id} at {contract:#x} for the anchor the server calls final"),
+                format!("an event at size {size}"),
+                "none: the chain does not hold it",
+            )));
+        }
+        for (size, root) in events {
             if size > mirror.size {
                 // Anchored beyond the checkpoint this run audited: checked on a later run.
                 continue;

@@ -7,7 +7,10 @@
 //! - the anchorer inside the real `pointsledger serve` process: `GET /v1/anchors`, receipts
 //!   carrying their anchor and consistency proof, anvil killed (SIGKILL) and restarted with a
 //!   transaction in flight, and the server killed and restarted mid-anchoring, after which the
-//!   contract's events show every checkpoint anchored once.
+//!   contract's events show every checkpoint anchored once;
+//! - final anchors lost to a reorg deeper than the confirmation depth and to a chain reset to
+//!   older state: found by the re-check (at an interval, and at start), counted and anchored
+//!   again, and caught by the auditor while the chain lacks them.
 
 #[path = "common/chain.rs"]
 mod chain;
@@ -624,6 +627,165 @@ fn serve_anchors_through_chain_outage_and_its_own_restart() {
         .collect();
     assert_eq!(recorded, sizes, "records and chain agree");
     serve.stop();
+}
+
+/// Waits until `/metrics` counts `n` final anchors lost.
+async fn until_lost(api: &server::Api, n: u64) {
+    server::eventually(60, "a lost anchor counted", || async {
+        let m = api.metrics().await;
+        m.lines()
+            .find_map(|l| l.strip_prefix("pointsledger_anchors_lost_total "))
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|lost| *lost >= n)
+            .map(|_| ())
+    })
+    .await;
+}
+
+#[test]
+fn final_anchors_lost_to_a_deep_reorg_or_a_reset_chain_are_anchored_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("ledger");
+    let data_s = data.to_str().expect("utf-8 path").to_owned();
+    pointsledger::ledger::init(&data, "lost.pointsledger.local").expect("init");
+    let operator = keys::read_key_file(&pointsledger::ledger::DataDir(data.clone()).operator_key())
+        .expect("operator key");
+    let signer = server::Signer::new(operator);
+    let chain_state = dir.path().join("chain.json");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let anvil = Anvil::start_on(port, Some(&chain_state));
+    let url = anvil.url.clone();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt");
+    let (key_file, settings, contract) = deploy_with_fresh_key(&rt, &anvil, dir.path());
+    let contract_s = format!("{contract:#x}");
+    let base = [
+        "--data",
+        &data_s,
+        "--listen",
+        "127.0.0.1:0",
+        "--checkpoint-interval",
+        "100ms",
+    ];
+    let anchoring = [
+        "--contract",
+        &contract_s,
+        "--rpc-url",
+        &url,
+        "--evm-key",
+        key_file.to_str().expect("utf-8 path"),
+        "--confirmations",
+        "2",
+        "--anchor-interval",
+        "200ms",
+    ];
+    let start = |extra: &[&str], log: &str| {
+        let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+        server::Binary::start(&args, &[("RUST_LOG", "info")], &dir.path().join(log))
+    };
+    let recheck_fast: Vec<&str> = anchoring
+        .iter()
+        .copied()
+        .chain(["--anchor-recheck-interval", "300ms"])
+        .collect();
+    let serve = start(&recheck_fast, "serve-1.log");
+    let api = serve.api.clone();
+    let (shop, alice) = (Party::new(), Party::new());
+    let purchases = |api: server::Api, from: usize, to: usize| {
+        let envs: Vec<_> = (from..to)
+            .map(|i| signer.purchase(&shop, &alice, &format!("o{i}"), 1000))
+            .collect();
+        async move {
+            for env in &envs {
+                api.accept(env).await;
+            }
+            api.tree().await
+        }
+    };
+    let chain = rt
+        .block_on(Chain::connect(&settings, contract))
+        .expect("connect");
+
+    // The first anchor is final; the chain's state file is copied once it holds it: the
+    // "older state" the chain is reset to later.
+    rt.block_on(api.accept(&signer.register(&shop, &rules())));
+    let (size1, root1) = rt.block_on(purchases(api.clone(), 0, 3));
+    rt.block_on(until_anchor(&api, &url, size1, "final", true));
+    let now = std::time::SystemTime::now() + Duration::from_millis(100);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::metadata(&chain_state)
+        .and_then(|m| m.modified())
+        .is_ok_and(|m| m > now)
+    {
+        assert!(Instant::now() < deadline, "anvil did not dump its state");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let older = dir.path().join("older-chain.json");
+    std::fs::copy(&chain_state, &older).expect("copy the chain state");
+
+    // 1. A reorg deeper than the confirmation depth takes away a final anchor: the re-check
+    //    finds it gone, counts it, and the newest checkpoint is anchored again.
+    let snapshot = rt.block_on(rpc(&url, "evm_snapshot", json!([])));
+    let (size2, root2) = rt.block_on(purchases(api.clone(), 3, 6));
+    rt.block_on(until_anchor(&api, &url, size2, "final", true));
+    for _ in 0..4 {
+        rt.block_on(rpc(&url, "evm_mine", json!([])));
+    }
+    rt.block_on(rpc(&url, "evm_revert", json!([snapshot])));
+    assert_eq!(rt.block_on(chain.anchored()).expect("read"), (size1, root1));
+    rt.block_on(until_lost(&api, 1));
+    rt.block_on(until_anchor(&api, &url, size2, "final", true));
+    assert_eq!(rt.block_on(chain.anchored()).expect("read"), (size2, root2));
+    let log = std::fs::read_to_string(dir.path().join("serve-1.log")).expect("log");
+    assert!(log.contains("no longer on the chain"), "{log}");
+    serve.stop();
+
+    // 2. The chain is reset to the older state while the server is down. The auditor, which
+    //    requires an Anchored event for every anchor the server calls final, catches it.
+    drop(anvil);
+    std::fs::copy(&older, &chain_state).expect("reset the chain state");
+    let anvil = Anvil::start_on(port, Some(&chain_state));
+    assert_eq!(rt.block_on(chain.anchored()).expect("read"), (size1, root1));
+    let serve = start(&[], "serve-2.log");
+    let audit = |base: &str, state: &str| {
+        Command::new(env!("CARGO_BIN_EXE_pointsledger"))
+            .args(["audit", "--server", base, "--json", "--state"])
+            .arg(dir.path().join(state))
+            .args(["--rpc", &url, "--contract", &contract_s])
+            .output()
+            .expect("audit")
+    };
+    let out = audit(&serve.api.base, "audit-1");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
+    assert!(!out.status.success(), "{report}");
+    assert_eq!(
+        report["discrepancy"]["at"],
+        json!(format!("anchor {size2}")),
+        "{report}"
+    );
+    serve.stop();
+
+    // 3. Restarted with anchoring on, the server re-reads its final anchors at once, finds the
+    //    lost one and anchors again; then the audit passes.
+    let serve = start(&anchoring, "serve-3.log");
+    let api = serve.api.clone();
+    rt.block_on(until_lost(&api, 1));
+    rt.block_on(until_anchor(&api, &url, size2, "final", true));
+    assert_eq!(rt.block_on(chain.anchored()).expect("read"), (size2, root2));
+    let out = audit(&api.base, "audit-2");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    serve.stop();
+    drop(anvil);
 }
 
 /// Sends `anchor(size, root, proof)` as a transaction signed with the operator's key and a

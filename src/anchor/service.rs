@@ -47,6 +47,8 @@ pub struct AnchorSettings {
     pub interval: Duration,
     /// How long a transaction may wait unmined before it is sent again with more gas.
     pub resend_after: Duration,
+    /// How often the anchors called final are read back from the chain (and once at start).
+    pub recheck_interval: Duration,
 }
 
 impl AnchorSettings {
@@ -69,6 +71,9 @@ pub struct AnchorHealth {
     pub last_error: Option<String>,
     /// Failed steps since start.
     pub failures: u64,
+    /// Anchors called final that the chain was found no longer to hold (a reorg deeper than
+    /// the confirmation depth, a reset chain) since start; each is anchored again.
+    pub lost: u64,
 }
 
 /// Shared view of [`AnchorHealth`].
@@ -167,8 +172,9 @@ async fn connect(
 }
 
 /// Runs the anchorer until `stop` turns true: anchors the newest checkpoint each interval,
-/// follows the transaction in flight every second, and backs off (1 s doubling to 60 s) while
-/// the chain fails. Every state change is in the store first, so a restart picks up where
+/// follows the transaction in flight every second, re-reads the final anchors from the chain at
+/// start and every recheck interval ([`Anchorer::recheck_final`]), and backs off (1 s doubling
+/// to 60 s) while the chain fails. Every state change is in the store first, so a restart picks up where
 /// this left off.
 pub async fn run(
     settings: AnchorSettings,
@@ -188,7 +194,32 @@ pub async fn run(
     };
     let mut backoff = Backoff(None);
     let mut last: Option<(u64, AnchorStatus, u32)> = None;
+    // Due at once: a restart re-reads what was final before it.
+    let mut recheck_at = tokio::time::Instant::now();
     loop {
+        if tokio::time::Instant::now() >= recheck_at {
+            match bounded(anchorer.recheck_final()).await {
+                Ok(lost) => {
+                    for size in &lost {
+                        tracing::warn!(
+                            tree_size = size,
+                            "an anchor called final is no longer on the chain; anchoring again"
+                        );
+                    }
+                    board.update(|h| h.lost += lost.len() as u64);
+                    recheck_at = tokio::time::Instant::now() + settings.recheck_interval;
+                }
+                Err(e) => {
+                    let wait = backoff.next();
+                    tracing::warn!(error = %e, retry_in = ?wait, "re-reading final anchors failed");
+                    board.failed(&e);
+                    if pause(&mut stop, wait).await {
+                        return;
+                    }
+                    continue;
+                }
+            }
+        }
         let wait = match bounded(anchorer.step()).await {
             Ok(rec) => {
                 backoff.reset();

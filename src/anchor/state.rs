@@ -8,6 +8,11 @@ use ethers::types::{H256, U256};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// Most anchor records one re-check of final anchors reads ([`Anchorer::recheck_final`]): a
+/// loss deeper than this many anchors is found on the next re-check, after the newest
+/// checkpoint has been anchored again.
+pub const MAX_RECHECK: usize = 1024;
+
 /// Where a checkpoint's anchor stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -283,6 +288,44 @@ impl Anchorer {
             rec.status = AnchorStatus::Final;
         }
         Ok(rec)
+    }
+
+    /// Re-reads the anchors called final, newest first, from the chain: one whose root the
+    /// contract no longer holds at its size (a reorg deeper than the confirmation depth, a chain
+    /// reset to older state) goes back to pending, and the next step anchors the newest
+    /// checkpoint again. The walk stops at the first one still held: the contract took each
+    /// anchor as an extension of the one before, so the older ones are held with it. At most
+    /// [`MAX_RECHECK`] are read. Returns the sizes found lost.
+    pub async fn recheck_final(&self) -> Result<Vec<u64>, AnchorError> {
+        let mut lost = Vec::new();
+        for rec in self.store.anchors_newest_first(None).take(MAX_RECHECK) {
+            let mut rec = rec?;
+            if rec.status != AnchorStatus::Final {
+                continue;
+            }
+            let on_chain = self.chain.root_at(rec.tree_size).await?;
+            if hex::encode(on_chain) == rec.root {
+                // Held. A reorg may have moved its transaction to another block: follow it.
+                if let Some(tx) = parse_h256(&rec.tx_hash) {
+                    if let Some(m) = self.chain.mined(tx).await? {
+                        let hash = format!("{:#x}", m.block_hash);
+                        if rec.block_hash.as_deref() != Some(hash.as_str()) {
+                            rec.block_number = Some(m.block_number);
+                            rec.block_hash = Some(hash);
+                            self.store.put_anchor(&rec)?;
+                        }
+                    }
+                }
+                break;
+            }
+            rec.status = AnchorStatus::Pending;
+            rec.tx_hash = None;
+            rec.block_number = None;
+            rec.block_hash = None;
+            self.store.put_anchor(&rec)?;
+            lost.push(rec.tree_size);
+        }
+        Ok(lost)
     }
 
     /// After a refusal or a covering anchor: final if the chain holds this root at this size,

@@ -851,6 +851,7 @@ fn anchor_once(
         confirmations,
         interval: std::time::Duration::from_secs(1),
         resend_after: std::time::Duration::from_secs(30),
+        recheck_interval: std::time::Duration::from_secs(60),
     }
     .policy();
     let anchorer = Anchorer {
@@ -859,6 +860,9 @@ fn anchor_once(
         verifier_key: ledger.verifier_key(),
         policy,
     };
+    for size in rt.block_on(anchorer.recheck_final())? {
+        eprintln!("the anchor of size {size} is no longer on the chain; anchoring again");
+    }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout);
     let mut last = None;
     loop {

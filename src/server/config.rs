@@ -197,6 +197,16 @@ pub struct ServeArgs {
         help_heading = "Anchoring"
     )]
     pub anchor_resend_after: Option<DurationSetting>,
+    /// How often the anchors called final are read back from the chain (also once at start);
+    /// one the chain no longer holds (a deep reorg, a reset chain) is anchored again
+    /// [default: 60s].
+    #[arg(
+        long,
+        env = "POINTSLEDGER_ANCHOR_RECHECK_INTERVAL",
+        value_name = "DURATION",
+        help_heading = "Anchoring"
+    )]
+    pub anchor_recheck_interval: Option<DurationSetting>,
     /// Most gas price paid for an anchor, in gwei [default: 200].
     #[arg(
         long,
@@ -285,6 +295,7 @@ struct FileConfig {
     confirmations: Option<u64>,
     anchor_interval: Option<DurationSetting>,
     anchor_resend_after: Option<DurationSetting>,
+    anchor_recheck_interval: Option<DurationSetting>,
     gas_price_ceiling_gwei: Option<u64>,
     witnesses: Option<Vec<String>>,
     witness_quorum: Option<usize>,
@@ -411,9 +422,11 @@ impl Settings {
             )));
         }
         if let Some(a) = &self.anchor {
-            if a.interval.is_zero() || a.resend_after.is_zero() {
+            if a.interval.is_zero() || a.resend_after.is_zero() || a.recheck_interval.is_zero() {
                 return Err(ConfigError::Invalid(
-                    "anchor_interval and anchor_resend_after must be longer than 0".into(),
+                    "anchor_interval, anchor_resend_after and anchor_recheck_interval must be \
+                     longer than 0"
+                        .into(),
                 ));
             }
             if a.confirmations == 0 {
@@ -593,6 +606,11 @@ fn anchor_settings(
         confirmations: args.confirmations.or(file.confirmations).unwrap_or(2),
         interval: dur(args.anchor_interval, file.anchor_interval, 30),
         resend_after: dur(args.anchor_resend_after, file.anchor_resend_after, 60),
+        recheck_interval: dur(
+            args.anchor_recheck_interval,
+            file.anchor_recheck_interval,
+            60,
+        ),
     }))
 }
 

@@ -14,7 +14,8 @@
 //!   the sequencer's own counters (one batch and one flush per group).
 //! - `pointsledger_anchored_size` (the newest mined anchor's tree size; how far the chain lags
 //!   is `pointsledger_checkpoint_size` minus it) and `pointsledger_anchor_failures_total`
-//!   (failed anchorer steps: RPC outages, refusals), when anchoring is on.
+//!   (failed anchorer steps: RPC outages, refusals) and `pointsledger_anchors_lost_total`
+//!   (final anchors the chain was found no longer to hold), when anchoring is on.
 //! - `pointsledger_witnessed_size` (the newest checkpoint a quorum of witnesses cosigned) and,
 //!   per witness, `pointsledger_witness_cosigned_size`, `pointsledger_witness_cosignatures_total`
 //!   and `pointsledger_witness_failures_total{witness}`, when witnesses are configured.
@@ -39,6 +40,8 @@ pub struct AnchorGauges {
     pub anchored_size: u64,
     /// Failed anchorer steps since start.
     pub failures: u64,
+    /// Final anchors found no longer on the chain since start.
+    pub lost: u64,
 }
 
 /// A fixed-bucket histogram of durations.
@@ -201,6 +204,13 @@ impl Metrics {
                 "Failed anchorer steps (RPC outages, refusals).",
                 "counter",
                 a.failures,
+            );
+            gauge(
+                &mut out,
+                "pointsledger_anchors_lost_total",
+                "Anchors called final that the chain no longer held (deep reorgs, resets); each was anchored again.",
+                "counter",
+                a.lost,
             );
         }
         if let Some(board) = witnesses {

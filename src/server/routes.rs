@@ -981,9 +981,13 @@ pub(crate) async fn metrics(State(st): State<AppState>) -> Result<Response, Serv
             Ok((s.size()?, latest_checkpoint_size(s)?.unwrap_or(0), anchored))
         })
         .await?;
-    let anchoring = st.anchor_board.as_ref().map(|b| AnchorGauges {
-        anchored_size: anchored,
-        failures: b.get().failures,
+    let anchoring = st.anchor_board.as_ref().map(|b| {
+        let health = b.get();
+        AnchorGauges {
+            anchored_size: anchored,
+            failures: health.failures,
+            lost: health.lost,
+        }
     });
     let body = st.metrics.render(
         size,
