@@ -501,7 +501,9 @@ impl Ledger {
     /// log's valid signature. The latest checkpoint is kept twice: in the state store's list
     /// (`C`) and as the log's own `checkpoint` file, the one the tlog-tiles API serves. Each is
     /// checked; the newer one wins and the other is brought up to it (the file is written
-    /// after the list, so a crash between the two leaves the file one behind).
+    /// after the list, so a crash between the two leaves the file one behind). Of two notes of
+    /// one size the listed one wins: it differs only by witness cosignatures added to the list
+    /// first ([`Ledger::add_cosignatures`]).
     fn self_check(&mut self) -> Result<(), LedgerError> {
         let listed = match self.store.latest_checkpoint()? {
             Some((size, note)) => {
@@ -528,12 +530,17 @@ impl Ledger {
         };
         let size_of = |c: &Option<(u64, String)>| c.as_ref().map_or(0, |(size, _)| *size);
         let (listed_size, filed_size) = (size_of(&listed), size_of(&filed));
-        match (listed, filed) {
-            (Some((size, note)), _) if size > filed_size => {
+        match (&listed, &filed) {
+            (Some((size, note)), filed)
+                if *size > filed_size
+                    || filed
+                        .as_ref()
+                        .is_some_and(|(fs, f)| fs == size && f != note) =>
+            {
                 self.log.write_checkpoint(note.as_bytes())?;
             }
-            (_, Some((size, note))) if size > listed_size => {
-                self.store.put_checkpoint(size, &note)?;
+            (_, Some((size, note))) if *size > listed_size => {
+                self.store.put_checkpoint(*size, note)?;
             }
             _ => {}
         }

@@ -167,6 +167,32 @@ fn the_log_keeps_its_latest_checkpoint_and_open_checks_it() {
     drop(open().expect("open without the file"));
     assert_eq!(read_file(), second, "the file is restored from the list");
 
+    // Witness cosignatures go into the listed note first, then into the file; a crash between
+    // the two leaves a file of the same size without them, which the next open brings up.
+    let cosigner = pointsledger::witness::cosignature::Cosigner::new(
+        "witness.test/w1",
+        pointsledger::keys::generate(),
+    )
+    .expect("cosigner");
+    let mut note = signed_note::Note::from_bytes(second.as_bytes()).expect("note");
+    let line = cosigner.cosign(&mut note, 1_700_000_000).expect("cosign");
+    let mut ledger = open().expect("open");
+    assert!(ledger.add_cosignatures(size, &line).expect("add"));
+    assert!(
+        !ledger.add_cosignatures(size, &line).expect("again"),
+        "a witness's line is kept once"
+    );
+    let cosigned = format!("{second}{line}");
+    assert_eq!(read_file(), cosigned, "the file carries the cosignature");
+    drop(ledger);
+    std::fs::write(&file, &second).expect("write");
+    drop(open().expect("open with the file missing the cosignature"));
+    assert_eq!(
+        read_file(),
+        cosigned,
+        "the file is brought up to the cosigned list"
+    );
+
     // A state store restored from before the second checkpoint: the list takes the file's.
     std::fs::remove_dir_all(dir.path().join("state")).expect("rm state");
     copy_dir(old_state.path(), &dir.path().join("state"));
@@ -174,7 +200,7 @@ fn the_log_keeps_its_latest_checkpoint_and_open_checks_it() {
     assert_eq!(ledger.size(), size);
     assert_eq!(
         ledger.store().latest_checkpoint().expect("read"),
-        Some((size, second.clone())),
+        Some((size, cosigned.clone())),
         "the list takes the newer checkpoint from the log's file"
     );
     let origin = ledger.config().log.origin.clone();
