@@ -216,7 +216,7 @@ impl signed_note::Signer for NoteSigner<'_> {
 
 /// Whether `name` can name a log key: a signed-note key name (non-empty, no Unicode space, no
 /// `+`) that also holds no control character, since a note may hold none.
-fn is_valid_name(name: &str) -> bool {
+pub(crate) fn is_valid_name(name: &str) -> bool {
     signed_note::is_key_name_valid(name) && !name.chars().any(char::is_control)
 }
 
@@ -245,6 +245,16 @@ pub fn verifier_key(origin: &str, key: &VerifyingKey) -> String {
 /// a key ID that matches, a valid curve point, and not a weak (small-order) key. A verifier key is
 /// the root of trust of every receipt, so anything unusual is refused rather than repaired.
 pub fn parse_verifier_key(s: &str) -> Result<(String, VerifyingKey), CheckpointError> {
+    parse_ed25519_key(s, ALG_ED25519)
+}
+
+/// Parses a signed-note key string `name+<8 hex key ID>+base64(alg || pubkey)` of an Ed25519
+/// key of signature type `alg` (0x01 for log keys, 0x04 for witness cosigner keys), with the
+/// strictness of [`parse_verifier_key`]; the key ID hashes the type byte with the key.
+pub(crate) fn parse_ed25519_key(
+    s: &str,
+    alg: u8,
+) -> Result<(String, VerifyingKey), CheckpointError> {
     use CheckpointError::MalformedVerifierKey as Bad;
     if s.len() > MAX_VERIFIER_KEY_BYTES {
         return Err(Bad("too long"));
@@ -268,9 +278,9 @@ pub fn parse_verifier_key(s: &str) -> Result<(String, VerifyingKey), CheckpointE
     let raw = BASE64_STANDARD
         .decode(key_b64)
         .map_err(|_| Bad("key is not canonical base64"))?;
-    let (&alg, key) = raw.split_first().ok_or(Bad("empty key"))?;
-    if alg != ALG_ED25519 {
-        return Err(CheckpointError::UnsupportedKeyAlgorithm(alg));
+    let (&found, key) = raw.split_first().ok_or(Bad("empty key"))?;
+    if found != alg {
+        return Err(CheckpointError::UnsupportedKeyAlgorithm(found));
     }
     let key: &[u8; 32] = key
         .try_into()
@@ -282,7 +292,7 @@ pub fn parse_verifier_key(s: &str) -> Result<(String, VerifyingKey), CheckpointE
     if key.is_weak() {
         return Err(CheckpointError::WeakKey);
     }
-    if verifier_key(name, &key) != s {
+    if format!("{name}+{id_hex}+{}", BASE64_STANDARD.encode(&raw)) != s {
         return Err(Bad("not in canonical form"));
     }
     Ok((name.to_owned(), key))

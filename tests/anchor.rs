@@ -326,28 +326,70 @@ async fn anchored_events(url: &str, contract: ethers::types::Address) -> Vec<(u6
         .collect()
 }
 
+/// A fresh ledger beside anvil (its chain kept in a state file, dumped every second) with the
+/// contract deployed by a funded fresh key: where the tests of `serve` with anchoring start.
+struct Served {
+    dir: tempfile::TempDir,
+    data_s: String,
+    signer: server::Signer,
+    chain_state: std::path::PathBuf,
+    anvil: Anvil,
+    url: String,
+    rt: tokio::runtime::Runtime,
+    key_file: std::path::PathBuf,
+    settings: ChainSettings,
+    contract: ethers::types::Address,
+}
+
+impl Served {
+    fn new(origin: &str) -> Served {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("ledger");
+        pointsledger::ledger::init(&data, origin).expect("init");
+        let operator =
+            keys::read_key_file(&pointsledger::ledger::DataDir(data.clone()).operator_key())
+                .expect("operator key");
+        let chain_state = dir.path().join("chain.json");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let anvil = Anvil::start_on(port, Some(&chain_state));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("rt");
+        let (key_file, settings, contract) = deploy_with_fresh_key(&rt, &anvil, dir.path());
+        Served {
+            data_s: data.to_str().expect("utf-8 path").to_owned(),
+            signer: server::Signer::new(operator),
+            chain_state,
+            url: anvil.url.clone(),
+            anvil,
+            rt,
+            key_file,
+            settings,
+            contract,
+            dir,
+        }
+    }
+}
+
 #[test]
 fn serve_anchors_through_chain_outage_and_its_own_restart() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("ledger");
-    let data_s = data.to_str().expect("utf-8 path").to_owned();
-    pointsledger::ledger::init(&data, "anchor.pointsledger.local").expect("init");
-    let operator = keys::read_key_file(&pointsledger::ledger::DataDir(data.clone()).operator_key())
-        .expect("operator key");
-    let signer = server::Signer::new(operator);
-    let chain_state = dir.path().join("chain.json");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let anvil = Anvil::start_on(port, Some(&chain_state));
-    let url = anvil.url.clone();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("rt");
-    let (key_file, settings, contract) = deploy_with_fresh_key(&rt, &anvil, dir.path());
+    let Served {
+        dir,
+        data_s,
+        signer,
+        chain_state,
+        anvil,
+        url,
+        rt,
+        key_file,
+        settings,
+        contract,
+    } = Served::new("anchor.pointsledger.local");
     let contract_s = format!("{contract:#x}");
     let args = [
         "--data",
@@ -644,26 +686,18 @@ async fn until_lost(api: &server::Api, n: u64) {
 
 #[test]
 fn final_anchors_lost_to_a_deep_reorg_or_a_reset_chain_are_anchored_again() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("ledger");
-    let data_s = data.to_str().expect("utf-8 path").to_owned();
-    pointsledger::ledger::init(&data, "lost.pointsledger.local").expect("init");
-    let operator = keys::read_key_file(&pointsledger::ledger::DataDir(data.clone()).operator_key())
-        .expect("operator key");
-    let signer = server::Signer::new(operator);
-    let chain_state = dir.path().join("chain.json");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let anvil = Anvil::start_on(port, Some(&chain_state));
-    let url = anvil.url.clone();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("rt");
-    let (key_file, settings, contract) = deploy_with_fresh_key(&rt, &anvil, dir.path());
+    let Served {
+        dir,
+        data_s,
+        signer,
+        chain_state,
+        anvil,
+        url,
+        rt,
+        key_file,
+        settings,
+        contract,
+    } = Served::new("lost.pointsledger.local");
     let contract_s = format!("{contract:#x}");
     let base = [
         "--data",
@@ -748,7 +782,7 @@ fn final_anchors_lost_to_a_deep_reorg_or_a_reset_chain_are_anchored_again() {
 
     // 2. The chain is reset to the older state while the server is down. The auditor, which
     //    requires an Anchored event for every anchor the server calls final, catches it.
-    drop(anvil);
+    let port = anvil.kill();
     std::fs::copy(&older, &chain_state).expect("reset the chain state");
     let anvil = Anvil::start_on(port, Some(&chain_state));
     assert_eq!(rt.block_on(chain.anchored()).expect("read"), (size1, root1));

@@ -229,6 +229,8 @@ fn chain_soak(cycles: usize) {
             "1",
             "--anchor-interval",
             "200ms",
+            "--anchor-recheck-interval",
+            "200ms",
         ],
         &[],
         &dir.path().join("serve.log"),
@@ -291,6 +293,16 @@ fn chain_soak(cycles: usize) {
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
+            // A final anchor the restarted chain lost (anvil keeps its state up to its last
+            // dump) is found by the re-check and leaves the final records: then every anchor
+            // the server calls final is an event on the chain, as the audit requires.
+            while !final_anchors_on_chain(&api, &on_chain).await {
+                if std::time::Instant::now() > deadline {
+                    let (_, page) = api.get("/v1/anchors?limit=5").await;
+                    panic!("cycle {cycle}: a final anchor is not on the chain: {page}");
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         });
         server::assert_audit_passes(
             &api.base,
@@ -300,6 +312,20 @@ fn chain_soak(cycles: usize) {
         );
     }
     server.stop();
+}
+
+/// Whether every anchor the server lists as final is an `Anchored` event of the contract.
+async fn final_anchors_on_chain(api: &server::Api, chain: &pointsledger::anchor::Chain) -> bool {
+    let (_, page) = api.get("/v1/anchors?limit=1000").await;
+    let Ok(events) = chain.anchored_events().await else {
+        return false;
+    };
+    page["anchors"].as_array().is_some_and(|anchors| {
+        anchors
+            .iter()
+            .filter(|a| a["status"] == "final")
+            .all(|a| events.iter().any(|(size, _)| a["tree_size"] == *size))
+    })
 }
 
 #[test]

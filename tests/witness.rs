@@ -25,6 +25,19 @@ use std::path::Path;
 use std::process::Command;
 use witness::{cosigned_note, free_listen, print_key, Witness, NAME};
 
+/// A checkpoint note of `origin` at `size` over `root`, signed by `key`.
+fn signed(origin: &str, size: u64, root: Hash, key: &ed25519_dalek::SigningKey) -> String {
+    checkpoint::sign_checkpoint(
+        &Checkpoint {
+            origin: origin.to_owned(),
+            size,
+            root,
+        },
+        key,
+    )
+    .expect("sign")
+}
+
 fn grow(f: &mut Fixture, shop: &Party, n: usize) -> (u64, String) {
     let alice = Party::new();
     for i in 0..n {
@@ -151,59 +164,37 @@ async fn story() {
     let (code, _, _) = raw(&w.url, format!("old {size2}\n{note3}")).await;
     assert_eq!(code, 400, "no empty line before the checkpoint");
     // Another root at the size cosigned, signed by the log's own key (a rewrite): 422.
-    let forged = checkpoint::sign_checkpoint(
-        &Checkpoint {
-            origin: origin.clone(),
-            size: size2,
-            root: [9; 32],
-        },
-        &log_key,
-    )
-    .expect("sign");
+    let forged = signed(&origin, size2, [9; 32], &log_key);
     let (code, _, _) = raw(&w.url, client::request_body(size2, &[], &forged)).await;
     assert_eq!(code, 422, "another root at the cosigned size");
     // A size-0 checkpoint that is not the empty tree.
     let w2dir = dir.path().join("w2");
     let fresh = Witness::start(&w2dir, &[&vkey]);
-    let zero = checkpoint::sign_checkpoint(
-        &Checkpoint {
-            origin: origin.clone(),
-            size: 0,
-            root: [9; 32],
-        },
-        &log_key,
-    )
-    .expect("sign");
+    let zero = signed(&origin, 0, [9; 32], &log_key);
     let (code, _, _) = raw(&fresh.url, client::request_body(0, &[], &zero)).await;
     assert_eq!(code, 422, "size 0 must carry the empty root");
     let (code, _, _) = raw(&fresh.url, client::request_body(0, &good, &note3)).await;
     assert_eq!(code, 422, "a proof from size 0 must be empty");
     drop(fresh);
     // Signed by another key under the log's name: 403; altered after signing: 403.
-    let impostor = checkpoint::sign_checkpoint(
-        &Checkpoint {
-            origin: origin.clone(),
-            size: size3,
-            root: merkle::root(size3, f.ledger.store()).expect("root"),
-        },
+    let impostor = signed(
+        &origin,
+        size3,
+        merkle::root(size3, f.ledger.store()).expect("root"),
         &keys::generate(),
-    )
-    .expect("sign");
+    );
     let (code, _, _) = raw(&w.url, client::request_body(size2, &good, &impostor)).await;
     assert_eq!(code, 403, "not the log's key");
     let altered = note3.replacen(&format!("\n{size3}\n"), &format!("\n{}\n", size3 + 1), 1);
     let (code, _, _) = raw(&w.url, client::request_body(size2, &good, &altered)).await;
     assert_eq!(code, 403, "altered after signing");
     // A log the witness was not told to trust: 404, and the client says so.
-    let other_note = checkpoint::sign_checkpoint(
-        &Checkpoint {
-            origin: "other.example/log".into(),
-            size: 0,
-            root: merkle::empty_root(),
-        },
+    let other_note = signed(
+        "other.example/log",
+        0,
+        merkle::empty_root(),
         &keys::generate(),
-    )
-    .expect("sign");
+    );
     let err = client::cosign(&http, &w.url, &w.key, &other_note, 0, |_| Ok(vec![]))
         .await
         .expect_err("unknown log");
@@ -248,14 +239,7 @@ async fn story() {
     let record = wdir.join("logs").join(&hash);
     let text = std::fs::read_to_string(&record).expect("record");
     std::fs::write(&record, text.replacen(&format!("\n{size4}\n"), "\n1\n", 1)).expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_pointsledger"))
-        .args([
-            "witness",
-            "--dir",
-            wdir.to_str().expect("path"),
-            "--name",
-            NAME,
-        ])
+    let out = witness::command(&wdir)
         .args(["--listen", "127.0.0.1:0", "--log-key", &vkey])
         .output()
         .expect("run");
@@ -274,14 +258,7 @@ async fn story() {
         (vec!["--log-key", &vkey, "--log-key", &vkey], "twice"),
     ] {
         let other_dir = dir.path().join("w3");
-        let out = Command::new(env!("CARGO_BIN_EXE_pointsledger"))
-            .args([
-                "witness",
-                "--dir",
-                other_dir.to_str().expect("path"),
-                "--name",
-                NAME,
-            ])
+        let out = witness::command(&other_dir)
             .args(["--listen", "127.0.0.1:0"])
             .args(&args)
             .output()
@@ -291,15 +268,8 @@ async fn story() {
         assert!(err.contains(want), "{args:?}: {err}");
     }
     // --print-key prints the key the running witness signs with.
-    let out = Command::new(env!("CARGO_BIN_EXE_pointsledger"))
-        .args([
-            "witness",
-            "--dir",
-            wdir.to_str().expect("path"),
-            "--name",
-            NAME,
-            "--print-key",
-        ])
+    let out = witness::command(&wdir)
+        .arg("--print-key")
         .output()
         .expect("run");
     assert_eq!(

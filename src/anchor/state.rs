@@ -290,40 +290,57 @@ impl Anchorer {
         Ok(rec)
     }
 
-    /// Re-reads the anchors called final, newest first, from the chain: one whose root the
-    /// contract no longer holds at its size (a reorg deeper than the confirmation depth, a chain
-    /// reset to older state) goes back to pending, and the next step anchors the newest
-    /// checkpoint again. The walk stops at the first one still held: the contract took each
-    /// anchor as an extension of the one before, so the older ones are held with it. At most
-    /// [`MAX_RECHECK`] are read. Returns the sizes found lost.
+    /// Re-reads the anchors called final, newest first, from the chain, and returns the sizes
+    /// of those whose root the contract no longer holds at their size (a reorg deeper than the
+    /// confirmation depth, a chain reset to older state). The newest such one goes back to
+    /// pending, so that the next step anchors the newest checkpoint again; one below an anchor
+    /// the chain holds is covered by it (the contract took that anchor as an extension of an
+    /// older one) and its record is dropped.
+    ///
+    /// The walk stops at two held anchors in a row of which the newer was sent as an
+    /// extension of the older (`from_size`): the contract accepted each anchor only as an
+    /// extension of the one it held, so everything below is held too. It reads at most
+    /// [`MAX_RECHECK`] records.
     pub async fn recheck_final(&self) -> Result<Vec<u64>, AnchorError> {
         let mut lost = Vec::new();
+        let mut newer_held: Option<AnchorRecord> = None;
         for rec in self.store.anchors_newest_first(None).take(MAX_RECHECK) {
             let mut rec = rec?;
             if rec.status != AnchorStatus::Final {
                 continue;
             }
             let on_chain = self.chain.root_at(rec.tree_size).await?;
-            if hex::encode(on_chain) == rec.root {
-                // Held. A reorg may have moved its transaction to another block: follow it.
-                if let Some(tx) = parse_h256(&rec.tx_hash) {
-                    if let Some(m) = self.chain.mined(tx).await? {
-                        let hash = format!("{:#x}", m.block_hash);
-                        if rec.block_hash.as_deref() != Some(hash.as_str()) {
-                            rec.block_number = Some(m.block_number);
-                            rec.block_hash = Some(hash);
-                            self.store.put_anchor(&rec)?;
-                        }
+            if hex::encode(on_chain) != rec.root {
+                lost.push(rec.tree_size);
+                if newer_held.is_some() {
+                    self.store.delete_anchor(rec.tree_size)?;
+                } else {
+                    rec.status = AnchorStatus::Pending;
+                    rec.tx_hash = None;
+                    rec.block_number = None;
+                    rec.block_hash = None;
+                    self.store.put_anchor(&rec)?;
+                }
+                continue;
+            }
+            // Held. A reorg may have moved its transaction to another block: follow it.
+            if let Some(tx) = parse_h256(&rec.tx_hash) {
+                if let Some(m) = self.chain.mined(tx).await? {
+                    let hash = format!("{:#x}", m.block_hash);
+                    if rec.block_hash.as_deref() != Some(hash.as_str()) {
+                        rec.block_number = Some(m.block_number);
+                        rec.block_hash = Some(hash);
+                        self.store.put_anchor(&rec)?;
                     }
                 }
+            }
+            if newer_held
+                .as_ref()
+                .is_some_and(|n| n.from_size == rec.tree_size)
+            {
                 break;
             }
-            rec.status = AnchorStatus::Pending;
-            rec.tx_hash = None;
-            rec.block_number = None;
-            rec.block_hash = None;
-            self.store.put_anchor(&rec)?;
-            lost.push(rec.tree_size);
+            newer_held = Some(rec);
         }
         Ok(lost)
     }

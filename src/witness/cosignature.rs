@@ -20,9 +20,6 @@ use thiserror::Error;
 /// The signed-note signature type byte of an Ed25519 `cosignature/v1` key.
 pub const ALG_COSIGNATURE_V1: u8 = 0x04;
 
-/// The largest cosigner key string accepted.
-const MAX_KEY_BYTES: usize = 1024;
-
 /// The largest timestamp a cosignature may carry (the spec's bound, 2^63 - 1).
 const MAX_TIMESTAMP: u64 = i64::MAX as u64;
 
@@ -110,59 +107,20 @@ impl CosignerKey {
     }
 
     /// Parses a key string strictly: exactly the canonical form [`CosignerKey::vkey`] produces,
-    /// signature type 0x04, a matching key ID, a valid curve point, and not a weak key.
+    /// signature type 0x04, a matching key ID, a valid curve point, and not a weak key (the
+    /// rules of [`crate::checkpoint::parse_verifier_key`], for another type byte).
     pub fn parse(s: &str) -> Result<CosignerKey, CosignatureError> {
-        use CosignatureError::MalformedKey as Bad;
-        if s.len() > MAX_KEY_BYTES {
-            return Err(Bad("too long"));
-        }
-        let mut parts = s.splitn(3, '+');
-        let (Some(name), Some(id_hex), Some(key_b64)) = (parts.next(), parts.next(), parts.next())
-        else {
-            return Err(Bad("want name+keyid+key"));
-        };
-        if !valid_name(name) {
-            return Err(Bad("invalid name"));
-        }
-        if id_hex.len() != 8
-            || !id_hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
-            return Err(Bad("key ID must be 8 lower-case hex digits"));
-        }
-        let id = u32::from_str_radix(id_hex, 16).map_err(|_| Bad("key ID is not hex"))?;
-        let raw = BASE64_STANDARD
-            .decode(key_b64)
-            .map_err(|_| Bad("key is not canonical base64"))?;
-        let (&alg, key) = raw.split_first().ok_or(Bad("empty key"))?;
-        if alg != ALG_COSIGNATURE_V1 {
-            return Err(CosignatureError::UnsupportedAlgorithm(alg));
-        }
-        let key: &[u8; 32] = key
-            .try_into()
-            .map_err(|_| Bad("Ed25519 key must be 32 bytes"))?;
-        let key = VerifyingKey::from_bytes(key).map_err(|_| Bad("not a curve point"))?;
-        if key.is_weak() {
-            return Err(CosignatureError::WeakKey);
-        }
-        let parsed = CosignerKey {
-            name: name.to_owned(),
-            key,
-        };
-        if parsed.key_id() != id {
-            return Err(CosignatureError::KeyIdMismatch);
-        }
-        if parsed.vkey() != s {
-            return Err(Bad("not in canonical form"));
-        }
-        Ok(parsed)
+        use crate::checkpoint::CheckpointError as E;
+        let (name, key) =
+            crate::checkpoint::parse_ed25519_key(s, ALG_COSIGNATURE_V1).map_err(|e| match e {
+                E::UnsupportedKeyAlgorithm(alg) => CosignatureError::UnsupportedAlgorithm(alg),
+                E::KeyIdMismatch => CosignatureError::KeyIdMismatch,
+                E::WeakKey => CosignatureError::WeakKey,
+                E::MalformedVerifierKey(why) => CosignatureError::MalformedKey(why),
+                _ => CosignatureError::MalformedKey("not a key"),
+            })?;
+        Ok(CosignerKey { name, key })
     }
-}
-
-/// Whether `name` can name a cosigner: a signed-note key name with no control character.
-fn valid_name(name: &str) -> bool {
-    signed_note::is_key_name_valid(name) && !name.chars().any(char::is_control)
 }
 
 /// The bytes a `cosignature/v1` signs: the header line, the time line and the checkpoint body
@@ -182,7 +140,7 @@ pub struct Cosigner {
 impl Cosigner {
     /// A cosigner named `name` (a valid key name) signing with `key`.
     pub fn new(name: &str, key: SigningKey) -> Result<Cosigner, CosignatureError> {
-        if !valid_name(name) {
+        if !crate::checkpoint::is_valid_name(name) {
             return Err(CosignatureError::InvalidName(name.to_owned()));
         }
         Ok(Cosigner {

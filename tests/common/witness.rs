@@ -12,6 +12,19 @@ use std::process::{Child, Command, Stdio};
 /// The name every test witness goes by.
 pub const NAME: &str = "witness.test/w1";
 
+/// `pointsledger witness --dir DIR --name NAME`, to add flags to.
+pub fn command(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pointsledger"));
+    cmd.args([
+        "witness",
+        "--dir",
+        dir.to_str().expect("path"),
+        "--name",
+        NAME,
+    ]);
+    cmd
+}
+
 /// A free loopback address to start a witness on later (the log must know it first).
 pub fn free_listen() -> String {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -34,15 +47,8 @@ impl Witness {
     }
 
     pub fn start_on(dir: &Path, log_keys: &[&str], listen: &str) -> Witness {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pointsledger"));
-        cmd.args([
-            "witness",
-            "--dir",
-            dir.to_str().expect("path"),
-            "--name",
-            NAME,
-        ])
-        .args(["--listen", listen]);
+        let mut cmd = command(dir);
+        cmd.args(["--listen", listen]);
         for k in log_keys {
             cmd.args(["--log-key", k]);
         }
@@ -81,17 +87,7 @@ impl Drop for Witness {
 
 /// The witness key a fresh witness directory will sign with (made by `--print-key`).
 pub fn print_key(dir: &Path) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_pointsledger"))
-        .args([
-            "witness",
-            "--dir",
-            dir.to_str().expect("path"),
-            "--name",
-            NAME,
-            "--print-key",
-        ])
-        .output()
-        .expect("run");
+    let out = command(dir).arg("--print-key").output().expect("run");
     assert!(out.status.success());
     String::from_utf8(out.stdout)
         .expect("utf-8")
