@@ -304,8 +304,8 @@ pub struct LogInfo {
     /// Cosignatures a checkpoint needs to count as witnessed (0 when the log asks none).
     #[serde(default)]
     pub witness_quorum: usize,
-    /// The newest checkpoint cosigned by `witness_quorum` witnesses, or `null` (or when the
-    /// log asks none).
+    /// The largest tree size `witness_quorum` witnesses have cosigned (that checkpoint or a
+    /// larger one), or `null` before (and when the log asks none).
     #[serde(default)]
     pub witnessed_size: Option<u64>,
 }

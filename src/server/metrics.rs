@@ -16,7 +16,7 @@
 //!   is `pointsledger_checkpoint_size` minus it) and `pointsledger_anchor_failures_total`
 //!   (failed anchorer steps: RPC outages, refusals) and `pointsledger_anchors_lost_total`
 //!   (final anchors the chain was found no longer to hold), when anchoring is on.
-//! - `pointsledger_witnessed_size` (the newest checkpoint a quorum of witnesses cosigned) and,
+//! - `pointsledger_witnessed_size` (the largest size a quorum of witnesses cosigned) and,
 //!   per witness, `pointsledger_witness_cosigned_size`, `pointsledger_witness_cosignatures_total`
 //!   and `pointsledger_witness_failures_total{witness}`, when witnesses are configured.
 
@@ -218,7 +218,7 @@ impl Metrics {
             gauge(
                 &mut out,
                 "pointsledger_witnessed_size",
-                "Tree size of the newest checkpoint cosigned by a quorum of witnesses.",
+                "The largest tree size a quorum of witnesses has cosigned (that checkpoint or a larger one).",
                 "gauge",
                 witnessed,
             );

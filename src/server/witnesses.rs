@@ -4,10 +4,11 @@
 //! witness's key is handed to the sequencer, which adds it to the checkpoint, so
 //! `/checkpoint`, `/v1/checkpoint`, `/v1/checkpoints` and receipts carry it.
 //!
-//! A witness that is down or refuses is retried with a doubling wait (1 s to 60 s) and counted;
-//! a 409 is followed once with a proof from the size the witness names. The checkpoint is
-//! served before it is witnessed: the cosignatures arrive within a round trip and a checkpoint
-//! interval, and `pointsledger_witnessed_size` says which checkpoint has a quorum.
+//! Each witness is asked by a task of its own. One that is down or refuses is retried with a
+//! doubling wait (1 s to 60 s) and counted; a 409 is followed once with a proof from the size
+//! the witness names. The checkpoint is served before it is witnessed: the cosignatures arrive
+//! within a round trip and a checkpoint interval, and `pointsledger_witnessed_size` says how
+//! far a quorum of witnesses has come.
 
 use crate::anchor::service::Backoff;
 use crate::merkle;
@@ -20,7 +21,6 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
-use tokio::time::Instant;
 
 /// How often the gatherer looks for a new checkpoint.
 const POLL: Duration = Duration::from_millis(200);
@@ -73,11 +73,11 @@ pub struct WitnessHealth {
     pub last_error: Option<String>,
 }
 
-/// Shared view of every witness's health, and the size that has a quorum.
+/// Shared view of every witness's health.
 #[derive(Debug, Default)]
 pub struct WitnessBoard {
-    inner: Mutex<(Vec<WitnessHealth>, u64)>,
-    /// Cosignatures the served checkpoint must carry to count as witnessed.
+    each: Mutex<Vec<WitnessHealth>>,
+    /// Witnesses that must have cosigned for a size to count as witnessed.
     pub quorum: usize,
 }
 
@@ -92,40 +92,46 @@ impl WitnessBoard {
             })
             .collect();
         WitnessBoard {
-            inner: Mutex::new((each, 0)),
+            each: Mutex::new(each),
             quorum,
         }
     }
 
-    /// A copy of each witness's health and the largest checkpoint size with a quorum.
+    /// A copy of each witness's health, and the witnessed size: the largest size that at least
+    /// `quorum` witnesses have cosigned a checkpoint of, or of a larger size that they checked
+    /// consistent with it (0 before any).
     pub fn get(&self) -> (Vec<WitnessHealth>, u64) {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        let each = self.each.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut sizes: Vec<u64> = each.iter().map(|h| h.cosigned_size).collect();
+        sizes.sort_unstable_by(|a, b| b.cmp(a));
+        let witnessed = match self.quorum {
+            0 => sizes.first().copied().unwrap_or(0),
+            q => sizes.get(q - 1).copied().unwrap_or(0),
+        };
+        (each, witnessed)
     }
 
-    fn update(&self, f: impl FnOnce(&mut (Vec<WitnessHealth>, u64))) {
-        f(&mut self.inner.lock().unwrap_or_else(|e| e.into_inner()));
+    fn update(&self, i: usize, f: impl FnOnce(&mut WitnessHealth)) {
+        if let Some(h) = self
+            .each
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(i)
+        {
+            f(h);
+        }
     }
 }
 
-/// One witness as the gatherer tracks it.
-struct Tracked {
-    target: WitnessTarget,
-    /// The size the witness is believed to hold (a 409 corrects it).
-    old: u64,
-    /// The largest checkpoint it cosigned for this log, as far as the gatherer knows.
-    cosigned: u64,
-    backoff: Backoff,
-    next_try: Instant,
-}
-
-/// Runs until `stop`: sends each new checkpoint to every witness and hands what they cosign to
-/// the sequencer through `out`.
+/// Runs until `stop`: one task per witness, each sending every new checkpoint to its witness
+/// and handing what it cosigns to the sequencer through `out`. The witnesses are asked
+/// independently, so one that hangs delays no other.
 pub(crate) async fn run(
     targets: Vec<WitnessTarget>,
     store: Store,
     board: Arc<WitnessBoard>,
     out: mpsc::Sender<Cosignatures>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
     let http = match reqwest::Client::builder()
         .timeout(client::REQUEST_TIMEOUT)
@@ -137,23 +143,36 @@ pub(crate) async fn run(
             return;
         }
     };
-    let now = Instant::now();
-    let mut tracked: Vec<Tracked> = targets
+    let asks = targets
         .into_iter()
-        .map(|target| Tracked {
-            target,
-            old: 0,
-            cosigned: 0,
-            backoff: Backoff::default(),
-            next_try: now,
-        })
-        .collect();
+        .enumerate()
+        .map(|(i, target)| ask(i, target, &http, &store, &board, out.clone(), stop.clone()));
+    futures::future::join_all(asks).await;
+}
+
+/// One witness: every [`POLL`], if the latest checkpoint is newer than what it cosigned, asks
+/// it (after the wait of its last failure).
+async fn ask(
+    i: usize,
+    target: WitnessTarget,
+    http: &reqwest::Client,
+    store: &Store,
+    board: &WitnessBoard,
+    out: mpsc::Sender<Cosignatures>,
+    mut stop: watch::Receiver<bool>,
+) {
+    // The size the witness is believed to hold (a 409 corrects it), and the largest
+    // checkpoint it is known to have cosigned for this log.
+    let (mut old, mut cosigned) = (0u64, 0u64);
+    let mut backoff = Backoff::default();
+    let mut wait = POLL;
     loop {
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
-            () = tokio::time::sleep(POLL) => {}
+            () = tokio::time::sleep(wait) => {}
         }
-        let latest = match store.latest_checkpoint() {
+        wait = POLL;
+        let (size, note) = match store.latest_checkpoint() {
             Ok(Some(latest)) => latest,
             Ok(None) => continue,
             Err(e) => {
@@ -161,73 +180,83 @@ pub(crate) async fn run(
                 continue;
             }
         };
-        round(&http, &mut tracked, latest, &store, &board, &out).await;
-    }
-}
-
-/// Asks every witness that has not cosigned `note` (and whose wait is over) to cosign it.
-async fn round(
-    http: &reqwest::Client,
-    tracked: &mut [Tracked],
-    (size, note): (u64, String),
-    store: &Store,
-    board: &WitnessBoard,
-    out: &mpsc::Sender<Cosignatures>,
-) {
-    for (i, t) in tracked.iter_mut().enumerate() {
-        // Cosignatures already on the note (gathered before a restart) are not asked again.
-        if t.cosigned < size
-            && cosignature::check_quorum(&note, std::slice::from_ref(&t.target.key), 1).is_ok()
-        {
-            (t.cosigned, t.old) = (size, size);
-            board.update(|b| b.0[i].cosigned_size = size);
+        if cosigned >= size {
+            continue;
         }
-    }
-    let witnessed = tracked.iter().filter(|t| t.cosigned >= size).count();
-    if witnessed >= board.quorum {
-        board.update(|b| b.1 = b.1.max(size));
-    }
-    let now = Instant::now();
-    let due: Vec<usize> = (0..tracked.len())
-        .filter(|&i| tracked[i].cosigned < size && tracked[i].next_try <= now)
-        .collect();
-    if due.is_empty() {
-        return;
-    }
-    let prove = |from: u64| merkle::prove_consistency(from, size, store).map_err(|e| e.to_string());
-    let asks = due.iter().map(|&i| {
-        let t = &tracked[i];
-        client::cosign(http, &t.target.url, &t.target.key, &note, t.old, prove)
-    });
-    let answers = futures::future::join_all(asks).await;
-    let mut lines = String::new();
-    for (&i, answer) in due.iter().zip(answers) {
-        let t = &mut tracked[i];
-        match answer {
+        // A cosignature already on the note (gathered before a restart) is not asked again.
+        if cosignature::check_quorum(&note, std::slice::from_ref(&target.key), 1).is_ok() {
+            (old, cosigned) = (size, size);
+            board.update(i, |h| h.cosigned_size = size);
+            continue;
+        }
+        let prove =
+            |from: u64| merkle::prove_consistency(from, size, store).map_err(|e| e.to_string());
+        match client::cosign(http, &target.url, &target.key, &note, old, prove).await {
             Ok(line) => {
-                lines.push_str(&line);
-                (t.old, t.cosigned) = (size, size);
-                t.backoff.reset();
-                board.update(|b| {
-                    let h = &mut b.0[i];
+                (old, cosigned) = (size, size);
+                backoff.reset();
+                board.update(i, |h| {
                     h.cosigned_size = size;
                     h.cosignatures += 1;
                     h.last_error = None;
                 });
+                if out.send((size, line)).is_err() {
+                    tracing::warn!("witnesses: the sequencer has stopped; a cosignature dropped");
+                }
             }
             Err(e) => {
-                let wait = t.backoff.next();
-                t.next_try = Instant::now() + wait;
-                tracing::warn!(witness = %t.target.key.name, error = %e, retry_in = ?wait, "witness did not cosign");
-                board.update(|b| {
-                    let h = &mut b.0[i];
+                wait = backoff.next();
+                tracing::warn!(witness = %target.key.name, error = %e, retry_in = ?wait, "witness did not cosign");
+                board.update(i, |h| {
                     h.failures += 1;
                     h.last_error = Some(e.to_string());
                 });
             }
         }
     }
-    if !lines.is_empty() && out.send((size, lines)).is_err() {
-        tracing::warn!("witnesses: the sequencer has stopped; cosignatures dropped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::witness::cosignature::Cosigner;
+
+    #[test]
+    fn the_witnessed_size_is_the_quorums_smallest() {
+        let targets: Vec<WitnessTarget> = ["w.test/a", "w.test/b", "w.test/c"]
+            .iter()
+            .map(|name| {
+                let key = Cosigner::new(name, crate::keys::generate())
+                    .expect("cosigner")
+                    .public();
+                format!("{}@http://127.0.0.1:1", key.vkey())
+                    .parse()
+                    .expect("target")
+            })
+            .collect();
+        for (quorum, want) in [(0, 10), (1, 10), (2, 7), (3, 0)] {
+            let board = WitnessBoard::new(&targets, quorum);
+            board.update(0, |h| h.cosigned_size = 7);
+            board.update(1, |h| h.cosigned_size = 10);
+            assert_eq!(board.get().1, want, "quorum {quorum}");
+        }
+    }
+
+    #[test]
+    fn witness_targets_are_parsed_strictly() {
+        let key = Cosigner::new("w.test/a", crate::keys::generate())
+            .expect("cosigner")
+            .public()
+            .vkey();
+        let t: WitnessTarget = format!("{key}@https://w.example/").parse().expect("ok");
+        assert_eq!(t.url, "https://w.example");
+        for bad in [
+            key.clone(),
+            format!("{key}@ftp://w.example"),
+            format!("{key}x@http://w.example"),
+            "w.test/a@http://w.example".to_string(),
+        ] {
+            assert!(bad.parse::<WitnessTarget>().is_err(), "{bad}");
+        }
     }
 }
