@@ -121,6 +121,14 @@ fn receipt_vectors() -> Value {
 
 /// Runs the node script with `config`, killing it past [`NODE_TIMEOUT`]; returns (success,
 /// stdout and stderr).
+/// The cosignature/v1 vectors another implementation made (tests/vectors/cosignature).
+fn cosignature_vectors() -> Value {
+    let path = root().join("tests/vectors/cosignature/vectors.json");
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("read")).expect("json");
+    doc["vectors"].clone()
+}
+
 fn run_script(config: &Path, playwright: &Path) -> (bool, String) {
     let mut child = Command::new("node")
         .arg(root().join("tests/browser/explorer.mjs"))
@@ -257,6 +265,7 @@ async fn explorer_in_chromium_shows_the_ledger_and_verifies_receipts() {
             "key": example_key,
         }],
         "receipt_vectors": receipt_vectors(),
+        "cosignature_vectors": cosignature_vectors(),
         "screenshot": screenshot,
     });
     let dir = tempfile::tempdir().expect("tempdir");
@@ -282,6 +291,7 @@ async fn explorer_in_chromium_shows_the_ledger_and_verifies_receipts() {
         "ok - receipt with a proof hash changed is INVALID",
         "ok - good receipt under another log's key is INVALID",
         "ok - verify.js gives every receipt vector its verdict and code",
+        "ok - verify.js verifies the cosignature vectors of another implementation",
         "ok - the worked example's receipt (docs/PROTOCOL.md) under its key is VALID",
         "ok - no console errors",
     ] {

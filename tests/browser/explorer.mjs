@@ -211,6 +211,31 @@ for (const k of cfg.known_answers || []) {
   await check(`${k.name} is VALID`, () => verify(k.receipt, k.key, 'valid'));
 }
 
+await check('verify.js verifies the cosignature vectors of another implementation', async () => {
+  await go('#/verify');
+  await page.locator('#verify-button').waitFor();
+  const wrong = await page.evaluate(async (vectors) => {
+    const m = await import('/explorer/verify.js');
+    const out = [];
+    for (const v of vectors) {
+      const key = await m.parseWitnessKey(v.vkey);
+      const note = `${v.body}\n${v.line}\n`;
+      const valid = await m.verifyCosignatures(note, v.body, [key], 1);
+      if (valid.length !== 1 || valid[0].name !== v.name || valid[0].time !== v.time) out.push(v.name);
+      const bent = `${v.body.replace('\n', 'x\n')}\n${v.line}\n`;
+      try {
+        await m.verifyCosignatures(bent, v.body.replace('\n', 'x\n'), [key], 1);
+        out.push(`${v.name} (altered body accepted)`);
+      } catch {
+        // refused, as it must be
+      }
+    }
+    return out;
+  }, cfg.cosignature_vectors);
+  if (wrong.length) throw new Error(`failed: ${wrong.join(', ')}`);
+  return `${cfg.cosignature_vectors.length} vectors`;
+});
+
 // The known-answer vectors (tests/vectors/receipts/receipts.json), through verify.js as the
 // page loads it: each must get the verdict and the failure code the library gives it.
 if (cfg.receipt_vectors) {
