@@ -26,8 +26,12 @@
 //!   contract, against the mirror's root at that size;
 //! - receipts: the JSON receipt the server serves for the checkpoint's last entry, through the
 //!   library's receipt verifier ([`crate::receipt`]), against the mirror's leaf and roots;
-//! - balances: every account the new entries touched, as the server reports it, against the
-//!   mirror's replayed state.
+//! - balances: every account the new entries touched, as the server reports it at the audited
+//!   checkpoint (`?at=SIZE`, so entries the server took since do not count), against the
+//!   mirror's replayed state; when the server no longer keeps that checkpoint's accounts, the
+//!   audit mirrors on to the newest checkpoint and compares there (at most five passes);
+//! - anchors the server calls final: each must be an `Anchored` event (with `--rpc`);
+//! - witnesses (with `--witness-key`): the audited checkpoint carries a quorum of cosignatures.
 //!
 //! Leaves are fetched through the tlog-tiles API (docs/PROTOCOL.md §12.12), one entry bundle of
 //! 256 per request, the next fetched while one is checked, and committed to the mirror a bundle
@@ -57,6 +61,10 @@ use std::time::{Duration, Instant};
 
 /// Checkpoints asked for per request of the checkpoint history: the server's page limit.
 pub const CHECKPOINTS_PAGE: usize = 1000;
+
+/// Mirroring passes before the accounts must compare (see [`run`]): each pass mirrors what the
+/// server took during the one before, so under a steady write load they grow shorter.
+const MAX_PASSES: usize = 5;
 
 /// Most anchor records read from the server in one run.
 const MAX_ANCHORS: usize = 100_000;
@@ -367,7 +375,32 @@ pub async fn run(opts: &AuditOptions) -> Result<AuditReport, AuditError> {
         discrepancy: None,
         pinned_from_server: mirror.pinned_from_server.clone(),
     };
-    let verdict = audit(opts, &client, &mut mirror, &mut report).await?;
+    // Each pass mirrors up to the latest checkpoint; then the accounts the new entries
+    // touched are compared with the server's view at that checkpoint. A server under write load
+    // keeps those views for its recent checkpoints only: if the mirrored one has aged out, the
+    // audit passes again, up to the newest, and compares there.
+    let mut touched = BTreeSet::new();
+    let mut verdict = None;
+    for pass in 1..=MAX_PASSES {
+        verdict = audit(opts, &client, &mut mirror, &mut report, &mut touched).await?;
+        if verdict.is_some() {
+            break;
+        }
+        match compare_accounts(&client, &mirror, &touched, &mut report).await? {
+            Compared::All(found) => {
+                verdict = found;
+                break;
+            }
+            Compared::NotKept(why) if pass == MAX_PASSES => {
+                return Err(AuditError::State(format!(
+                    "the server no longer keeps the accounts as they were at checkpoint {} \
+                     after {MAX_PASSES} passes ({why}); run the audit again: it resumes there",
+                    mirror.size
+                )))
+            }
+            Compared::NotKept(_) => {}
+        }
+    }
     report.entries = mirror.size;
     report.new_entries = mirror.size - first;
     let secs = started.elapsed().as_secs_f64();
@@ -381,11 +414,14 @@ pub async fn run(opts: &AuditOptions) -> Result<AuditReport, AuditError> {
     Ok(report)
 }
 
+/// Mirrors up to the server's latest checkpoint and checks everything but the accounts; the
+/// accounts the new entries touched are added to `touched`.
 async fn audit(
     opts: &AuditOptions,
     client: &Client,
     mirror: &mut Mirror,
     report: &mut AuditReport,
+    touched: &mut BTreeSet<String>,
 ) -> Result<Option<Discrepancy>, AuditError> {
     // 1. The latest checkpoint: signed by the pinned key, cosigned by the required witnesses,
     //    never smaller than the last one seen, and consistent with it.
@@ -514,7 +550,6 @@ async fn audit(
         bar.reset_eta();
         bar
     });
-    let mut touched = BTreeSet::new();
     // Through the tlog-tiles API: one entry bundle (256 leaves) per request, the part of it
     // before `start` dropped (a run resuming inside a bundle).
     let fetch = |start: u64| {
@@ -551,7 +586,7 @@ async fn audit(
         if after < cp.size {
             next = Some(fetch(after));
         }
-        let found = tokio::task::block_in_place(|| mirror.append_page(leaves, &mut touched))?;
+        let found = tokio::task::block_in_place(|| mirror.append_page(leaves, touched))?;
         if let Some(d) = found {
             if let Some(bar) = &bar {
                 bar.abandon();
@@ -635,30 +670,58 @@ async fn audit(
         }
     }
 
-    // 5. Balances: each account the new entries touched, as the server reports it.
+    Ok(None)
+}
+
+/// How the accounts compared.
+enum Compared {
+    /// Every one was compared; the first that differs, if any.
+    All(Option<Discrepancy>),
+    /// The server no longer keeps the accounts as they were at the mirror's checkpoint.
+    NotKept(String),
+}
+
+/// Compares each account in `touched` with the server's view of it at the mirror's checkpoint
+/// (`GET /v1/accounts/{id}?at=SIZE`), so that entries the server took since do not count.
+async fn compare_accounts(
+    client: &Client,
+    mirror: &Mirror,
+    touched: &BTreeSet<String>,
+    report: &mut AuditReport,
+) -> Result<Compared, AuditError> {
+    let mut checked = 0;
     for id in touched {
         let before = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
-        let reported = client.account(&id).await?;
+        let reported = match client.account_at(id, mirror.size).await {
+            Ok(view) => view,
+            Err(ClientError::Api {
+                status: 410,
+                message,
+                ..
+            }) => return Ok(Compared::NotKept(message)),
+            Err(e) => return Err(e.into()),
+        };
         let after = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
-        let mine = StateView::account(&mirror.store, &id)
+        let mine = StateView::account(&mirror.store, id)
             .map_err(|e| AuditError::State(format!("the mirror's account {id}: {e}")))?
             .unwrap_or_default();
         // The server's view is of some moment between the two readings of the clock.
         let matches = [before, after]
             .into_iter()
-            .any(|t| AccountView::new(&id, mine.clone(), t) == reported);
+            .any(|t| AccountView::new(id, mine.clone(), t) == reported);
         if !matches {
-            let expected = AccountView::new(&id, mine, after);
-            return Ok(Some(discrepancy(
+            let expected = AccountView::new(id, mine, after);
+            return Ok(Compared::All(Some(discrepancy(
                 format!("account {id}"),
-                "the account as the server reports it (balance, lots, links)",
+                "the account as the server reports it at the audited checkpoint (balance, lots, links)",
                 serde_json::to_string(&expected).unwrap_or_default(),
                 serde_json::to_string(&reported).unwrap_or_default(),
-            )));
+            ))));
         }
-        report.accounts_checked += 1;
+        checked += 1;
     }
-    Ok(None)
+    report.accounts_checked += checked;
+    Ok(Compared::All(None))
 }
 
 /// Checks the checkpoints the server lists (`GET /v1/checkpoints`) from the one after the

@@ -184,6 +184,11 @@ impl Client {
         self.get_json(&format!("/v1/accounts/{id}")).await
     }
 
+    /// An account as the log stood at the checkpoint of `size` (`?at=SIZE`).
+    pub async fn account_at(&self, id: &str, size: u64) -> Result<AccountView, ClientError> {
+        self.get_json(&format!("/v1/accounts/{id}?at={size}")).await
+    }
+
     /// A page of an account's history.
     pub async fn history(
         &self,

@@ -264,6 +264,129 @@ fn a_clean_log_passes_and_is_audited_incrementally() {
     assert!(!ok && stderr.contains("pins the log key"), "{stderr}");
 }
 
+/// Clients write to the audited accounts all through the audit: the accounts are compared as
+/// they were at the audited checkpoint (`?at=SIZE`), so the audit passes, though they moved on
+/// meanwhile. Then the refusals of `?at=`.
+#[test]
+fn an_audit_under_write_load_compares_accounts_at_its_checkpoint() {
+    let case = Case::new();
+    let state = case.state("load");
+    let operator =
+        keys::read_key_file(&DataDir(case.data().to_owned()).operator_key()).expect("op key");
+    let signer = std::sync::Arc::new(server::Signer::new(operator));
+    let (shop, alice, bob) = (
+        std::sync::Arc::new(case.parties[0].key.clone()),
+        case.parties[2].id.clone(),
+        case.parties[3].id.clone(),
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt");
+    let (ok, report, stderr, moved) = case.with_server(|api| {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writers: Vec<_> = [alice.clone(), bob.clone()]
+            .into_iter()
+            .enumerate()
+            .map(|(w, consumer)| {
+                let (api, signer, shop, stop) =
+                    (api.clone(), signer.clone(), shop.clone(), stop.clone());
+                rt.spawn(async move {
+                    let shop_id = keys::public_id(&shop.verifying_key());
+                    let mut n = 0u64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let p = serde_json::json!({"merchant": shop_id, "consumer": consumer,
+                            "order_id": format!("load-{w}-{n}"), "amount": 1000,
+                            "nonce": signer.nonce()});
+                        api.accept(&common::sign("purchase", &p, &[&shop])).await;
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        // Let the writes get going, so that the audit's checkpoint is already behind them.
+        rt.block_on(server::eventually(30, "writes under way", || async {
+            let (size, _) = api.tree().await;
+            (size > 40).then_some(())
+        }));
+        let (ok, report, stderr) = audit(&api.base, &state, &[]);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let written: u64 = writers
+            .into_iter()
+            .map(|w| rt.block_on(w).expect("writer"))
+            .sum();
+        assert!(written > 0);
+        // The account moved on after the audited checkpoint: the view at it is another.
+        let at = report["checkpoint_size"].as_u64().expect("a checkpoint");
+        let (now_view, then_view) = rt.block_on(async {
+            (
+                api.get(&format!("/v1/accounts/{alice}")).await.1,
+                api.get(&format!("/v1/accounts/{alice}?at={at}")).await.1,
+            )
+        });
+        (
+            ok,
+            report,
+            stderr,
+            now_view["balance"] != then_view["balance"],
+        )
+    });
+    assert!(ok, "{report} {stderr}");
+    assert!(
+        report["accounts_checked"].as_u64().is_some_and(|n| n >= 2),
+        "{report}"
+    );
+    assert!(moved, "the accounts kept changing during the audit");
+
+    // `?at=`: a checkpoint signed before the server started (older than what it keeps) is
+    // 410 `not_kept`; its start's checkpoint is served; a size with no checkpoint is 404; a
+    // size that is not a number 400.
+    let mut ledger = pointsledger::ledger::Ledger::open(
+        case.data(),
+        std::sync::Arc::new(pointsledger::clock::SystemClock),
+    )
+    .expect("open");
+    let shop_id = keys::public_id(&shop.verifying_key());
+    let mut sizes = Vec::new();
+    for i in 0..2 {
+        let p = serde_json::json!({"merchant": shop_id, "consumer": alice,
+            "order_id": format!("offline-{i}"), "amount": 500, "nonce": signer.nonce()});
+        ledger
+            .submit(vec![common::sign("purchase", &p, &[&shop])])
+            .remove(0)
+            .expect("purchase");
+        ledger.checkpoint().expect("checkpoint");
+        sizes.push(ledger.size());
+    }
+    drop(ledger);
+    let codes = case.with_server(|api| {
+        rt.block_on(async {
+            let mut out = Vec::new();
+            for q in [
+                sizes[0].to_string(),
+                sizes[1].to_string(),
+                (sizes[1] + 1).to_string(),
+                "x".into(),
+            ] {
+                let (code, body) = api.get(&format!("/v1/accounts/{alice}?at={q}")).await;
+                out.push((code, body["error"].clone()));
+            }
+            out
+        })
+    });
+    assert_eq!(
+        codes,
+        vec![
+            (410, serde_json::json!("not_kept")),
+            (200, Value::Null),
+            (404, serde_json::json!("not_found")),
+            (400, serde_json::json!("malformed_request")),
+        ]
+    );
+}
+
 #[test]
 fn a_changed_leaf_is_named() {
     // (a) Leaf 5's timestamp one millisecond later, in place: it still decodes, verifies and

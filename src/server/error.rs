@@ -36,6 +36,9 @@ pub enum ServerError {
     /// The entry, checkpoint, merchant or tree size asked for does not exist (yet).
     #[error("{0}")]
     NotFound(String),
+    /// The account versions asked for are no longer (or not yet) kept.
+    #[error("{0}")]
+    NotKept(String),
     /// The body is larger than the route accepts.
     #[error("{0}")]
     TooLarge(String),
@@ -96,6 +99,7 @@ impl ServerError {
             ServerError::Ledger(e) => e.code(),
             ServerError::BadRequest { code, .. } => *code,
             ServerError::NotFound(_) => Code::NotFound,
+            ServerError::NotKept(_) => Code::NotKept,
             ServerError::TooLarge(_) => Code::TooLarge,
             ServerError::TooManyEntries { .. } => Code::TooManyEntries,
             ServerError::RateLimited { .. } => Code::RateLimited,

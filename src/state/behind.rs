@@ -158,6 +158,91 @@ struct Queue {
     failed: Option<String>,
     /// Set when the [`StateWriter`] is told to finish what is queued and stop.
     closing: bool,
+    /// The accounts of recent groups as they were before each, for reads at a past size.
+    versions: Versions,
+}
+
+/// The accounts each recent group changed, as they were before it (`None`: new in it), kept
+/// for the groups of the last `retain` entries (none while `retain` is 0). A read at a size
+/// where a group ends takes, from the first later group that changed the account, its state
+/// before that group; with no later change, the account as it is now. Versions share their
+/// unchanged lot chunks with the accounts after them, so a version costs about what its group
+/// changed.
+#[derive(Default)]
+struct Versions {
+    retain: u64,
+    /// Oldest first.
+    groups: VecDeque<Kept>,
+    entries: u64,
+    /// Every group from this size on is kept (`None` before the first).
+    from: Option<u64>,
+}
+
+/// One group's accounts as they were before it.
+struct Kept {
+    /// Its first entry's index.
+    start: u64,
+    /// The log's size after it.
+    end: u64,
+    before: HashMap<String, Option<Arc<Account>>>,
+}
+
+/// What the versions say of an account at a past size.
+pub(crate) enum Version {
+    /// It was this (`None`: it did not exist yet).
+    Was(Option<Arc<Account>>),
+    /// No group since changed it: it was as it is now.
+    Unchanged,
+    /// The versions kept start at this size, after the one asked for.
+    NotKept {
+        /// The oldest size a read can ask for.
+        from: Option<u64>,
+    },
+    /// No group ends at that size.
+    NotABoundary,
+}
+
+impl Versions {
+    fn record(&mut self, layer: &Layer) {
+        if self.retain == 0 {
+            return;
+        }
+        let start = layer.size - layer.entries;
+        let before = layer
+            .accounts
+            .keys()
+            .map(|id| (id.clone(), layer.base.get(id).cloned()))
+            .collect();
+        self.from.get_or_insert(start);
+        self.groups.push_back(Kept {
+            start,
+            end: layer.size,
+            before,
+        });
+        self.entries += layer.entries;
+        while self.entries > self.retain {
+            let Some(old) = self.groups.pop_front() else {
+                break;
+            };
+            self.entries -= old.end - old.start;
+            self.from = Some(old.end);
+        }
+    }
+
+    fn at(&self, id: &str, size: u64) -> Version {
+        let Some(from) = self.from.filter(|from| *from <= size) else {
+            return Version::NotKept { from: self.from };
+        };
+        let boundary = size == from || self.groups.iter().any(|g| g.end == size);
+        if !boundary {
+            return Version::NotABoundary;
+        }
+        self.groups
+            .iter()
+            .filter(|g| g.start >= size)
+            .find_map(|g| g.before.get(id))
+            .map_or(Version::Unchanged, |was| Version::Was(was.clone()))
+    }
 }
 
 /// The groups the log holds and sled does not yet: shared by every [`Store`] handle (reads look
@@ -194,8 +279,28 @@ impl Pending {
             q = self.wait(q);
         }
         q.entries += layer.entries;
+        q.versions.record(&layer);
         q.layers.push_back(Arc::new(layer));
         self.changed.notify_all();
+    }
+
+    /// Keeps the accounts of the groups of the last `entries` entries as they were before each,
+    /// from the next group on (the log has `size` entries now), for [`Pending::version`] (0:
+    /// keeps none).
+    pub(crate) fn keep_versions(&self, entries: u64, size: u64) {
+        let mut q = self.lock();
+        q.versions = Versions {
+            retain: entries,
+            from: (entries > 0).then_some(size),
+            ..Versions::default()
+        };
+    }
+
+    /// What the kept versions say of account `id` when the log had `size` entries. Read the
+    /// account as it is now before asking: a group that changes it in between is kept, and
+    /// its version is the one returned.
+    pub(crate) fn version(&self, id: &str, size: u64) -> Version {
+        self.lock().versions.at(id, size)
     }
 
     /// Waits until sled holds every queued layer; `Err` if it failed to.
@@ -299,6 +404,66 @@ fn write_loop(db: &sled::Db, pending: &Pending) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn account(debt: u64) -> Arc<Account> {
+        Arc::new(Account {
+            debt,
+            ..Account::default()
+        })
+    }
+
+    /// A group of `entries` ending at `size` that left `id` with `debt`, from `was`.
+    fn group(size: u64, entries: u64, id: &str, debt: u64, was: Option<u64>) -> Layer {
+        let mut l = Layer {
+            size,
+            entries,
+            ..Layer::default()
+        };
+        l.accounts.insert(id.into(), account(debt));
+        if let Some(was) = was {
+            l.base.insert(id.into(), account(was));
+        }
+        l
+    }
+
+    #[test]
+    fn versions_answer_at_the_boundaries_they_keep() {
+        let debt = |v: Version| match v {
+            Version::Was(a) => Some(a.map_or(0, |a| a.debt)),
+            Version::Unchanged => None,
+            Version::NotKept { .. } => Some(u64::MAX),
+            Version::NotABoundary => Some(u64::MAX - 1),
+        };
+        let mut v = Versions {
+            retain: 10,
+            from: Some(4),
+            ..Versions::default()
+        };
+        v.record(&group(6, 2, "a", 1, None));
+        v.record(&group(9, 3, "b", 7, Some(5)));
+        v.record(&group(12, 3, "a", 2, Some(1)));
+        // "a" was new in the first group, 1 after it, 2 after the third.
+        assert_eq!(debt(v.at("a", 4)), Some(0));
+        assert_eq!(debt(v.at("a", 6)), Some(1));
+        assert_eq!(debt(v.at("a", 9)), Some(1));
+        assert_eq!(debt(v.at("a", 12)), None, "as it is now");
+        assert_eq!(debt(v.at("b", 6)), Some(5));
+        assert_eq!(debt(v.at("b", 9)), None);
+        assert_eq!(debt(v.at("a", 7)), Some(u64::MAX - 1), "inside a group");
+        assert_eq!(
+            debt(v.at("a", 3)),
+            Some(u64::MAX),
+            "before the versions kept"
+        );
+        // Past 10 entries kept, the oldest group goes, and with it size 4.
+        v.record(&group(15, 3, "c", 1, None));
+        assert!(matches!(v.at("a", 4), Version::NotKept { from: Some(6) }));
+        assert_eq!(debt(v.at("a", 6)), Some(1));
+        // None kept while retain is 0.
+        let mut off = Versions::default();
+        off.record(&group(2, 2, "a", 1, None));
+        assert!(matches!(off.at("a", 0), Version::NotKept { from: None }));
+    }
 
     #[test]
     fn an_account_record_encodes_as_the_account_without_its_lots() {

@@ -51,7 +51,7 @@ use crate::engine::{EngineError, LogConfig, StateView};
 use crate::log::layout::Resource;
 use crate::log::{LogError, LogReader, MAX_READ_LEAVES};
 use crate::merkle::{Hash, HashSource, MerkleError};
-use behind::{Layer, Pending};
+use behind::{Layer, Pending, Version};
 use serde::{de::DeserializeOwned, Serialize};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -734,6 +734,40 @@ pub struct StoredConfig {
     pub log: LogConfig,
     /// The log key id (hex), which signs checkpoints.
     pub log_key: String,
+}
+
+impl Store {
+    /// Keeps the accounts of the groups of the last `entries` entries appended from now on as
+    /// they were before each, so that [`Store::account_at`] can answer at those sizes (0: none).
+    pub fn keep_account_versions(&self, entries: u64) {
+        self.pending.keep_versions(entries, self.log.size());
+    }
+
+    /// Account `id` as it was when the log had `size` entries, if `size` ends a group whose
+    /// versions are kept ([`Store::keep_account_versions`]); `Err` says why not.
+    pub fn account_at(&self, id: &str, size: u64) -> Result<Result<Account, NotKept>, StoreError> {
+        // Now first, then the versions: a group that changes the account in between is kept,
+        // and its version answers.
+        let now = self.account_in(&self.pending.layers(), id)?;
+        Ok(match self.pending.version(id, size) {
+            Version::Was(was) => Ok(was.map(Arc::unwrap_or_clone).unwrap_or_default()),
+            Version::Unchanged => Ok(now.map(Arc::unwrap_or_clone).unwrap_or_default()),
+            Version::NotKept { from } => Err(NotKept::Older { from }),
+            Version::NotABoundary => Err(NotKept::NotABoundary),
+        })
+    }
+}
+
+/// Why an account cannot be read at a past size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotKept {
+    /// The versions kept start after that size (`from`, or none kept at all).
+    Older {
+        /// The oldest size that can be asked for.
+        from: Option<u64>,
+    },
+    /// No group of the log ends at that size.
+    NotABoundary,
 }
 
 impl StateView for Store {
