@@ -819,6 +819,27 @@ fn final_anchors_lost_to_a_deep_reorg_or_a_reset_chain_are_anchored_again() {
         String::from_utf8_lossy(&out.stdout)
     );
     serve.stop();
+
+    // 4. The chain is reset to the older state under a running server: its re-check finds the
+    //    loss and anchors again, while it keeps serving.
+    let serve = start(&recheck_fast, "serve-4.log");
+    let api = serve.api.clone();
+    let (size3, root3) = rt.block_on(purchases(api.clone(), 6, 8));
+    rt.block_on(until_anchor(&api, &url, size3, "final", true));
+    let port = anvil.kill();
+    std::fs::copy(&older, &chain_state).expect("reset the chain state");
+    let anvil = Anvil::start_on(port, Some(&chain_state));
+    assert_eq!(rt.block_on(chain.anchored()).expect("read"), (size1, root1));
+    rt.block_on(until_lost(&api, 1));
+    rt.block_on(until_anchor(&api, &url, size3, "final", true));
+    assert_eq!(rt.block_on(chain.anchored()).expect("read"), (size3, root3));
+    let out = audit(&api.base, "audit-3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    serve.stop();
     drop(anvil);
 }
 
