@@ -342,6 +342,38 @@ struct Served {
 }
 
 impl Served {
+    /// `serve`'s flags for this ledger on a free port, checkpointing every 100 ms.
+    fn base_args(&self) -> Vec<String> {
+        [
+            "--data",
+            &self.data_s,
+            "--listen",
+            "127.0.0.1:0",
+            "--checkpoint-interval",
+            "100ms",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+
+    /// `serve`'s flags for anchoring to this contract, two confirmations, every 200 ms.
+    fn anchoring_args(&self) -> Vec<String> {
+        [
+            "--contract",
+            &format!("{:#x}", self.contract),
+            "--rpc-url",
+            &self.url,
+            "--evm-key",
+            self.key_file.to_str().expect("utf-8 path"),
+            "--confirmations",
+            "2",
+            "--anchor-interval",
+            "200ms",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+
     fn new(origin: &str) -> Served {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("ledger");
@@ -378,39 +410,26 @@ impl Served {
 
 #[test]
 fn serve_anchors_through_chain_outage_and_its_own_restart() {
+    let served = Served::new("anchor.pointsledger.local");
+    let flags: Vec<String> = served
+        .base_args()
+        .into_iter()
+        .chain(served.anchoring_args())
+        .chain(["--anchor-resend-after".into(), "30s".into()])
+        .collect();
     let Served {
         dir,
-        data_s,
         signer,
         chain_state,
         anvil,
         url,
         rt,
-        key_file,
         settings,
         contract,
-    } = Served::new("anchor.pointsledger.local");
+        ..
+    } = served;
     let contract_s = format!("{contract:#x}");
-    let args = [
-        "--data",
-        &data_s,
-        "--listen",
-        "127.0.0.1:0",
-        "--checkpoint-interval",
-        "100ms",
-        "--contract",
-        &contract_s,
-        "--rpc-url",
-        &url,
-        "--evm-key",
-        key_file.to_str().expect("utf-8 path"),
-        "--confirmations",
-        "2",
-        "--anchor-interval",
-        "200ms",
-        "--anchor-resend-after",
-        "30s",
-    ];
+    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
     let log = dir.path().join("serve.log");
     let mut serve = server::Binary::start(&args, &[("RUST_LOG", "info")], &log);
     let api = serve.api.clone();
@@ -686,41 +705,27 @@ async fn until_lost(api: &server::Api, n: u64) {
 
 #[test]
 fn final_anchors_lost_to_a_deep_reorg_or_a_reset_chain_are_anchored_again() {
+    let served = Served::new("lost.pointsledger.local");
+    let (base, anchoring_owned) = (served.base_args(), served.anchoring_args());
     let Served {
         dir,
-        data_s,
         signer,
         chain_state,
         anvil,
         url,
         rt,
-        key_file,
         settings,
         contract,
-    } = Served::new("lost.pointsledger.local");
+        ..
+    } = served;
     let contract_s = format!("{contract:#x}");
-    let base = [
-        "--data",
-        &data_s,
-        "--listen",
-        "127.0.0.1:0",
-        "--checkpoint-interval",
-        "100ms",
-    ];
-    let anchoring = [
-        "--contract",
-        &contract_s,
-        "--rpc-url",
-        &url,
-        "--evm-key",
-        key_file.to_str().expect("utf-8 path"),
-        "--confirmations",
-        "2",
-        "--anchor-interval",
-        "200ms",
-    ];
+    let anchoring: Vec<&str> = anchoring_owned.iter().map(String::as_str).collect();
     let start = |extra: &[&str], log: &str| {
-        let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+        let args: Vec<&str> = base
+            .iter()
+            .map(String::as_str)
+            .chain(extra.iter().copied())
+            .collect();
         server::Binary::start(&args, &[("RUST_LOG", "info")], &dir.path().join(log))
     };
     let recheck_fast: Vec<&str> = anchoring
