@@ -29,7 +29,7 @@
 //! - balances: every account the new entries touched, as the server reports it at the audited
 //!   checkpoint (`?at=SIZE`, so entries the server took since do not count), against the
 //!   mirror's replayed state; when the server no longer keeps that checkpoint's accounts, the
-//!   audit mirrors on to the newest checkpoint and compares there (at most five passes);
+//!   audit mirrors on to the newest checkpoint and compares there (at most eight passes);
 //! - anchors the server calls final: each must be an `Anchored` event (with `--rpc`);
 //! - witnesses (with `--witness-key`): the audited checkpoint carries a quorum of cosignatures.
 //!
@@ -64,7 +64,7 @@ pub const CHECKPOINTS_PAGE: usize = 1000;
 
 /// Mirroring passes before the accounts must compare (see [`run`]): each pass mirrors what the
 /// server took during the one before, so under a steady write load they grow shorter.
-const MAX_PASSES: usize = 5;
+const MAX_PASSES: usize = 8;
 
 /// Most anchor records read from the server in one run.
 const MAX_ANCHORS: usize = 100_000;

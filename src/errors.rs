@@ -201,7 +201,7 @@ codes! {
         "A read names an entry, checkpoint, merchant or route that does not exist (yet).";
     /// An account read at a size whose versions the server no longer keeps.
     NotKept = "not_kept", NotFound, 410,
-        "`GET /v1/accounts/{id}?at=SIZE`: the server keeps accounts as they were for the checkpoints of its most recent entries only ([§12.3](#123-get-v1accountsid)); SIZE is older than that, or older than the server's start. Ask at a newer checkpoint.";
+        "`GET /v1/accounts/{id}?at=SIZE`: the server keeps accounts as they were for the checkpoints of its most recent entries only (`--account-versions`, [§12.3](#123-get-v1accountsid)); SIZE is older than that, or older than the server's start. Ask at a newer checkpoint.";
     /// A signer already used the nonce.
     NonceReused = "nonce_reused", Conflict, 409,
         "A signer already used the nonce for another request.";

@@ -138,6 +138,11 @@ pub struct ServeArgs {
     /// [default: 67108864, 64 MiB].
     #[arg(long, env = "POINTSLEDGER_MIN_FREE_BYTES", value_name = "BYTES")]
     pub min_free_bytes: Option<u64>,
+    /// Entries whose accounts are kept as they were before each group, for reads at a recent
+    /// checkpoint (`GET /v1/accounts/{id}?at=SIZE`, which audits under load compare with);
+    /// each costs about the lot chunk its entry changed; 0 turns them off [default: 4096].
+    #[arg(long, env = "POINTSLEDGER_ACCOUNT_VERSIONS", value_name = "ENTRIES")]
+    pub account_versions: Option<u64>,
     /// The LedgerAnchor contract (`0x` address) to anchor checkpoints to; anchoring is on when
     /// this is set, and needs `--evm-key` too.
     #[arg(
@@ -288,6 +293,7 @@ struct FileConfig {
     consumer_writes_per_minute: Option<u32>,
     consumer_write_burst: Option<u32>,
     min_free_bytes: Option<u64>,
+    account_versions: Option<u64>,
     contract: Option<String>,
     rpc_url: Option<String>,
     chain_id: Option<u64>,
@@ -336,6 +342,8 @@ pub struct Settings {
     pub consumer_write_burst: u32,
     /// Free bytes the writer keeps on the data volume (0: no check).
     pub min_free_bytes: u64,
+    /// Entries whose accounts are kept as they were before each group (0: none).
+    pub account_versions: u64,
     /// Anchoring to an EVM chain, if on.
     pub anchor: Option<AnchorSettings>,
     /// The witnesses asked to cosign each checkpoint.
@@ -363,6 +371,7 @@ impl Default for Settings {
             consumer_writes_per_minute: 60,
             consumer_write_burst: 20,
             min_free_bytes: crate::ledger::DEFAULT_MIN_FREE_BYTES,
+            account_versions: 4096,
             anchor: None,
             witnesses: Vec::new(),
             witness_quorum: 0,
@@ -518,6 +527,10 @@ impl ServeConfig {
                 .min_free_bytes
                 .or(file.min_free_bytes)
                 .unwrap_or(d.min_free_bytes),
+            account_versions: args
+                .account_versions
+                .or(file.account_versions)
+                .unwrap_or(d.account_versions),
             anchor: anchor_settings(args, &file)?,
             witnesses: Vec::new(),
             witness_quorum: 0,

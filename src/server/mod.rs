@@ -76,7 +76,7 @@ where
     settings.validate()?;
     ledger.set_min_free_bytes(settings.min_free_bytes);
     let store = ledger.store().clone();
-    store.keep_account_versions(routes::ACCOUNT_VERSIONS);
+    store.keep_account_versions(settings.account_versions);
     let config = ledger.config().clone();
     let log = state::LogIdentity {
         origin: config.log.origin,

@@ -64,12 +64,6 @@ pub(super) const DEFAULT_HISTORY_PAGE: usize = 100;
 
 const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
 
-/// Entries whose groups' account versions the server keeps for `GET /v1/accounts/{id}?at=`:
-/// about 6 s of writes at 5,000 entries/s. At most that many account versions are held, each
-/// sharing its unchanged lot chunks with the account after it, so one costs about the one
-/// chunk its entry changed (under 4 KB with 31 lots): at most about 130 MB for accounts of
-/// hundreds of lots, a few MB for accounts of a few.
-pub(super) const ACCOUNT_VERSIONS: u64 = 32_768;
 const APPLICATION_JSON: &str = "application/json";
 
 /// Builds the router with every route and layer; `more_reads` (the OpenAPI document, the
@@ -799,6 +793,7 @@ pub(crate) async fn account(
     check_id("account", &id)?;
     let Query(q) = q?;
     let now = st.clock.now_ms();
+    let versions = st.settings.account_versions;
     st.read(move |s| {
         let acc = match q.at {
             None => s.account(&id)?.unwrap_or_default(),
@@ -809,14 +804,14 @@ pub(crate) async fn account(
                 s.account_at(&id, at)?.map_err(|e| {
                     ServerError::NotKept(match e {
                         NotKept::Older { from: Some(from) } => format!(
-                            "the server keeps accounts as they were at checkpoints from size {from} \
-                             on (its most recent {ACCOUNT_VERSIONS} entries, since it started); \
+                            "the server keeps accounts as they were at checkpoints from size \
+                             {from} on (its most recent {versions} entries, since it started); \
                              ask at a newer checkpoint"
                         ),
                         NotKept::Older { from: None } | NotKept::NotABoundary => format!(
                             "the server keeps no account versions at size {at}: it keeps them \
                              for the checkpoints it signed since it started, of its most recent \
-                             {ACCOUNT_VERSIONS} entries"
+                             {versions} entries"
                         ),
                     })
                 })?
