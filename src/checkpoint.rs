@@ -333,6 +333,15 @@ pub fn sign_checkpoint(cp: &Checkpoint, key: &SigningKey) -> Result<String, Chec
 /// Extension lines after the root are signed and accepted, but carry no meaning for this ledger
 /// and are not returned.
 pub fn open_checkpoint(note: &str, verifier_key: &str) -> Result<Checkpoint, CheckpointError> {
+    open_checkpoint_note(note, verifier_key).map(|(cp, _)| cp)
+}
+
+/// [`open_checkpoint`], also returning the note with the log key's verified signature alone
+/// (other lines dropped): what a witness keeps and adds its cosignature to.
+pub(crate) fn open_checkpoint_note(
+    note: &str,
+    verifier_key: &str,
+) -> Result<(Checkpoint, Note), CheckpointError> {
     if note.len() > MAX_NOTE_BYTES {
         return Err(CheckpointError::NoteTooLarge {
             len: note.len(),
@@ -357,14 +366,14 @@ pub fn open_checkpoint(note: &str, verifier_key: &str) -> Result<Checkpoint, Che
     let verifier = StandardVerifier::new(verifier_key)
         .map_err(|_| CheckpointError::MalformedVerifierKey("refused by signed_note"))?;
     let known = VerifierList::new(vec![Box::new(verifier)]);
-    match parsed.verify(&known) {
-        Ok(_) => {}
+    let verified = match parsed.verify(&known) {
+        Ok((verified, _)) => verified,
         Err(NoteError::UnverifiedNote) => return Err(CheckpointError::MissingSignature { name }),
         Err(NoteError::InvalidSignature { .. }) => {
             return Err(CheckpointError::BadSignature { name })
         }
         Err(e) => return Err(CheckpointError::MalformedNote(e.to_string())),
-    }
+    };
     let body = CheckpointBody::from_bytes(parsed.text())
         .map_err(|_| CheckpointError::MalformedCheckpoint)?;
     if body.origin() != name {
@@ -373,11 +382,16 @@ pub fn open_checkpoint(note: &str, verifier_key: &str) -> Result<Checkpoint, Che
             key_name: name,
         });
     }
-    Ok(Checkpoint {
-        origin: name,
-        size: body.size(),
-        root: body.hash().0,
-    })
+    let logs_only = Note::new(parsed.text(), &verified)
+        .map_err(|e| CheckpointError::MalformedNote(e.to_string()))?;
+    Ok((
+        Checkpoint {
+            origin: name,
+            size: body.size(),
+            root: body.hash().0,
+        },
+        logs_only,
+    ))
 }
 
 /// A c2sp.org/tlog-proof: an offline-verifiable receipt that one leaf is in the log. Consumers

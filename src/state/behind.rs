@@ -203,9 +203,12 @@ pub(crate) enum Version {
 }
 
 impl Versions {
-    fn record(&mut self, layer: &Layer) {
+    /// Keeps `layer`'s accounts as they were before it; returns the groups that fell out, for
+    /// the caller to drop once it has let go of the queue's lock.
+    fn record(&mut self, layer: &Layer) -> Vec<Kept> {
+        let mut evicted = Vec::new();
         if self.retain == 0 {
-            return;
+            return evicted;
         }
         let start = layer.size - layer.entries;
         let before = layer
@@ -213,7 +216,6 @@ impl Versions {
             .keys()
             .map(|id| (id.clone(), layer.base.get(id).cloned()))
             .collect();
-        self.from.get_or_insert(start);
         self.groups.push_back(Kept {
             start,
             end: layer.size,
@@ -226,7 +228,9 @@ impl Versions {
             };
             self.entries -= old.end - old.start;
             self.from = Some(old.end);
+            evicted.push(old);
         }
+        evicted
     }
 
     fn at(&self, id: &str, size: u64) -> Version {
@@ -279,9 +283,12 @@ impl Pending {
             q = self.wait(q);
         }
         q.entries += layer.entries;
-        q.versions.record(&layer);
+        let evicted = q.versions.record(&layer);
         q.layers.push_back(Arc::new(layer));
         self.changed.notify_all();
+        drop(q);
+        // Freeing the old versions' lot chunks is not for the readers waiting on the lock.
+        drop(evicted);
     }
 
     /// Keeps the accounts of the groups of the last `entries` entries as they were before each,

@@ -7,7 +7,6 @@ use super::WitnessError;
 use crate::checkpoint::{self, Checkpoint, CheckpointError};
 use crate::merkle::{self, Hash};
 use base64::prelude::*;
-use signed_note::{Note, StandardVerifier, VerifierList};
 
 /// The most consistency proof lines a request may carry (the spec's bound).
 pub const MAX_PROOF_LINES: usize = 63;
@@ -106,12 +105,13 @@ pub(crate) fn add_checkpoint(
         .verifier_key(origin)
         .ok_or_else(|| Refusal::UnknownLog(origin.to_owned()))?
         .to_owned();
-    let cp = checkpoint::open_checkpoint(req.note, &vkey).map_err(|e| match e {
-        CheckpointError::MissingSignature { .. } | CheckpointError::BadSignature { .. } => {
-            Refusal::Forbidden(e.to_string())
-        }
-        other => Refusal::BadRequest(format!("the checkpoint is malformed: {other}")),
-    })?;
+    let (cp, mut note) =
+        checkpoint::open_checkpoint_note(req.note, &vkey).map_err(|e| match e {
+            CheckpointError::MissingSignature { .. } | CheckpointError::BadSignature { .. } => {
+                Refusal::Forbidden(e.to_string())
+            }
+            other => Refusal::BadRequest(format!("the checkpoint is malformed: {other}")),
+        })?;
     if req.old > cp.size {
         return Err(Refusal::BadRequest(format!(
             "old size {} is past the checkpoint's size {}",
@@ -153,15 +153,6 @@ pub(crate) fn add_checkpoint(
         )?;
     }
     // The record keeps the log's verified signature and the witness's, nothing else sent along.
-    let submitted = Note::from_bytes(req.note.as_bytes())
-        .map_err(|e| Refusal::BadRequest(format!("the checkpoint is malformed: {e}")))?;
-    let log_key = StandardVerifier::new(&vkey)
-        .map_err(|e| Refusal::Failed(WitnessError::Config(e.to_string())))?;
-    let (verified, _) = submitted
-        .verify(&VerifierList::new(vec![Box::new(log_key)]))
-        .map_err(|e| Refusal::Forbidden(e.to_string()))?;
-    let mut note = Note::new(submitted.text(), &verified)
-        .map_err(|e| Refusal::BadRequest(format!("the checkpoint is malformed: {e}")))?;
     let line = cosigner
         .cosign(&mut note, now)
         .map_err(|e| Refusal::Failed(WitnessError::Config(e.to_string())))?;

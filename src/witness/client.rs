@@ -166,7 +166,7 @@ where
     })
 }
 
-/// The witness's own valid line among those it answered.
+/// The witness's own valid line among those it answered, checked over the note's body alone.
 fn own_line(
     url: &str,
     key: &CosignerKey,
@@ -180,26 +180,15 @@ fn own_line(
     if lines.is_empty() || !lines.ends_with('\n') || lines.len() > MAX_ANSWER_BYTES {
         return Err(bad("not newline-terminated signature lines".into()));
     }
-    let id = key.key_id().to_be_bytes();
+    let mut last = None;
     for line in lines.lines() {
-        let Some(b64) = line
-            .strip_prefix("— ")
-            .and_then(|l| l.strip_prefix(key.name.as_str()))
-            .and_then(|l| l.strip_prefix(' '))
-        else {
-            continue;
-        };
-        if !BASE64_STANDARD
-            .decode(b64)
-            .is_ok_and(|raw| raw.starts_with(&id))
-        {
-            continue;
+        match cosignature::check_line(note, line, key) {
+            Ok(_) => return Ok(format!("{line}\n")),
+            Err(e) => last = Some(e),
         }
-        let cosigned = format!("{note}{line}\n");
-        return match cosignature::check_quorum(&cosigned, std::slice::from_ref(key), 1) {
-            Ok(_) => Ok(format!("{line}\n")),
-            Err(e) => Err(bad(e.to_string())),
-        };
     }
-    Err(bad(format!("no line by {}", key.name)))
+    Err(bad(last.map_or_else(
+        || format!("no line by {}", key.name),
+        |e| e.to_string(),
+    )))
 }

@@ -279,6 +279,38 @@ fn find(note: &Note, witness: &CosignerKey) -> Result<Finding, CosignatureError>
     }
 }
 
+/// Checks one signature line (as a witness answers it) against `witness` over the body of
+/// `note`, whatever other lines the note carries.
+pub fn check_line(
+    note: &str,
+    line: &str,
+    witness: &CosignerKey,
+) -> Result<Cosigned, CosignatureError> {
+    let malformed = |e: NoteError| CosignatureError::MalformedNote(e.to_string());
+    let body = Note::from_bytes(note.as_bytes()).map_err(malformed)?;
+    let sig = signed_note::Signature::from_bytes(line.trim_end_matches('\n').as_bytes())
+        .map_err(malformed)?;
+    let alone = Note::new(body.text(), &[sig]).map_err(malformed)?;
+    match find(&alone, witness)? {
+        Finding::Valid(time) => Ok(Cosigned {
+            name: witness.name.clone(),
+            time,
+        }),
+        Finding::Missing => Err(CosignatureError::NoQuorum {
+            valid: 0,
+            quorum: 1,
+            missing: vec![witness.name.clone()],
+            bad: vec![],
+        }),
+        Finding::Bad => Err(CosignatureError::NoQuorum {
+            valid: 0,
+            quorum: 1,
+            missing: vec![],
+            bad: vec![witness.name.clone()],
+        }),
+    }
+}
+
 /// Checks the cosignatures on a signed note against `witnesses`: returns the valid ones when at
 /// least `quorum` witnesses cosigned, and otherwise says which are missing and which are bad.
 /// Lines by keys not in `witnesses` are ignored. The note's other signatures (the log's) are
@@ -447,6 +479,32 @@ mod tests {
         assert_eq!(
             CosignerKey::parse(&plain),
             Err(CosignatureError::UnsupportedAlgorithm(0x01))
+        );
+    }
+
+    /// A witness's answer is checked on its own: a valid line already on the note does not
+    /// vouch for a bad one by the same key.
+    #[test]
+    fn a_line_is_checked_over_the_body_alone() {
+        let a = cosigner("w.example/a", 1);
+        let note = note_with(&[&a], 1_700_000_000);
+        let line = note.lines().last().expect("line").to_owned();
+        assert_eq!(
+            check_line(&note, &line, &a.public()).expect("valid").time,
+            1_700_000_000
+        );
+        let raw = line.rsplit(' ').next().expect("b64");
+        let mut bytes = BASE64_STANDARD.decode(raw).expect("base64");
+        bytes[20] ^= 1;
+        let bent = line.replace(raw, &BASE64_STANDARD.encode(&bytes));
+        assert!(
+            check_line(&note, &bent, &a.public()).is_err(),
+            "a bad line on a cosigned note"
+        );
+        let other = cosigner("w.example/b", 2);
+        assert!(
+            check_line(&note, &line, &other.public()).is_err(),
+            "another witness's key"
         );
     }
 
