@@ -18,7 +18,7 @@ mod common;
 #[path = "common/server.rs"]
 mod server;
 
-use chain::{deploy_with_fresh_key, ethers_address, rpc, Anvil};
+use chain::{deploy_with_fresh_key, ethers_address, free_port, rpc, Anvil};
 use common::*;
 use pointsledger::anchor::{self, AnchorPolicy, AnchorStatus, Anchorer, Chain, ChainSettings};
 use pointsledger::merkle::MemoryHashes;
@@ -382,10 +382,7 @@ impl Served {
             keys::read_key_file(&pointsledger::ledger::DataDir(data.clone()).operator_key())
                 .expect("operator key");
         let chain_state = dir.path().join("chain.json");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        let port = free_port();
         let anvil = Anvil::start_on(port, Some(&chain_state));
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

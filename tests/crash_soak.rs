@@ -197,10 +197,7 @@ fn chain_soak(cycles: usize) {
         .build()
         .expect("rt");
     let state_file = dir.path().join("chain.json");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    let port = chain::free_port();
     let mut anvil = chain::Anvil::start_on(port, Some(&state_file));
     // One block a second from here on, so that anchors reach their depth without help.
     rt.block_on(chain::rpc(

@@ -27,19 +27,38 @@ pub struct Anvil {
     pub child: Child,
     pub url: String,
     pub port: u16,
+    /// The file the chain is dumped to, if any.
+    state: Option<std::path::PathBuf>,
+}
+
+/// A free loopback port below the kernel's ephemeral range, so that no outgoing connection of
+/// this machine can take it while a killed node is down and its port is to be bound again.
+pub fn free_port() -> u16 {
+    use rand::Rng;
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let mut rng = rand::thread_rng();
+    for _ in 0..1000 {
+        let port = rng.gen_range(10000..low.max(10001));
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 10000..{low}");
 }
 
 impl Anvil {
     pub fn start() -> Anvil {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        Anvil::start_on(port, None)
+        Anvil::start_on(free_port(), None)
     }
 
     /// anvil on `port`; with `state`, the chain is loaded from that file and dumped to it every
-    /// second, so that it survives a SIGKILL (up to the last second).
+    /// second, so that it survives a SIGKILL (up to the last second). anvil rewrites the file in
+    /// place, so a SIGKILL in the middle of a dump leaves it cut short, and anvil then refuses
+    /// to start: the last dump that parsed is kept beside it (`<state>.good`) and put back then,
+    /// which is the chain as it was a second earlier, a loss the tests already allow.
     pub fn start_on(port: u16, state: Option<&std::path::Path>) -> Anvil {
         let mut cmd = Command::new(anvil_path());
         cmd.args([
@@ -49,29 +68,44 @@ impl Anvil {
             "127.0.0.1",
             "--silent",
         ]);
+        let log = std::env::temp_dir().join(format!("anvil-{}-{port}.log", std::process::id()));
         if let Some(state) = state {
+            keep_last_good_dump(state);
             cmd.arg("--state")
                 .arg(state)
                 .args(["--state-interval", "1"]);
         }
         let child = cmd
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("anvil log file"))
             .spawn()
             .expect("spawn anvil");
-        let url = format!("http://127.0.0.1:{port}");
+        let mut anvil = Anvil {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            state: state.map(std::path::Path::to_path_buf),
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "anvil did not start");
+            let exited = anvil.child.try_wait().expect("anvil status");
+            if exited.is_some() || Instant::now() > deadline {
+                let said = std::fs::read_to_string(&log).unwrap_or_default();
+                panic!("anvil did not start on port {port} ({exited:?}): {said}");
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Anvil { child, url, port }
+        let _ = std::fs::remove_file(&log);
+        anvil
     }
 
     /// SIGKILL: no state dump, no goodbye.
     pub fn kill(mut self) -> u16 {
         self.child.kill().expect("SIGKILL anvil");
         let _ = self.child.wait();
+        if let Some(state) = &self.state {
+            keep_last_good_dump(state);
+        }
         self.port
     }
 }
@@ -80,6 +114,22 @@ impl Drop for Anvil {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Keeps a copy of `state` while it parses, and puts the copy back when it does not (a dump torn
+/// by a SIGKILL).
+fn keep_last_good_dump(state: &std::path::Path) {
+    let good = state.with_extension("good");
+    match std::fs::read(state) {
+        Ok(bytes) if serde_json::from_slice::<serde_json::Value>(&bytes).is_ok() => {
+            std::fs::write(&good, &bytes).expect("copy of the chain state")
+        }
+        Ok(_) => {
+            eprintln!("anvil's state dump was torn by its SIGKILL: the previous one is used");
+            std::fs::copy(&good, state).expect("a torn chain state and no earlier one");
+        }
+        Err(_) => {}
     }
 }
 
