@@ -486,25 +486,14 @@ async fn audit(
         }
         if cp.size > seen {
             let proof = client.consistency(seen, cp.size).await.ok();
-            let ok = proof.is_some_and(|p| {
-                merkle::verify_consistency(seen, cp.size, &seen_cp.root, &cp.root, &p).is_ok()
+            let ok = proof.as_ref().is_some_and(|p| {
+                merkle::verify_consistency(seen, cp.size, &seen_cp.root, &cp.root, p).is_ok()
             });
             if !ok {
-                // Evidence a third party can check needs the forked tree's root at the size
-                // seen: the server's own note at that size, if it lists one over another root.
-                let other = match client.checkpoint_at(seen).await {
-                    Ok(n) => checkpoint::open_checkpoint(&n, &mirror.verifier_key)
-                        .ok()
-                        .filter(|c| c.root != seen_cp.root)
-                        .map(|c| (n, c.root)),
-                    Err(_) => None,
-                };
-                let file = match other {
-                    Some((other_note, other_root)) => Some(save_split_view(
-                        opts,
-                        &mirror.verifier_key,
-                        &checkpoint::SplitView::same_size(seen_note, other_note, &other_root),
-                    )?),
+                let file = match fork_evidence(&client, &mirror.verifier_key, &seen_note, &note)
+                    .await
+                {
+                    Some(evidence) => Some(save_split_view(opts, &mirror.verifier_key, &evidence)?),
                     None => None,
                 };
                 return Ok(Some(discrepancy(
@@ -847,6 +836,46 @@ fn save_split_view(
     std::fs::write(&path, json)
         .map_err(|e| AuditError::State(format!("writing the split view's evidence: {e}")))?;
     Ok(path)
+}
+
+/// Evidence that the tree of `newer` forks from `older` (of a smaller size, seen before), as a
+/// third party can check it with the log key alone: the server's own note at the older size
+/// over another root, if it lists one; otherwise the newer tree's root at the older size (from
+/// the server's inclusion proof of that size's last leaf) with the server's consistency proof
+/// from it to the newer root. None when the server gives neither in a form that verifies.
+async fn fork_evidence(
+    client: &Client,
+    verifier_key: &str,
+    older: &str,
+    newer: &str,
+) -> Option<checkpoint::SplitView> {
+    let old_cp = checkpoint::open_checkpoint(older, verifier_key).ok()?;
+    let new_cp = checkpoint::open_checkpoint(newer, verifier_key).ok()?;
+    let seen = old_cp.size;
+    if let Ok(listed) = client.checkpoint_at(seen).await {
+        if let Ok(c) = checkpoint::open_checkpoint(&listed, verifier_key) {
+            if c.root != old_cp.root {
+                return Some(checkpoint::SplitView::same_size(
+                    older.to_owned(),
+                    listed,
+                    &c.root,
+                ));
+            }
+        }
+    }
+    let last = client.leaf(seen - 1).await.ok()?;
+    let path = client.inclusion(seen - 1, seen).await.ok()?;
+    let root = merkle::inclusion_root(seen - 1, seen, &merkle::leaf_hash(&last), &path).ok()?;
+    let proof = client.consistency(seen, new_cp.size).await.ok()?;
+    let evidence = checkpoint::SplitView {
+        older: older.to_owned(),
+        newer: newer.to_owned(),
+        older_size_root_in_newer: crate::wire::encode_hash(&root),
+        proof: proof.iter().map(crate::wire::encode_hash).collect(),
+    };
+    checkpoint::check_split_view(&evidence, verifier_key)
+        .is_ok()
+        .then_some(evidence)
 }
 
 /// "; the evidence is in FILE", or nothing without a file.

@@ -213,6 +213,21 @@ pub fn verify_inclusion(
     proof: &[Hash],
     root: &Hash,
 ) -> Result<(), MerkleError> {
+    if inclusion_root(index, size, leaf_hash, proof)? != *root {
+        return Err(MerkleError::RootMismatch);
+    }
+    Ok(())
+}
+
+/// The root that `proof` takes `leaf_hash` at `index` to in a tree of `size` leaves: steps 0
+/// to 4 of [`verify_inclusion`] and the check of `s` in step 5, without the comparison with a
+/// root. What a tree of `size` leaves that holds this leaf at `index` must have as its root.
+pub fn inclusion_root(
+    index: u64,
+    size: u64,
+    leaf_hash: &Hash,
+    proof: &[Hash],
+) -> Result<Hash, MerkleError> {
     // Step 0: bound the work before looking at the contents.
     if proof.len() > MAX_INCLUSION_PROOF_LEN {
         return Err(MerkleError::ProofTooLong {
@@ -252,14 +267,11 @@ pub fn verify_inclusion(
         f >>= 1;
         s >>= 1;
     }
-    // Step 5.
+    // Step 5, but for the comparison.
     if s != 0 {
         return Err(wrong_length);
     }
-    if r != *root {
-        return Err(MerkleError::RootMismatch);
-    }
-    Ok(())
+    Ok(r)
 }
 
 /// Verifies that `proof` shows the tree of `size2` leaves with root `root2` to be an append-only

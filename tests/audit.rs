@@ -475,6 +475,52 @@ fn a_forked_checkpoint_is_caught_by_a_returning_auditor() {
 }
 
 #[test]
+fn a_fork_is_proven_from_the_new_tree_when_the_size_seen_is_not_listed() {
+    // (c') As (c), but the forger lists no note at the size the auditor saw: the evidence is
+    // the forked tree's root at that size (from the server's own inclusion proof of its last
+    // leaf) and the server's consistency proof from there to the new checkpoint.
+    let case = Case::new();
+    let state = case.state("c2");
+    let (ok, report, stderr) = case.with_server(|api| audit(&api.base, &state, &[]));
+    assert!(ok, "{report} {stderr}");
+    let seen = report["checkpoint_size"].as_u64().expect("size");
+    forge(case.data(), 3, |leaf| {
+        leaf["timestamp_ms"] = serde_json::json!(leaf["timestamp_ms"].as_u64().expect("ts") + 1);
+    });
+    let db = raw_state(case.data());
+    db.remove(checkpoint_key(seen)).expect("remove");
+    db.flush().expect("flush");
+    drop(db);
+    let operator =
+        keys::read_key_file(&DataDir(case.data().to_owned()).operator_key()).expect("op key");
+    let signer = server::Signer::new(operator);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    let (at, d) = case.with_server(|api| {
+        rt.block_on(async {
+            let (_, listed) = api.get(&format!("/v1/checkpoints/{seen}")).await;
+            assert_eq!(listed["error"], "not_found", "{listed}");
+            api.accept(&signer.purchase(&case.parties[0], &case.parties[4], "fork", 100))
+                .await;
+            api.tree().await
+        });
+        failed_at(&api.base, &state)
+    });
+    assert_eq!(at, format!("checkpoint {}", seen + 1), "{d}");
+    let evidence = state.join(format!("split-view-{seen}-{}.json", seen + 1));
+    assert!(
+        d["what"]
+            .as_str()
+            .is_some_and(|w| w.contains("fork") && w.contains(&evidence.display().to_string())),
+        "{d}"
+    );
+    let (ok, out) = split_view(&state, &evidence);
+    assert!(ok, "{out}");
+}
+
+#[test]
 fn a_listed_checkpoint_of_another_tree_is_a_split_view_with_evidence() {
     // (g) Beside the honest checkpoints, the log's list holds one at size 5 that the log key
     // signed over another root: the view of the log someone else was shown.

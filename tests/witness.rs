@@ -220,13 +220,29 @@ async fn story() {
     codes.sort();
     assert_eq!(codes, [200, 409], "{a:?} {b:?}");
 
+    // A note that already carries another witness's cosignature: the line of a key the
+    // witness does not know is ignored (c2sp.org/tlog-witness), and the checkpoint cosigned.
+    let (size5, note5) = grow(&mut f, &shop, 1);
+    let other = cosignature::Cosigner::new("witness.test/other", keys::generate()).expect("key");
+    let mut carried = signed_note::Note::from_bytes(note5.as_bytes()).expect("note");
+    other.cosign(&mut carried, 1_700_000_000).expect("cosign");
+    let carried = String::from_utf8(carried.to_bytes()).expect("utf-8");
+    assert_ne!(carried, note5);
+    let (code, _, line) = raw(
+        &w.url,
+        client::request_body(size4, &proof(&f, size4, size5), &carried),
+    )
+    .await;
+    assert_eq!(code, 200, "{line}");
+    cosignature::check_line(&note5, &line, &w.key).expect("the line verifies over the body");
+
     // 5. SIGKILL: the record is on disk before the answer, so the restarted witness still
-    // holds size4 and refuses to go back.
+    // holds size5 and refuses to go back.
     w.kill();
     let w = Witness::start(&wdir, &[&vkey]);
     let (code, _, body) = raw(&w.url, client::request_body(0, &[], &note1)).await;
-    assert_eq!((code, body), (409, format!("{size4}\n")));
-    let (code, _, _) = raw(&w.url, client::request_body(size4, &[], &note2)).await;
+    assert_eq!((code, body), (409, format!("{size5}\n")));
+    let (code, _, _) = raw(&w.url, client::request_body(size5, &[], &note2)).await;
     assert_eq!(
         code, 400,
         "an older checkpoint than the one cosigned is refused"
@@ -238,7 +254,7 @@ async fn story() {
     let hash = hex::encode(Sha256::digest(origin.as_bytes()));
     let record = wdir.join("logs").join(&hash);
     let text = std::fs::read_to_string(&record).expect("record");
-    std::fs::write(&record, text.replacen(&format!("\n{size4}\n"), "\n1\n", 1)).expect("write");
+    std::fs::write(&record, text.replacen(&format!("\n{size5}\n"), "\n1\n", 1)).expect("write");
     let out = witness::command(&wdir)
         .args(["--listen", "127.0.0.1:0", "--log-key", &vkey])
         .output()
@@ -267,6 +283,21 @@ async fn story() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(want), "{args:?}: {err}");
     }
+    // A witness key that group or others can read stops the witness at start.
+    let loose = dir.path().join("w4");
+    print_key(&loose);
+    std::fs::set_permissions(
+        loose.join("witness.key"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .expect("chmod");
+    let out = witness::command(&loose)
+        .args(["--listen", "127.0.0.1:0", "--log-key", &vkey])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("chmod 600"), "{err}");
     // --print-key prints the key the running witness signs with.
     let out = witness::command(&wdir)
         .arg("--print-key")
@@ -466,10 +497,127 @@ async fn gathered() {
     srv.stop().await.expect("stop");
 }
 
-/// tests/vectors/cosignature/vectors.json, made from fixed seeds by another implementation
+/// Three witnesses, a quorum of two, one witness down throughout: the two that run cosign, the
+/// log counts the quorum as met and the third as failing, and a verifier asking two of the
+/// three accepts what one asking all three refuses, naming the one missing. One key given twice
+/// is refused rather than counted twice.
+#[test]
+fn two_of_three_witnesses_make_the_quorum_while_one_is_down() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt");
+    rt.block_on(two_of_three());
+}
+
+async fn two_of_three() {
+    use pointsledger::server::witnesses::WitnessTarget;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let names = ["witness.test/a", "witness.test/b", "witness.test/down"];
+    let dirs: Vec<_> = names
+        .iter()
+        .enumerate()
+        .map(|(i, _)| tmp.path().join(format!("w{i}")))
+        .collect();
+    let keys: Vec<CosignerKey> = names
+        .iter()
+        .zip(&dirs)
+        .map(|(name, dir)| CosignerKey::parse(&witness::print_key_named(dir, name)).expect("key"))
+        .collect();
+    let listens: Vec<String> = names.iter().map(|_| free_listen()).collect();
+    let targets: Vec<WitnessTarget> = keys
+        .iter()
+        .zip(&listens)
+        .map(|(k, l)| format!("{}@http://{l}", k.vkey()).parse().expect("target"))
+        .collect();
+    let settings = pointsledger::server::Settings {
+        witnesses: targets,
+        witness_quorum: 2,
+        ..server::test_settings()
+    };
+    let clock = pointsledger::clock::SystemClock;
+    let srv = server::TestServer::start(std::sync::Arc::new(clock), settings).await;
+    let api = &srv.api;
+    let vkey = api.verifier_key().await;
+    let _running: Vec<Witness> = (0..2)
+        .map(|i| Witness::start_named(&dirs[i], names[i], &[&vkey], &listens[i]))
+        .collect();
+    let shop = Party::new();
+    srv.register(&shop).await;
+    let alice = Party::new();
+    for i in 0..3 {
+        api.accept(&srv.signer.purchase(&shop, &alice, &format!("q{i}"), 1000))
+            .await;
+    }
+    let (size, _) = api.tree().await;
+    let note = server::eventually(
+        30,
+        "a checkpoint cosigned by both running witnesses",
+        || async {
+            let (_, _, note) = api.get_text("/v1/checkpoint").await;
+            let at = checkpoint::open_checkpoint(&note, &vkey).ok()?.size;
+            (at >= size && cosignature::check_quorum(&note, &keys[..2], 2).is_ok()).then_some(note)
+        },
+    )
+    .await;
+    let (_, log) = server::eventually(
+        30,
+        "the quorum met and the third witness failing",
+        || async {
+            let (code, log) = api.get("/v1/log").await;
+            (log["witnessed_size"].as_u64()? >= size
+                && log["witnesses"][2]["failures"].as_u64()? > 0)
+                .then_some((code, log))
+        },
+    )
+    .await;
+    assert_eq!(log["witness_quorum"], 2);
+    assert!(log["witnesses"][2]["cosigned_size"].is_null(), "{log}");
+    let err = cosignature::check_quorum(&note, &keys, 3).expect_err("three of three");
+    assert!(
+        err.to_string().contains("missing: witness.test/down"),
+        "{err}"
+    );
+
+    let cp = checkpoint::open_checkpoint(&note, &vkey).expect("open");
+    let (code, _, receipt) = api
+        .get_text(&format!("/v1/receipts/1?checkpoint={}", cp.size))
+        .await;
+    assert_eq!(code, 200, "{receipt}");
+    let file = tmp.path().join("r.tlog-proof");
+    std::fs::write(&file, receipt).expect("write");
+    let verify = |extra: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pointsledger"));
+        cmd.args(["verify", "--log-key", &vkey]);
+        for k in &keys {
+            cmd.args(["--witness-key", &k.vkey()]);
+        }
+        cmd.args(extra).arg(&file).output().expect("verify")
+    };
+    let out = verify(&["--quorum", "2"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = verify(&[]);
+    assert!(!out.status.success(), "all three are asked for by default");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("missing: witness.test/down"), "{err}");
+    let out = verify(&["--witness-key", &keys[0].vkey(), "--quorum", "2"]);
+    assert!(!out.status.success(), "a key given twice");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("more than once"), "{err}");
+    srv.stop().await.expect("stop");
+}
+
+/// tests/vectors/cosignature/vectors.json, made from fixed seeds by a second implementation
 /// (scripts/cosignature-vectors.py: Python's OpenSSL Ed25519, from the spec's text): the crate
 /// derives the same witness keys, signs exactly the same lines (Ed25519 is deterministic) and
-/// verifies them; and it reads the spec's own example line as the spec reads it.
+/// verifies them; published.json, lines that witnesses others run made on a public log's
+/// checkpoint, verify under their published keys; and the spec's own example line reads as
+/// the spec reads it.
 #[test]
 fn cosignatures_match_an_independent_implementation() {
     use base64::Engine as _;
@@ -507,6 +655,27 @@ fn cosignatures_match_an_independent_implementation() {
         let note = format!("{}\n{}\n", s("body"), s("line"));
         let valid = cosignature::check_quorum(&note, &[cosigner.public()], 1).expect("verifies");
         assert_eq!(valid[0].time, time);
+    }
+    // Lines that witnesses others run made on a public log's checkpoint verify under their
+    // published keys, with the time they carry, and not over another body.
+    let published: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/vectors/cosignature/published.json"
+        ))
+        .expect("the published lines"),
+    )
+    .expect("json");
+    for v in published["published"].as_array().expect("published") {
+        let s = |k: &str| v[k].as_str().expect("string").to_owned();
+        let key = CosignerKey::parse(&s("vkey")).expect("a published witness key");
+        let note = format!("{}\n{}\n", s("body"), s("line"));
+        let valid = cosignature::check_quorum(&note, std::slice::from_ref(&key), 1)
+            .unwrap_or_else(|e| panic!("{}: {e}", s("name")));
+        assert_eq!(valid[0].time, v["time"].as_u64().expect("time"));
+        assert_eq!(valid[0].name, s("name"));
+        let other = note.replacen("\n", "x\n", 1);
+        assert!(cosignature::check_quorum(&other, &[key], 1).is_err());
     }
     let example = &doc["spec_example"];
     let b64 = example["line"]

@@ -81,6 +81,7 @@ impl WitnessRead {
                     .map_err(|e| anyhow!("--witness-key {k}: {e}"))
             })
             .collect::<Result<Vec<_>>>()?;
+        crate::witness::cosignature::check_distinct(&keys).map_err(|e| anyhow!("{e}"))?;
         let quorum = self.quorum.unwrap_or(keys.len());
         if quorum > keys.len() {
             bail!(

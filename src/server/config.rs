@@ -423,6 +423,9 @@ impl Settings {
                 w[0]
             )));
         }
+        let keys: Vec<_> = self.witnesses.iter().map(|w| w.key.clone()).collect();
+        crate::witness::cosignature::check_distinct(&keys)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         if self.witness_quorum > self.witnesses.len() {
             return Err(ConfigError::Invalid(format!(
                 "witness_quorum is {} but {} witnesses are configured",

@@ -51,6 +51,14 @@ impl FromStr for WitnessTarget {
         if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() > 2048 {
             return Err(bad("the URL must start with http:// or https://"));
         }
+        // The URL is shown in `/v1/log` and the explorer beside the witness's last error, so
+        // it may carry nothing secret.
+        if url.contains(['@', '?', '#']) {
+            return Err(bad(
+                "the URL may not carry credentials (user:password@), a query or a fragment: \
+                 it is shown publicly in /v1/log",
+            ));
+        }
         Ok(WitnessTarget {
             key,
             url: url.trim_end_matches('/').to_owned(),
@@ -255,6 +263,9 @@ mod tests {
             format!("{key}@ftp://w.example"),
             format!("{key}x@http://w.example"),
             "w.test/a@http://w.example".to_string(),
+            format!("{key}@http://user:secret@w.example"),
+            format!("{key}@http://w.example/?token=secret"),
+            format!("{key}@http://w.example/#x"),
         ] {
             assert!(bad.parse::<WitnessTarget>().is_err(), "{bad}");
         }

@@ -47,6 +47,10 @@ pub enum CosignatureError {
     /// The note is not a well-formed signed note.
     #[error("malformed signed note: {0}")]
     MalformedNote(String),
+    /// The same public key was given twice (under one name or two): one witness counted twice
+    /// would let a single cosignature stand for two in a quorum.
+    #[error("witness key {0} is given more than once: each witness counts once toward a quorum")]
+    DuplicateKey(String),
     /// Fewer valid cosignatures than the quorum asks for.
     #[error(
         "{valid} valid witness cosignatures, {quorum} required (missing: {missing}; bad: {bad})",
@@ -311,15 +315,27 @@ pub fn check_line(
     }
 }
 
+/// Refuses a list of witnesses that names one public key twice, whatever the names: a quorum
+/// counts witnesses, and a witness is its key.
+pub fn check_distinct(witnesses: &[CosignerKey]) -> Result<(), CosignatureError> {
+    let mut seen = std::collections::HashSet::new();
+    match witnesses.iter().find(|w| !seen.insert(w.key.to_bytes())) {
+        Some(twice) => Err(CosignatureError::DuplicateKey(twice.vkey())),
+        None => Ok(()),
+    }
+}
+
 /// Checks the cosignatures on a signed note against `witnesses`: returns the valid ones when at
 /// least `quorum` witnesses cosigned, and otherwise says which are missing and which are bad.
-/// Lines by keys not in `witnesses` are ignored. The note's other signatures (the log's) are
-/// checked by [`crate::checkpoint::open_checkpoint`], not here.
+/// Lines by keys not in `witnesses` are ignored; a list that names a key twice is refused
+/// ([`check_distinct`]). The note's other signatures (the log's) are checked by
+/// [`crate::checkpoint::open_checkpoint`], not here.
 pub fn check_quorum(
     note: &str,
     witnesses: &[CosignerKey],
     quorum: usize,
 ) -> Result<Vec<Cosigned>, CosignatureError> {
+    check_distinct(witnesses)?;
     let parsed = Note::from_bytes(note.as_bytes())
         .map_err(|e| CosignatureError::MalformedNote(e.to_string()))?;
     let (mut valid, mut missing, mut bad) = (Vec::new(), Vec::new(), Vec::new());
@@ -443,6 +459,29 @@ mod tests {
         assert_eq!(raw.len(), 76);
         assert_eq!(&raw[..4], &a.public().key_id().to_be_bytes());
         assert_eq!(&raw[4..12], &1_700_000_000u64.to_be_bytes());
+    }
+
+    /// One witness named twice, under its own name or another, cannot make up a quorum of two
+    /// with its one cosignature.
+    #[test]
+    fn a_key_given_twice_is_refused_rather_than_counted_twice() {
+        let a = cosigner("w.example/a", 1);
+        let note = note_with(&[&a], 1_700_000_000);
+        let twice = [a.public(), a.public()];
+        assert_eq!(
+            check_quorum(&note, &twice, 2),
+            Err(CosignatureError::DuplicateKey(a.public().vkey()))
+        );
+        let renamed = CosignerKey {
+            name: "w.example/alias".into(),
+            key: a.public().key,
+        };
+        let aliased = [a.public(), renamed];
+        assert!(matches!(
+            check_quorum(&note, &aliased, 2),
+            Err(CosignatureError::DuplicateKey(_))
+        ));
+        assert!(check_distinct(&aliased[..1]).is_ok());
     }
 
     #[test]

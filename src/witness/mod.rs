@@ -105,11 +105,40 @@ fn load_cosigner(dir: &Path, name: &str) -> anyhow::Result<Cosigner> {
     Ok(Cosigner::new(name, key)?)
 }
 
+/// Refusals logged per second at most: anyone can send a request that is refused, and the log
+/// must not grow at their pace.
+const REFUSALS_LOGGED_PER_SECOND: u64 = 10;
+
 /// What every handler shares.
 #[derive(Clone)]
 struct Witness {
     cosigner: Arc<Cosigner>,
     logs: Arc<Mutex<Logs>>,
+    /// Refusals in the current second, and those left unlogged since the last logged one.
+    refusals: Arc<Mutex<RefusalCount>>,
+}
+
+/// A count of refusals per second, so that at most [`REFUSALS_LOGGED_PER_SECOND`] are logged.
+#[derive(Debug, Default)]
+struct RefusalCount {
+    second: u64,
+    in_second: u64,
+    unlogged: u64,
+}
+
+impl RefusalCount {
+    /// Whether the refusal just made may be logged, and how many before it were not.
+    fn take(&mut self, now: u64) -> Option<u64> {
+        if now != self.second {
+            (self.second, self.in_second) = (now, 0);
+        }
+        self.in_second += 1;
+        if self.in_second > REFUSALS_LOGGED_PER_SECOND {
+            self.unlogged += 1;
+            return None;
+        }
+        Some(std::mem::take(&mut self.unlogged))
+    }
 }
 
 fn now_secs() -> u64 {
@@ -125,6 +154,7 @@ fn text(status: StatusCode, content_type: &'static str, body: String) -> Respons
 const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
 
 async fn add_checkpoint(State(w): State<Witness>, body: Bytes) -> Response {
+    let refusals = w.refusals.clone();
     let outcome = tokio::task::spawn_blocking(move || {
         let mut logs = w.logs.lock().unwrap_or_else(|e| e.into_inner());
         add::add_checkpoint(&mut logs, &w.cosigner, &body, now_secs())
@@ -152,8 +182,12 @@ async fn add_checkpoint(State(w): State<Witness>, body: Bytes) -> Response {
             };
             if status.is_server_error() {
                 tracing::error!(error = %refusal, "a checkpoint could not be recorded");
-            } else {
-                tracing::warn!(status = status.as_u16(), error = %refusal, "checkpoint refused");
+            } else if let Some(unlogged) = refusals
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(now_secs())
+            {
+                tracing::warn!(status = status.as_u16(), error = %refusal, unlogged, "checkpoint refused");
             }
             text(status, TEXT_PLAIN, format!("{refusal}\n"))
         }
@@ -165,14 +199,25 @@ async fn add_checkpoint(State(w): State<Witness>, body: Bytes) -> Response {
     }
 }
 
+/// `GET /<origin hash>/checkpoint`: the latest cosigned note. The lock is taken off the
+/// runtime's workers, since `add-checkpoint` holds it through its fsync.
 async fn latest(State(w): State<Witness>, UrlPath(hash): UrlPath<String>) -> Response {
-    let logs = w.logs.lock().unwrap_or_else(|e| e.into_inner());
-    match logs.note_by_hash(&hash) {
-        Some(note) => text(StatusCode::OK, TEXT_PLAIN, note.to_owned()),
-        None => text(
+    let note = tokio::task::spawn_blocking(move || {
+        let logs = w.logs.lock().unwrap_or_else(|e| e.into_inner());
+        logs.note_by_hash(&hash).map(str::to_owned)
+    })
+    .await;
+    match note {
+        Ok(Some(note)) => text(StatusCode::OK, TEXT_PLAIN, note),
+        Ok(None) => text(
             StatusCode::NOT_FOUND,
             TEXT_PLAIN,
             "no checkpoint cosigned for this log\n".into(),
+        ),
+        Err(e) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            TEXT_PLAIN,
+            format!("the witness failed: {e}\n"),
         ),
     }
 }
@@ -257,8 +302,30 @@ pub fn run(args: WitnessArgs) -> anyhow::Result<()> {
         let w = Witness {
             cosigner: Arc::new(cosigner),
             logs: Arc::new(Mutex::new(logs)),
+            refusals: Arc::default(),
         };
         serve(w, listener, shutdown).await?;
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_logged_at_most_so_many_a_second_and_the_rest_counted() {
+        let mut count = RefusalCount::default();
+        for _ in 0..REFUSALS_LOGGED_PER_SECOND {
+            assert_eq!(count.take(100), Some(0));
+        }
+        assert_eq!(count.take(100), None);
+        assert_eq!(count.take(100), None);
+        assert_eq!(
+            count.take(101),
+            Some(2),
+            "the next second says how many were left out"
+        );
+        assert_eq!(count.take(101), Some(0));
+    }
 }

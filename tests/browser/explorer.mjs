@@ -111,6 +111,17 @@ await check("overview shows the checkpoint's witness", async () => {
   return cfg.witness;
 });
 
+await check("the checkpoint history shows each checkpoint's witnesses, checked", async () => {
+  await go(`#/checkpoints?from=${cfg.checkpoint_size}`);
+  const row = page.locator('#checkpoints tbody tr', { has: page.locator(`[data-size="${cfg.checkpoint_size}"]`) });
+  await row.waitFor();
+  const li = row.locator(`li.witness[data-name="${cfg.witness}"]`);
+  assertEq(await li.getAttribute('data-state'), 'cosigned', 'the cosignature verified under the listed key');
+  await go('#/checkpoints');
+  await page.locator('#checkpoints tbody tr').first().waitFor();
+  return `${await page.locator('#checkpoints tbody tr').count()} on the first page`;
+});
+
 if (cfg.screenshot) {
   await check('screenshot of the overview', async () => {
     // Merchant names arrive after the table; wait for them so the picture shows them.
@@ -211,7 +222,7 @@ for (const k of cfg.known_answers || []) {
   await check(`${k.name} is VALID`, () => verify(k.receipt, k.key, 'valid'));
 }
 
-await check('verify.js verifies the cosignature vectors of another implementation', async () => {
+await check('verify.js verifies the cosignature lines of other implementations and of running witnesses', async () => {
   await go('#/verify');
   await page.locator('#verify-button').waitFor();
   const wrong = await page.evaluate(async (vectors) => {
@@ -228,6 +239,12 @@ await check('verify.js verifies the cosignature vectors of another implementatio
         out.push(`${v.name} (altered body accepted)`);
       } catch {
         // refused, as it must be
+      }
+      try {
+        await m.verifyCosignatures(note, v.body, [key, key], 2);
+        out.push(`${v.name} (one key given twice made a quorum of two)`);
+      } catch (e) {
+        if (!String(e.message).includes('more than once')) out.push(`${v.name} (${e.message})`);
       }
     }
     return out;

@@ -14,13 +14,18 @@ pub const NAME: &str = "witness.test/w1";
 
 /// `pointsledger witness --dir DIR --name NAME`, to add flags to.
 pub fn command(dir: &Path) -> Command {
+    command_named(dir, NAME)
+}
+
+/// `pointsledger witness --dir DIR --name name`, to add flags to.
+pub fn command_named(dir: &Path, name: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pointsledger"));
     cmd.args([
         "witness",
         "--dir",
         dir.to_str().expect("path"),
         "--name",
-        NAME,
+        name,
     ]);
     cmd
 }
@@ -47,7 +52,11 @@ impl Witness {
     }
 
     pub fn start_on(dir: &Path, log_keys: &[&str], listen: &str) -> Witness {
-        let mut cmd = command(dir);
+        Witness::start_named(dir, NAME, log_keys, listen)
+    }
+
+    pub fn start_named(dir: &Path, name: &str, log_keys: &[&str], listen: &str) -> Witness {
+        let mut cmd = command_named(dir, name);
         cmd.args(["--listen", listen]);
         for k in log_keys {
             cmd.args(["--log-key", k]);
@@ -87,7 +96,15 @@ impl Drop for Witness {
 
 /// The witness key a fresh witness directory will sign with (made by `--print-key`).
 pub fn print_key(dir: &Path) -> String {
-    let out = command(dir).arg("--print-key").output().expect("run");
+    print_key_named(dir, NAME)
+}
+
+/// The key a fresh witness directory will sign with under `name`.
+pub fn print_key_named(dir: &Path, name: &str) -> String {
+    let out = command_named(dir, name)
+        .arg("--print-key")
+        .output()
+        .expect("run");
     assert!(out.status.success());
     String::from_utf8(out.stdout)
         .expect("utf-8")

@@ -1,5 +1,5 @@
 // The explorer: hash-routed views over the public JSON API (#/, #/entries, #/entry/N,
-// #/account/ID, #/merchant/ID, #/verify, #/verify/N), so every view has a deep link and the
+// #/account/ID, #/merchant/ID, #/checkpoints, #/verify, #/verify/N), so every view has a deep link and the
 // server serves one page. Views are built with dom.js (no markup from data) and show the API's
 // own error messages when a request fails.
 
@@ -27,6 +27,8 @@ import {
   b64decode,
   b64encode,
   toHex,
+  parseWitnessKey,
+  cosignatureStatus,
   MAX_RECEIPT_BYTES,
 } from '/explorer/verify.js';
 
@@ -36,6 +38,8 @@ const logLine = document.getElementById('log-line');
 /** Entries per page of the entry browser, and on the overview. */
 const ENTRIES_PAGE = 25;
 const RECENT_ENTRIES = 8;
+/** Checkpoints per page of the checkpoint history. */
+const CHECKPOINTS_PAGE = 20;
 /** History rows fetched per request on the account page. */
 const HISTORY_PAGE = 50;
 /** Anchors shown on the overview. */
@@ -217,46 +221,79 @@ function parseCheckpointNote(note) {
   return { origin: lines[0], size: Number(lines[1]), rootB64: lines[2], rootHex };
 }
 
-/** The names of a note's signers other than the log: the witnesses whose lines it carries. */
-function cosigners(note, origin) {
-  const sigs = note.slice(note.lastIndexOf('\n\n') + 2).split('\n');
-  return sigs
-    .filter((l) => l.startsWith('\u2014 '))
-    .map((l) => l.slice(2).split(' ')[0])
-    .filter((name) => name !== origin);
+/** The signature lines of a note, under the blank line that ends its body. */
+function signatureLines(note) {
+  return note.slice(note.lastIndexOf('\n\n') + 2).split('\n').filter((l) => l.startsWith('\u2014 '));
 }
 
 /**
- * The witnesses of the latest checkpoint: each witness the log asks, whether the note carries
- * its line, and why the last request failed if it did. Shown as served: a reader who needs the
- * cosignatures checked verifies a receipt with the witnesses' keys (`pointsledger verify
- * --witness-key`).
+ * The witnesses the log asks (`/v1/log`), their keys parsed for checking; a key that does not
+ * parse is kept with its error, so that it shows rather than vanishes.
  */
-function witnessField(info, note) {
-  const on = cosigners(note, info.origin);
-  const asked = (info.witnesses || []).map((w) => ({ ...w, name: w.key.split('+')[0] }));
-  if (asked.length === 0 && on.length === 0) {
+async function askedWitnesses(info) {
+  const out = [];
+  for (const w of info.witnesses || []) {
+    try {
+      out.push({ ...w, name: w.key.split('+')[0], parsed: await parseWitnessKey(w.key) });
+    } catch (e) {
+      out.push({ ...w, name: w.key.split('+')[0], parsed: null, keyError: e.message });
+    }
+  }
+  return out;
+}
+
+/**
+ * What a note carries for each witness the log asks: each cosignature line is checked with
+ * WebCrypto against the witness's key as `/v1/log` lists it (`cosigned`), or found missing or
+ * not verifying (`bad`). Lines of other signers are counted, not checked. A reader who must not
+ * take the witnesses' keys from the log itself verifies a receipt with keys they trust
+ * (`#/verify`, `pointsledger verify --witness-key`).
+ */
+async function witnessMarks(note, origin, asked) {
+  const body = note.slice(0, note.lastIndexOf('\n\n') + 1);
+  const keys = asked.filter((w) => w.parsed).map((w) => w.parsed);
+  let status = { valid: [], missing: [], bad: [] };
+  try {
+    status = await cosignatureStatus(note, body, keys);
+  } catch {
+    // A key listed twice: every witness is shown as unchecked below.
+  }
+  const marks = asked.map((w) => {
+    if (!w.parsed) return { name: w.name, state: 'bad', detail: `its listed key does not parse: ${w.keyError}` };
+    if (status.valid.some((v) => v.name === w.name)) return { name: w.name, state: 'cosigned', detail: 'cosignature verified' };
+    if (status.bad.includes(w.name)) return { name: w.name, state: 'bad', detail: 'its line does not verify under its key' };
+    return { name: w.name, state: 'waiting', detail: w.last_error ? `not reached: ${w.last_error}` : 'has not cosigned this checkpoint yet' };
+  });
+  const names = new Set([origin, ...asked.map((w) => w.name)]);
+  const others = signatureLines(note).filter((l) => !names.has(l.slice(2).split(' ')[0])).length;
+  return { marks, others, valid: status.valid.length };
+}
+
+const MARK_BADGE = { cosigned: 'status-final', waiting: 'status-pending', bad: 'status-failed' };
+
+function markItem(m, withDetail) {
+  return h(
+    'li',
+    { class: 'witness', dataset: { name: m.name, cosigned: m.state === 'cosigned' ? 'yes' : 'no', state: m.state } },
+    h('span', { class: `badge ${MARK_BADGE[m.state]}` }, m.state),
+    ' ',
+    h('span', { class: 'mono' }, m.name),
+    withDetail ? h('span', { class: 'muted' }, ` ${m.detail}`) : null,
+  );
+}
+
+/** The witnesses of the latest checkpoint, each checked as `witnessMarks` says. */
+async function witnessField(info, note) {
+  const asked = await askedWitnesses(info);
+  const { marks, others, valid } = await witnessMarks(note, info.origin, asked);
+  if (asked.length === 0 && others === 0) {
     return field('Witnesses', h('span', { class: 'muted' }, 'none: this log asks no witness to cosign'));
   }
-  const names = [...new Set([...asked.map((w) => w.name), ...on])];
-  const items = names.map((name) => {
-    const w = asked.find((x) => x.name === name);
-    const cosigned = on.includes(name);
-    let status = cosigned ? 'cosigned this checkpoint' : 'has not cosigned this checkpoint yet';
-    if (!cosigned && w && w.last_error) status = `not reached: ${w.last_error}`;
-    return h(
-      'li',
-      { class: 'witness', dataset: { name, cosigned: cosigned ? 'yes' : 'no' } },
-      h('span', { class: `badge ${cosigned ? 'status-final' : 'status-pending'}` }, cosigned ? 'cosigned' : 'waiting'),
-      ' ',
-      h('span', { class: 'mono' }, name),
-      h('span', { class: 'muted' }, ` ${status}`),
-    );
-  });
+  const extra = others > 0 ? h('li', { class: 'muted' }, `${others} signature line${others === 1 ? '' : 's'} of other signers, not checked`) : null;
   const quorum = info.witness_quorum
-    ? h('span', { class: 'muted small' }, ` (${on.length} of ${asked.length}; ${info.witness_quorum} make a quorum)`)
+    ? h('span', { class: 'muted small' }, ` (${valid} of ${asked.length} verified; ${info.witness_quorum} make a quorum)`)
     : null;
-  return field('Witnesses', h('ul', { id: 'witnesses', class: 'plain' }, ...items), quorum);
+  return field('Witnesses', h('ul', { id: 'witnesses', class: 'plain' }, ...marks.map((m) => markItem(m, true)), extra), quorum);
 }
 
 // ---- Views ------------------------------------------------------------------------------------
@@ -288,7 +325,7 @@ async function overview() {
           field('Root', h('span', { class: 'mono wrap', title: `hex ${cp.rootHex}` }, cp.rootB64)),
           field('Log size', `${fmtInt(info.size)} entries`, info.size > cp.size ? h('span', { class: 'muted' }, ` (${fmtInt(info.size - cp.size)} awaiting the next checkpoint)`) : null),
           field('Verifier key', h('span', { class: 'mono wrap' }, info.verifier_key), ' ', copyButton(info.verifier_key)),
-          witnessField(info, note.value),
+          await witnessField(info, note.value),
         ),
         h('details', null, h('summary', null, 'Signed note, as served'), pre(note.value)),
         h(
@@ -889,6 +926,58 @@ function renderVerdict(r) {
   return out;
 }
 
+async function checkpoints(params) {
+  const info = await api('/v1/log');
+  let from = Number.parseInt(params.get('from') ?? '', 10);
+  if (!Number.isSafeInteger(from) || from < 0) from = 0;
+  const [page, asked] = await Promise.all([
+    api(`/v1/checkpoints?from=${from}&limit=${CHECKPOINTS_PAGE}`),
+    askedWitnesses(info),
+  ]);
+  const view = h('div', { class: 'view' }, h('h1', null, 'Checkpoints'));
+  const rows = [];
+  for (const c of page.checkpoints) {
+    const cp = parseCheckpointNote(c.note);
+    const { marks, others } = await witnessMarks(c.note, info.origin, asked);
+    const cell = marks.length || others
+      ? h('ul', { class: 'plain inline' }, ...marks.map((m) => markItem(m, false)), others ? h('li', { class: 'muted' }, `+${others} unchecked`) : null)
+      : h('span', { class: 'muted' }, 'none asked');
+    rows.push([
+      h('span', { class: 'mono', dataset: { size: String(c.size) } }, fmtInt(c.size)),
+      h('span', { class: 'mono wrap', title: `hex ${cp.rootHex}` }, cp.rootB64),
+      cell,
+      h('details', null, h('summary', null, 'note'), pre(c.note)),
+    ]);
+  }
+  const latest = info.checkpoint_size;
+  const pager = h(
+    'div',
+    { class: 'pager' },
+    from > 0 ? h('a', { class: 'button secondary', href: '#/checkpoints' }, '← First') : h('span', { class: 'button secondary disabled' }, '← First'),
+    h('span', { class: 'muted' }, `tree sizes from ${fmtInt(from)}, oldest first`),
+    page.next !== null && page.next !== undefined
+      ? h('a', { class: 'button secondary', href: `#/checkpoints?from=${page.next}` }, 'Next →')
+      : h('span', { class: 'button secondary disabled' }, 'Next →'),
+  );
+  view.append(
+    card(
+      null,
+      h(
+        'p',
+        { class: 'muted small' },
+        'Every checkpoint the log signed. Each witness line is checked against the key the log lists for that witness; ',
+        'to check against keys you trust, ',
+        h('a', { href: '#/verify' }, 'verify a receipt'),
+        ' with them.',
+        latest !== null && latest !== undefined ? h('span', null, ' ', h('a', { href: `#/checkpoints?from=${latest}` }, 'Latest checkpoint')) : null,
+      ),
+      pager,
+      table(['Tree size', 'Root', 'Witnesses', 'Signed note'], rows, { id: 'checkpoints', empty: 'No checkpoint from this size on.' }),
+    ),
+  );
+  return view;
+}
+
 function notFound(path) {
   return h(
     'div',
@@ -907,6 +996,7 @@ const ROUTES = [
   [/^entry\/([^/]+)$/, 'entries', entry, (p) => `Entry #${p.get('index')}`, ['index']],
   [/^account\/([^/]+)$/, null, account, (p) => `Account ${shortId(p.get('id'))}`, ['id']],
   [/^merchant\/([^/]+)$/, null, merchant, (p) => `Merchant ${shortId(p.get('id'))}`, ['id']],
+  [/^checkpoints$/, 'checkpoints', checkpoints, () => 'Checkpoints'],
   [/^verify$/, 'verify', verifyView, () => 'Verify a receipt'],
   [/^verify\/([^/]+)$/, 'verify', verifyView, () => 'Verify a receipt', ['index']],
 ];

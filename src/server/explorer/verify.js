@@ -260,16 +260,21 @@ export async function parseWitnessKey(text) {
   const keyId = (await sha256(concat(utf8.encode(name), Uint8Array.of(0x0a), raw))).subarray(0, 4);
   if (toHex(keyId) !== idHex) fail(`the witness key ${name}: the key id ${idHex} does not match the key`);
   const key = await importEd25519(raw.subarray(1), `the witness key ${name}`);
-  return { name, keyId, key };
+  return { name, keyId, key, pubHex: toHex(raw.subarray(1)) };
 }
 
 /**
- * Checks the `cosignature/v1` lines of a checkpoint note against witness keys: resolves to the
- * valid ones `[{ name, time }]` when at least `quorum` witnesses cosigned `body`, and fails
- * naming the missing and the bad ones otherwise, as `check_quorum` in
- * src/witness/cosignature.rs does.
+ * Sorts witnesses by what a checkpoint note carries for them: `valid` ([{ name, time }], a
+ * `cosignature/v1` line that verifies over `body`), `missing` (no line under the witness's name
+ * and key id) and `bad` (a line that does not verify). Lines of other keys are ignored. A public
+ * key given twice (under any names) is refused: a witness counts once toward a quorum.
  */
-export async function verifyCosignatures(note, body, witnesses, quorum) {
+export async function cosignatureStatus(note, body, witnesses) {
+  const seen = new Set();
+  for (const w of witnesses) {
+    if (seen.has(w.pubHex)) fail(`the witness key of ${w.name} is given more than once: each witness counts once toward a quorum`);
+    seen.add(w.pubHex);
+  }
   const lines = note.slice(note.lastIndexOf('\n\n') + 2).split('\n');
   const valid = [];
   const missing = [];
@@ -302,6 +307,17 @@ export async function verifyCosignatures(note, body, witnesses, quorum) {
     if (ok) valid.push({ name: w.name, time: Number(time) });
     else bad.push(w.name);
   }
+  return { valid, missing, bad };
+}
+
+/**
+ * Checks the `cosignature/v1` lines of a checkpoint note against witness keys: resolves to the
+ * valid ones `[{ name, time }]` when at least `quorum` witnesses cosigned `body`, and fails
+ * naming the missing and the bad ones otherwise, as `check_quorum` in
+ * src/witness/cosignature.rs does.
+ */
+export async function verifyCosignatures(note, body, witnesses, quorum) {
+  const { valid, missing, bad } = await cosignatureStatus(note, body, witnesses);
   if (valid.length < quorum) {
     const list = (names) => (names.length ? names.join(', ') : 'none');
     fail(
