@@ -269,6 +269,11 @@ impl Mirror {
         // may leave the last pages of the log unreflected. They passed every check before they
         // were appended, so they are replayed (and checked again) here.
         let mut cache = WriterCache::default();
+        // A mirror's state of an earlier layout is rebuilt from its log, as the ledger's is.
+        let stale = store.stale_layout()?.is_some();
+        if stale {
+            store.clear_derived()?;
+        }
         let state = store.state_size()?;
         if state > size {
             return Err(AuditError::State(format!(
@@ -278,6 +283,9 @@ impl Mirror {
         }
         ledger::replay(&store, &config.log, &mut cache, state..size, &|_| {})
             .map_err(|e| AuditError::State(format!("replaying the mirror's log: {e}")))?;
+        if stale {
+            store.finish_rebuild()?;
+        }
         let last_ts = match size {
             0 => 0,
             n => {
@@ -490,7 +498,7 @@ async fn audit(
                 merkle::verify_consistency(seen, cp.size, &seen_cp.root, &cp.root, p).is_ok()
             });
             if !ok {
-                let file = match fork_evidence(&client, &mirror.verifier_key, &seen_note, &note)
+                let file = match fork_evidence(client, &mirror.verifier_key, &seen_note, &note)
                     .await
                 {
                     Some(evidence) => Some(save_split_view(opts, &mirror.verifier_key, &evidence)?),

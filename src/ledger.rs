@@ -486,12 +486,22 @@ impl Ledger {
         };
         ledger.self_check()?;
         let rebuilding = ledger.store.rebuild_pending()?;
+        let stale = ledger.store.stale_layout()?;
         if rebuilding {
             tracing::warn!("a rebuild was interrupted; replaying the whole log into fresh state");
+        } else if let Some(layout) = stale {
+            tracing::warn!(
+                layout,
+                current = crate::state::LAYOUT,
+                entries = ledger.size,
+                "the derived state is of an earlier layout; rebuilding it from the log"
+            );
+        }
+        if rebuilding || stale.is_some() {
             ledger.store.clear_derived()?;
         }
         ledger.catch_up(progress)?;
-        if rebuilding {
+        if rebuilding || stale.is_some() {
             ledger.store.finish_rebuild()?;
         }
         Ok(ledger)

@@ -21,6 +21,7 @@ use pointsledger::keys;
 use pointsledger::ledger::DataDir;
 use pointsledger::log::tamper;
 use pointsledger::merkle::{self, MemoryHashes};
+use pointsledger::state::tamper as state_tamper;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -122,23 +123,17 @@ fn leaves(data: &Path) -> Vec<Vec<u8>> {
         .expect("leaves")
 }
 
-/// The state store of a stopped ledger, opened raw, as someone with disk access would.
-fn raw_state(data: &Path) -> sled::Db {
-    pointsledger::state::open_db(&DataDir(data.to_owned()).state()).expect("open sled")
+/// The state store directory of a stopped ledger, for `state::tamper`.
+fn state_dir(data: &Path) -> PathBuf {
+    DataDir(data.to_owned()).state()
 }
 
-/// The raw key of the checkpoint at `size` in a state store (`C` + size, big-endian).
-fn checkpoint_key(size: u64) -> Vec<u8> {
-    let mut k = vec![b'C'];
-    k.extend_from_slice(&size.to_be_bytes());
-    k
-}
-
-/// The sizes of the checkpoints a state store lists.
-fn checkpoint_sizes(db: &sled::Db) -> Vec<u64> {
-    db.scan_prefix([b'C'])
-        .map(|kv| u64::from_be_bytes(kv.expect("cp").0[1..9].try_into().expect("8 bytes")))
-        .collect()
+/// The log's origin, as the store records it.
+fn origin(data: &Path) -> String {
+    state_tamper::config(&state_dir(data))
+        .expect("config")
+        .log
+        .origin
 }
 
 /// Rewrites leaf `index` with `change`, then rewrites the log over the changed history (its
@@ -154,22 +149,17 @@ fn forge(data: &Path, index: u64, change: impl FnOnce(&mut Value)) {
     for bytes in &all {
         tree.append(&merkle::leaf_hash(bytes)).expect("append");
     }
-    let db = raw_state(data);
     let log_key = keys::read_key_file(&DataDir(data.to_owned()).log_key()).expect("log key");
-    let config: Value =
-        serde_json::from_slice(&db.get(b"mconfig").expect("get").expect("config")).expect("json");
-    let origin = config["origin"].as_str().expect("origin").to_owned();
-    for size in checkpoint_sizes(&db) {
+    let origin = origin(data);
+    for size in state_tamper::checkpoint_sizes(&state_dir(data)).expect("sizes") {
         let cp = Checkpoint {
             origin: origin.clone(),
             size,
             root: merkle::root(size, &tree).expect("root"),
         };
         let note = checkpoint::sign_checkpoint(&cp, &log_key).expect("sign");
-        db.insert(checkpoint_key(size), note.as_bytes())
-            .expect("insert");
+        state_tamper::put_checkpoint(&state_dir(data), size, &note).expect("list");
     }
-    db.flush().expect("flush");
 }
 
 struct Case {
@@ -247,7 +237,8 @@ fn a_clean_log_passes_and_is_audited_incrementally() {
     assert_eq!(report["new_entries"], serde_json::json!(3));
     assert_eq!(report["entries"], serde_json::json!(size + 3));
     // Only the checkpoints signed since the last run: the later purchases' (at least one).
-    let signed_since = checkpoint_sizes(&raw_state(case.data()))
+    let signed_since = state_tamper::checkpoint_sizes(&state_dir(case.data()))
+        .expect("sizes")
         .into_iter()
         .filter(|s| *s > size)
         .count();
@@ -487,10 +478,7 @@ fn a_fork_is_proven_from_the_new_tree_when_the_size_seen_is_not_listed() {
     forge(case.data(), 3, |leaf| {
         leaf["timestamp_ms"] = serde_json::json!(leaf["timestamp_ms"].as_u64().expect("ts") + 1);
     });
-    let db = raw_state(case.data());
-    db.remove(checkpoint_key(seen)).expect("remove");
-    db.flush().expect("flush");
-    drop(db);
+    state_tamper::remove_checkpoint(&state_dir(case.data()), seen).expect("remove");
     let operator =
         keys::read_key_file(&DataDir(case.data().to_owned()).operator_key()).expect("op key");
     let signer = server::Signer::new(operator);
@@ -526,25 +514,14 @@ fn a_listed_checkpoint_of_another_tree_is_a_split_view_with_evidence() {
     // signed over another root: the view of the log someone else was shown.
     let case = Case::new();
     let size = leaves(case.data()).len() as u64;
-    let db = raw_state(case.data());
     let log_key = keys::read_key_file(&DataDir(case.data().to_owned()).log_key()).expect("key");
-    let config: Value =
-        serde_json::from_slice(&db.get(b"mconfig").expect("get").expect("config")).expect("json");
-    let origin = config["origin"].as_str().expect("origin").to_owned();
     let other = Checkpoint {
-        origin,
+        origin: origin(case.data()),
         size: 5,
         root: [9u8; 32],
     };
-    db.insert(
-        checkpoint_key(5),
-        checkpoint::sign_checkpoint(&other, &log_key)
-            .expect("sign")
-            .as_bytes(),
-    )
-    .expect("insert");
-    db.flush().expect("flush");
-    drop(db);
+    let note = checkpoint::sign_checkpoint(&other, &log_key).expect("sign");
+    state_tamper::put_checkpoint(&state_dir(case.data()), 5, &note).expect("list");
 
     let state = case.state("g");
     let (at, d) = case.with_server(|api| failed_at(&api.base, &state));
@@ -601,18 +578,7 @@ fn a_misreported_balance_is_named() {
     // but the account the server reports is not the one the log adds up to.
     let case = Case::new();
     let alice = &case.parties[2];
-    let db = raw_state(case.data());
-    let mut prefix = vec![b'T'];
-    prefix.extend_from_slice(alice.id.as_bytes());
-    prefix.push(b'/');
-    let (lot, _) = db
-        .scan_prefix(&prefix)
-        .next()
-        .expect("a lot")
-        .expect("read");
-    db.remove(lot).expect("remove");
-    db.flush().expect("flush");
-    drop(db);
+    assert!(state_tamper::remove_first_lot(&state_dir(case.data()), &alice.id).expect("remove"));
     let (at, d) = case.with_server(|api| failed_at(&api.base, &case.state("f")));
     assert_eq!(at, format!("account {}", alice.id), "{d}");
 }

@@ -431,6 +431,9 @@ enum Prove {
 /// code's class's (1 for a failure without a code, such as a file that cannot be read).
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_) | Command::Witness(_)) {
+        crate::server::init_tracing_at("warn");
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -258,8 +258,15 @@ pub(crate) fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Se
 }
 
 pub(crate) fn init_tracing() {
+    init_tracing_at("info");
+}
+
+/// Logs to stderr at `level` unless `RUST_LOG` says otherwise: `info` for the long-running
+/// commands, `warn` for the others, so that what a command notices on its own (an interrupted
+/// rebuild, a state store rebuilt for a new layout) is said without burying its output.
+pub(crate) fn init_tracing_at(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -15,7 +15,7 @@
 //! reopened, which replays the log from the size sled reflects.
 
 use super::history::{self, SEAL};
-use super::{encode, history_key, key, lot_key, Store, StoreError, META_STATE_SIZE};
+use super::{encode, history_key, key, lot_key, prefixed, Store, StoreError, META_STATE_SIZE};
 use crate::engine::state::{Account, Lot, Lots, Merchant, Order};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -39,16 +39,51 @@ pub(crate) struct Layer {
     /// lots that changed and removes the ones that went.
     pub(super) base: HashMap<String, Arc<Account>>,
     pub(super) merchants: HashMap<String, Merchant>,
-    pub(super) orders: HashMap<(String, String), Order>,
-    pub(super) nonces: HashMap<(String, String), u64>,
+    /// Orders under [`super::order_key`].
+    pub(super) orders: HashMap<[u8; 16], Order>,
+    /// Leaf indexes under [`super::nonce_key`].
+    pub(super) nonces: HashMap<[u8; 16], u64>,
     pub(super) evm: HashMap<String, Option<String>>,
     /// (account, leaf index) for every entry that changed an account.
     pub(super) history: Vec<(String, u64)>,
 }
 
+/// The history tails (the indexes not yet sealed into a chunk) that sled holds in each recent
+/// account's `A` value, as the last batch that wrote them left them: a batch that writes an
+/// account again appends to its tail without reading the value back from sled. Kept for at
+/// most [`Tails::CAPACITY`] accounts; the others are read from sled.
+#[derive(Default)]
+pub(super) struct Tails {
+    map: HashMap<String, Vec<u64>>,
+}
+
+impl Tails {
+    /// Most accounts whose tails are kept (as many as the writer's cache holds accounts).
+    const CAPACITY: usize = super::WriterCache::CAPACITY;
+
+    /// Takes the tails a batch wrote, once sled holds the batch. Past the capacity the map
+    /// starts over rather than tracking which account is oldest.
+    pub(super) fn update(&mut self, written: WrittenTails) {
+        if self.map.len() + written.len() > Self::CAPACITY {
+            self.map.clear();
+        }
+        if written.len() <= Self::CAPACITY {
+            self.map.extend(written);
+        }
+    }
+}
+
+/// What a batch wrote of each account's history tail: (account, tail).
+pub(super) type WrittenTails = Vec<(String, Vec<u64>)>;
+
 /// One sled batch writing `layers` (consecutive groups, oldest first) over the state that
-/// `db` holds, which reflects the log up to the first of them.
-pub(super) fn batch(db: &sled::Db, layers: &[Arc<Layer>]) -> Result<sled::Batch, StoreError> {
+/// `db` holds, which reflects the log up to the first of them, with the history tails it
+/// writes, for [`Tails::update`] once sled holds it.
+pub(super) fn batch(
+    db: &sled::Db,
+    layers: &[Arc<Layer>],
+    tails: &Tails,
+) -> Result<(sled::Batch, WrittenTails), StoreError> {
     let mut b = sled::Batch::default();
     // Each account: its lots before the first layer that wrote it (and whether it was new
     // then), the account after the last, and the entries of the layers that changed it.
@@ -73,6 +108,7 @@ pub(super) fn batch(db: &sled::Db, layers: &[Arc<Layer>]) -> Result<sled::Batch,
             }
         }
     }
+    let mut written_tails = Vec::with_capacity(accounts.len());
     for (id, (base, new, account, entries)) in accounts {
         let (written, removed) = account.lots.changes_from(base);
         for lot in written {
@@ -83,9 +119,13 @@ pub(super) fn batch(db: &sled::Db, layers: &[Arc<Layer>]) -> Result<sled::Batch,
         }
         // The account's own key holds everything but its lots, then its history's tail.
         let k = key(b'A', &[id.as_bytes()]);
-        let mut tail = match db.get(&k)? {
-            Some(v) if !new => super::split_account(&k, &v)?.1,
-            _ => Vec::new(),
+        let mut tail = match tails.map.get(id) {
+            _ if new => Vec::new(),
+            Some(tail) => tail.clone(),
+            None => match db.get(&k)? {
+                Some(v) => super::split_account(&k, &v)?.1,
+                None => Vec::new(),
+            },
         };
         tail.extend(entries);
         let sealed = tail.len() / SEAL * SEAL;
@@ -95,17 +135,19 @@ pub(super) fn batch(db: &sled::Db, layers: &[Arc<Layer>]) -> Result<sled::Batch,
         let mut value = encode(&AccountRecord::of(account));
         history::put_tail(&mut value, &tail[sealed..]);
         b.insert(k, value);
+        tail.drain(..sealed);
+        written_tails.push((id.to_owned(), tail));
     }
     // Later layers overwrite earlier ones: a batch keeps the last value given for a key.
     for layer in layers {
         for (id, m) in &layer.merchants {
             b.insert(key(b'M', &[id.as_bytes()]), encode(m));
         }
-        for ((m, o), order) in &layer.orders {
-            b.insert(key(b'O', &[m.as_bytes(), o.as_bytes()]), encode(order));
+        for (h, order) in &layer.orders {
+            b.insert(&prefixed(b'O', h), encode(order));
         }
-        for ((s, n), i) in &layer.nonces {
-            b.insert(key(b'N', &[s.as_bytes(), n.as_bytes()]), &i.to_be_bytes());
+        for (h, i) in &layer.nonces {
+            b.insert(&prefixed(b'N', h), &i.to_be_bytes());
         }
         for (addr, owner) in &layer.evm {
             let k = key(b'X', &[addr.as_bytes()]);
@@ -118,7 +160,20 @@ pub(super) fn batch(db: &sled::Db, layers: &[Arc<Layer>]) -> Result<sled::Batch,
     if let Some(last) = layers.last() {
         b.insert(META_STATE_SIZE, &last.size.to_be_bytes());
     }
-    Ok(b)
+    Ok((b, written_tails))
+}
+
+/// Writes `layers` into sled as one batch, without a flush, and keeps the tails it wrote.
+pub(super) fn write(
+    db: &sled::Db,
+    layers: &[Arc<Layer>],
+    tails: &Mutex<Tails>,
+) -> Result<(), StoreError> {
+    let mut tails = tails.lock().unwrap_or_else(PoisonError::into_inner);
+    let (b, written) = batch(db, layers, &tails)?;
+    db.apply_batch(b)?;
+    tails.update(written);
+    Ok(())
 }
 
 /// An account as its `A` key stores it: everything but its lots, which have keys of their own.
@@ -255,6 +310,9 @@ impl Versions {
 pub(crate) struct Pending {
     queue: Mutex<Queue>,
     changed: Condvar,
+    /// The history tails sled holds, for every batch written to this store (the writer
+    /// thread's and replays' alike).
+    pub(super) tails: Mutex<Tails>,
 }
 
 impl Pending {
@@ -387,7 +445,7 @@ fn write_loop(db: &sled::Db, pending: &Pending) {
             }
             q.layers.iter().cloned().collect()
         };
-        let result = batch(db, &layers).and_then(|b| Ok(db.apply_batch(b)?));
+        let result = write(db, &layers, &pending.tails);
         let mut q = pending.lock();
         match result {
             Ok(()) => {

@@ -66,8 +66,8 @@ pub struct Group<'a> {
     /// Each account in `accounts` as it was before the group (none if it was new).
     base: HashMap<String, Arc<Account>>,
     merchants: HashMap<String, Merchant>,
-    orders: HashMap<(String, String), Order>,
-    nonces: HashMap<(String, String), u64>,
+    orders: HashMap<[u8; 16], Order>,
+    nonces: HashMap<[u8; 16], u64>,
     evm: HashMap<String, Option<String>>,
     history: Vec<(String, u64)>,
 }
@@ -111,7 +111,7 @@ impl<'a> Group<'a> {
     /// The leaf index of the entry in which `signer` used `nonce`: in this group, the queued
     /// layers or sled.
     pub fn nonce_entry(&self, signer: &str, nonce: &str) -> Result<Option<u64>, StoreError> {
-        match self.nonces.get(&(signer.to_owned(), nonce.to_owned())) {
+        match self.nonces.get(&super::nonce_key(signer, nonce)) {
             Some(i) => Ok(Some(*i)),
             None => self.store.nonce_in(&self.layers, signer, nonce),
         }
@@ -186,10 +186,15 @@ impl<'a> Group<'a> {
             self.accounts.insert(id, account);
         }
         for (signer, nonce) in writes.nonces {
-            self.nonces.insert((signer, nonce), index);
+            self.nonces.insert(super::nonce_key(&signer, &nonce), index);
         }
         self.merchants.extend(writes.merchants);
-        self.orders.extend(writes.orders);
+        self.orders.extend(
+            writes
+                .orders
+                .into_iter()
+                .map(|((m, o), order)| (super::order_key(&m, &o), order)),
+        );
         self.evm.extend(writes.evm);
         Ok(())
     }
@@ -219,8 +224,7 @@ impl<'a> Group<'a> {
     pub fn commit(self) -> (Result<(), StoreError>, WriterCache) {
         let store = self.store;
         let (layer, cache) = self.freeze();
-        let written = behind::batch(&store.db, &[Arc::new(layer)])
-            .and_then(|b| Ok(store.db.apply_batch(b)?));
+        let written = behind::write(&store.db, &[Arc::new(layer)], &store.pending.tails);
         match written {
             Ok(()) => (Ok(()), cache),
             Err(e) => (Err(e), WriterCache::default()),
@@ -280,7 +284,7 @@ impl StateView for Group<'_> {
         Ok(found)
     }
     fn order(&self, merchant: &str, order_id: &str) -> Result<Option<Order>, EngineError> {
-        match self.orders.get(&(merchant.to_owned(), order_id.to_owned())) {
+        match self.orders.get(&super::order_key(merchant, order_id)) {
             Some(o) => Ok(Some(o.clone())),
             None => Ok(self.store.order_in(&self.layers, merchant, order_id)?),
         }

@@ -19,12 +19,18 @@
 //! | `m` | meta name | meta value (log config, the log size the state reflects) |
 //! | `C` | tree size (u64 BE) | signed checkpoint note |
 //! | `A` | account id | account without its lots (debt, referral, counters), then its history's tail |
-//! | `T` | account id `/` expiry, lot index, ordinal (BE) | one lot; keys sort in drawing order |
+//! | `T` | H(account id), expiry, lot index, ordinal (BE) | one lot; keys sort in drawing order |
 //! | `M` | merchant id | merchant (program rules) |
-//! | `O` | merchant id `/` order id | order (purchase, redemption, refunds) |
-//! | `N` | signer `/` nonce | leaf index (replays refused, identical resubmissions found) |
+//! | `O` | H(merchant id, order id) | order (purchase, redemption, refunds) |
+//! | `N` | H(signer, nonce) | leaf index (replays refused, identical resubmissions found) |
 //! | `X` | EVM address | consumer id |
-//! | `Y` | account id `/` leaf index (u64 BE) | the account's history from that index on: a sealed chunk (`history.rs`) |
+//! | `Y` | H(account id), leaf index (u64 BE) | the account's history from that index on: a sealed chunk (`history.rs`) |
+//!
+//! `H(...)` is [`short_hash`]: 16 bytes of SHA-256 over the length-prefixed parts. The keys a
+//! purchase adds (its nonce, its order, its lot) are most of what sled holds, and sled's cost
+//! in time and disk grows with their bytes: a 64-hex id spelled out in each made them four
+//! times as long. `mlayout` names the layout ([`LAYOUT`]); a store of another layout is rebuilt
+//! from the log when it is opened.
 //!
 //! The anchorer's records are in a keyspace of their own (`anchors`): `K` + tree size (u64 BE)
 //! holds the record for that checkpoint, and `manchor-target` the chain id and contract they
@@ -40,6 +46,7 @@
 mod behind;
 mod group;
 mod history;
+pub mod tamper;
 #[cfg(test)]
 mod tests;
 
@@ -103,6 +110,38 @@ fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
     k
 }
 
+/// The first 16 bytes of SHA-256 over `parts`, each prefixed by its length (u64 BE): the fixed
+/// length key under which nonces, orders, lots and history are filed. A collision among even
+/// 10^10 keys has a probability near 10^-19.
+pub(crate) fn short_hash(parts: &[&[u8]]) -> [u8; 16] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_be_bytes());
+        h.update(p);
+    }
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&h.finalize()[..16]);
+    out
+}
+
+/// The key a nonce is indexed under, as queued layers and sled file it.
+pub(crate) fn nonce_key(signer: &str, nonce: &str) -> [u8; 16] {
+    short_hash(&[signer.as_bytes(), nonce.as_bytes()])
+}
+
+/// The key an order is filed under, as queued layers and sled file it.
+pub(crate) fn order_key(merchant: &str, order_id: &str) -> [u8; 16] {
+    short_hash(&[merchant.as_bytes(), order_id.as_bytes()])
+}
+
+fn prefixed(prefix: u8, hash: &[u8; 16]) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[0] = prefix;
+    k[1..].copy_from_slice(hash);
+    k
+}
+
 fn num_key(prefix: u8, n: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
     k[0] = prefix;
@@ -154,9 +193,7 @@ fn lot_key(account: &str, lot: &Lot) -> Vec<u8> {
 }
 
 fn history_prefix(account: &str) -> Vec<u8> {
-    let mut k = key(b'Y', &[account.as_bytes()]);
-    k.push(b'/');
-    k
+    prefixed(b'Y', &short_hash(&[account.as_bytes()])).to_vec()
 }
 
 /// An `A` value split into the account's encoding (its lots are under `T`) and its history's
@@ -185,9 +222,7 @@ fn history_chunk(k: &[u8], v: &[u8]) -> Result<Vec<u64>, StoreError> {
 }
 
 fn lots_prefix(account: &str) -> Vec<u8> {
-    let mut k = key(b'T', &[account.as_bytes()]);
-    k.push(b'/');
-    k
+    prefixed(b'T', &short_hash(&[account.as_bytes()])).to_vec()
 }
 
 const META_CONFIG: &[u8] = b"mconfig";
@@ -196,6 +231,11 @@ const META_STATE_SIZE: &[u8] = b"mstate-size";
 /// Where the earlier layout kept the log's size (`pointsledger migrate` removes it).
 const LEGACY_META_SIZE: &[u8] = b"msize";
 const META_REBUILDING: &[u8] = b"mrebuilding";
+/// The layout of the derived state ([`LAYOUT`]).
+const META_LAYOUT: &[u8] = b"mlayout";
+/// The layout this build writes: 2 files nonces, orders, lots and history under short hashes
+/// (1, unnamed in the store, spelled the ids out).
+pub const LAYOUT: u32 = 2;
 const META_ANCHOR_TARGET: &[u8] = b"manchor-target";
 /// The keyspace of the anchor records (`K` + tree size) and their target.
 const ANCHORS: &str = "anchors";
@@ -260,10 +300,16 @@ pub(crate) fn latest_checkpoint(db: &sled::Db) -> Result<Option<(u64, String)>, 
 
 /// SHA-256 over the derived state as one key per item, in key order: every key and value of
 /// the prefixes A T M O N X, an account's value without its history's tail, then for every
-/// account in order each of its history's indexes as the key `Y` account `/` index (BE) with
-/// an empty value. So the digest does not depend on how the history is packed (`history.rs`).
+/// account in order each of its history's indexes as the key `Y` H(account) index (BE) with
+/// an empty value. So the digest does not depend on how the history is packed (`history.rs`),
+/// and a store of layout 1, whose keys spelled the ids out, is digested under the keys this
+/// layout gives the same items: a migration or rebuild across layouts compares like with like.
 pub(crate) fn state_digest(db: &sled::Db) -> Result<Hash, StoreError> {
     use sha2::{Digest, Sha256};
+    let layout = match db.get(META_LAYOUT)? {
+        None => 1,
+        Some(_) => LAYOUT,
+    };
     let mut h = Sha256::new();
     let mut item = |k: &[u8], v: &[u8]| {
         h.update((k.len() as u64).to_be_bytes());
@@ -272,6 +318,19 @@ pub(crate) fn state_digest(db: &sled::Db) -> Result<Hash, StoreError> {
         h.update(v);
     };
     for prefix in DERIVED.into_iter().filter(|p| *p != b'Y') {
+        let hashed = matches!(prefix, b'T' | b'O' | b'N');
+        if layout == 1 && hashed {
+            let mut items = Vec::new();
+            for kv in db.scan_prefix([prefix]) {
+                let (k, v) = kv?;
+                items.push((layout1_key(&k)?, v));
+            }
+            items.sort();
+            for (k, v) in items {
+                item(&k, &v);
+            }
+            continue;
+        }
         for kv in db.scan_prefix([prefix]) {
             let (k, v) = kv?;
             if prefix == b'A' {
@@ -284,8 +343,12 @@ pub(crate) fn state_digest(db: &sled::Db) -> Result<Hash, StoreError> {
     for kv in db.scan_prefix([b'A']) {
         let (k, v) = kv?;
         let id = String::from_utf8_lossy(&k[1..]);
+        let chunks = match layout {
+            1 => key(b'Y', &[id.as_bytes(), b""]),
+            _ => history_prefix(&id),
+        };
         let mut indexes = Vec::new();
-        for chunk in db.scan_prefix(history_prefix(&id)) {
+        for chunk in db.scan_prefix(chunks) {
             let (ck, cv) = chunk?;
             indexes.extend(history_chunk(&ck, &cv)?);
         }
@@ -295,6 +358,26 @@ pub(crate) fn state_digest(db: &sled::Db) -> Result<Hash, StoreError> {
         }
     }
     Ok(h.finalize().into())
+}
+
+/// The key this layout gives the item a layout-1 key of prefix `T`, `O` or `N` names: those
+/// spelled out `id / rest` (a lot's 24-byte position after the account, an order id or a
+/// nonce after the merchant or signer, which hold no `/`).
+fn layout1_key(k: &[u8]) -> Result<Vec<u8>, StoreError> {
+    let corrupt = || StoreError::Corrupt {
+        key: String::from_utf8_lossy(k).into_owned(),
+        reason: "not a key of layout 1".into(),
+    };
+    let (prefix, rest) = k.split_first().ok_or_else(corrupt)?;
+    if *prefix == b'T' {
+        let at = rest.len().checked_sub(25).ok_or_else(corrupt)?;
+        let mut out = prefixed(b'T', &short_hash(&[&rest[..at]])).to_vec();
+        out.extend_from_slice(&rest[at + 1..]);
+        return Ok(out);
+    }
+    let slash = rest.iter().position(|b| *b == b'/').ok_or_else(corrupt)?;
+    let hash = short_hash(&[&rest[..slash], &rest[slash + 1..]]);
+    Ok(prefixed(*prefix, &hash).to_vec())
 }
 
 /// A read handle on the log and the state; cheap to clone, safe to read from any thread, never
@@ -314,6 +397,10 @@ impl Store {
     /// Opens (creating if missing) the state database in `dir`, beside `log`.
     pub fn open(dir: &Path, log: LogReader) -> Result<Store, StoreError> {
         let db = open_db(dir)?;
+        // A store with neither a configuration nor a layout is new: it is of this layout.
+        if db.get(META_LAYOUT)?.is_none() && db.get(META_CONFIG)?.is_none() {
+            db.insert(META_LAYOUT, &LAYOUT.to_be_bytes())?;
+        }
         Ok(Store {
             anchors: db.open_tree(ANCHORS)?,
             db,
@@ -352,12 +439,12 @@ impl Store {
         signer: &str,
         nonce: &str,
     ) -> Result<Option<u64>, StoreError> {
-        let k = (signer.to_owned(), nonce.to_owned());
-        if let Some(i) = layers.iter().rev().find_map(|l| l.nonces.get(&k)) {
+        let h = nonce_key(signer, nonce);
+        if let Some(i) = layers.iter().rev().find_map(|l| l.nonces.get(&h)) {
             return Ok(Some(*i));
         }
-        let k = key(b'N', &[signer.as_bytes(), nonce.as_bytes()]);
-        self.db.get(&k)?.map(|v| decode_u64(&k, &v)).transpose()
+        let k = prefixed(b'N', &h);
+        self.db.get(k)?.map(|v| decode_u64(&k, &v)).transpose()
     }
 
     fn account_in(
@@ -389,10 +476,10 @@ impl Store {
         merchant: &str,
         order_id: &str,
     ) -> Result<Option<Order>, StoreError> {
-        let k = (merchant.to_owned(), order_id.to_owned());
-        match layers.iter().rev().find_map(|l| l.orders.get(&k)) {
+        let h = order_key(merchant, order_id);
+        match layers.iter().rev().find_map(|l| l.orders.get(&h)) {
             Some(o) => Ok(Some(o.clone())),
-            None => self.get(&key(b'O', &[merchant.as_bytes(), order_id.as_bytes()])),
+            None => self.get(&prefixed(b'O', &h)),
         }
     }
 
@@ -422,6 +509,7 @@ impl Store {
 
     /// Writes the configuration of a new log (once, at init) and flushes.
     pub fn put_config(&self, config: &StoredConfig) -> Result<(), StoreError> {
+        self.db.insert(META_LAYOUT, &LAYOUT.to_be_bytes())?;
         self.db.insert(META_CONFIG, to_json(config))?;
         self.db.flush()?;
         Ok(())
@@ -591,6 +679,11 @@ impl Store {
     /// Deletes all derived state (not checkpoints or anchor records) and marks a rebuild as
     /// under way, so that an interrupted rebuild is noticed at the next open.
     pub fn clear_derived(&self) -> Result<(), StoreError> {
+        *self
+            .pending
+            .tails
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = behind::Tails::default();
         self.db.insert(META_REBUILDING, &[1u8])?;
         self.db.flush()?;
         for prefix in DERIVED {
@@ -605,11 +698,29 @@ impl Store {
         Ok(())
     }
 
-    /// Marks a rebuild as finished.
+    /// Marks a rebuild as finished: the derived state is of this build's [`LAYOUT`].
     pub fn finish_rebuild(&self) -> Result<(), StoreError> {
+        self.db.insert(META_LAYOUT, &LAYOUT.to_be_bytes())?;
         self.db.remove(META_REBUILDING)?;
         self.db.flush()?;
         Ok(())
+    }
+
+    /// The layout of the derived state when it is not this build's [`LAYOUT`] (1 for a store
+    /// that names none): the state must then be rebuilt from the log before it is read.
+    pub fn stale_layout(&self) -> Result<Option<u32>, StoreError> {
+        match self.db.get(META_LAYOUT)? {
+            None => Ok(Some(1)),
+            Some(v) => {
+                let layout = v.as_ref().try_into().map(u32::from_be_bytes).map_err(|_| {
+                    StoreError::Corrupt {
+                        key: String::from_utf8_lossy(META_LAYOUT).into_owned(),
+                        reason: "expected 4 bytes".into(),
+                    }
+                })?;
+                Ok((layout != LAYOUT).then_some(layout))
+            }
+        }
     }
 
     /// Whether a rebuild was interrupted.
