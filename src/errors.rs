@@ -229,6 +229,9 @@ codes! {
     /// More points than are spendable.
     InsufficientPoints = "insufficient_points", Rule, 422,
         "`points` > spendable − debt.";
+    /// A redemption would draw from more lots than one may.
+    TooManyLots = "too_many_lots", Rule, 422,
+        "The redemption would draw from more than 100 lots (debt settled included, [§5.3](#53-redeem)); the message says how many points the first 100 give: redeem at most that many on this order.";
     /// The discount exceeds the share payable with points.
     RedeemShareExceeded = "redeem_share_exceeded", Rule, 422,
         "The discount exceeds the share payable with points.";
@@ -276,7 +279,7 @@ codes! {
         "The request (its body, or its handling) took longer than the service allows; an entry may still have been appended: resubmit the identical envelope to get its receipt.";
     /// The body or an envelope is larger than the route or the format accepts.
     TooLarge = "too_large", Limit, 413,
-        "The body is larger than the route accepts, an envelope or payload is larger than [§3](#3-dsse-envelopes) allows, or a payload is longer than its kind allows (1024 bytes for programs, 512 for the other kinds, [§4](#4-payloads-common-rules)), or the entry's leaf would pass the 65,535 bytes an entry bundle holds ([§12.12](#1212-the-log-as-tlog-tiles); a redemption drawing from about 500 lots or more: split it). A body declared too large is refused before it is read.";
+        "The body is larger than the route accepts, an envelope or payload is larger than [§3](#3-dsse-envelopes) allows, or a payload is longer than its kind allows (1024 bytes for programs, 512 for the other kinds, [§4](#4-payloads-common-rules)), or the entry's leaf would pass the 65,535 bytes an entry bundle holds ([§12.12](#1212-the-log-as-tlog-tiles); the rules keep every entry well inside it, so this is a fault of the service). A body declared too large is refused before it is read.";
     /// A batch holds more envelopes than the service takes.
     TooManyEntries = "too_many_entries", Limit, 413,
         "A batch holds more envelopes than the service takes (`max_batch`).";

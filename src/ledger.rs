@@ -25,6 +25,7 @@ use crate::errors::Code;
 use crate::keys::{self, KeyError};
 use crate::log::io::{LogFs, StdFs};
 use crate::log::layout::MAX_LEAF_LEN;
+use crate::log::MAX_GROUP_BYTES;
 use crate::log::{LogError, LogOptions, LogWriter};
 use crate::merkle::{self, Hash, MerkleError};
 use crate::payload::Payload;
@@ -85,8 +86,9 @@ pub enum LedgerError {
     #[error("internal error: {0}")]
     Internal(String),
     /// The entry's leaf would not fit an entry bundle of the tlog-tiles API, whose lengths are
-    /// `u16` (a redemption drawing from very many lots); refused before it is sequenced.
-    #[error("the entry's leaf would be {len} bytes, over the {max} bytes a tlog-tiles entry bundle holds; a redemption drawing from this many lots must be split into smaller ones")]
+    /// `u16`; refused before it is sequenced. The engine's bounds (lots per redemption, `expire`
+    /// changes per sweep, payload sizes) keep every entry far inside it: this is the last guard.
+    #[error("the entry's leaf would be {len} bytes, over the {max} bytes a tlog-tiles entry bundle holds")]
     LeafTooLarge {
         /// The leaf's length.
         len: usize,
@@ -408,9 +410,12 @@ impl From<Blocked> for LedgerError {
     }
 }
 
-/// Free bytes the writer keeps on the data volume unless told otherwise: well above what one
-/// group of ordinary entries writes, so a group that starts also finishes.
-pub const DEFAULT_MIN_FREE_BYTES: u64 = 64 * 1024 * 1024;
+/// Free bytes the writer keeps on the data volume unless told otherwise. A group that passes the
+/// check may still grow the log by one preallocation step (at most a quarter of the reserve,
+/// [`Ledger::set_min_free_bytes`]), write its own bytes (at most [`crate::log::MAX_GROUP_BYTES`]
+/// and in practice a few MiB) and have its state written behind it: the reserve covers all three,
+/// so a group that starts also finishes.
+pub const DEFAULT_MIN_FREE_BYTES: u64 = 256 * 1024 * 1024;
 
 impl Ledger {
     /// Opens the ledger in `dir`: opens the log (cutting a torn tail a crash left), checks it
@@ -638,9 +643,12 @@ impl Ledger {
         }
     }
 
-    /// Sets the free space the writer keeps on the data volume (0 turns the check off).
+    /// Sets the free space the writer keeps on the data volume (0 turns the check off). The
+    /// log then grows its segment by at most a quarter of it at a time, so that one growth step
+    /// after the check cannot use up the reserve.
     pub fn set_min_free_bytes(&mut self, bytes: u64) {
         self.min_free_bytes = bytes;
+        self.log.limit_growth((bytes > 0).then_some(bytes / 4));
     }
 
     /// Whether a write may start: writing the state behind the log has not failed (sled keeps
@@ -722,23 +730,38 @@ impl Ledger {
                 .map(|item| item.and_then(|_| Err(blocked.clone().into())))
                 .collect();
         }
-        let (start, last_ts) = (self.size, self.last_ts);
-        let store = self.store.clone();
-        let mut group = Group::new(&store, self.size, std::mem::take(&mut self.cache));
-        let mut results: Vec<Result<Receipt, LedgerError>> = items
-            .into_iter()
-            .map(|item| item.and_then(|env| self.sequence_one(&mut group, &env)))
-            .collect();
-        if let Err(blocked) = self.commit(group) {
-            // Nothing of the group is durable: every receipt of it is withdrawn.
-            self.last_ts = last_ts;
-            for r in results.iter_mut() {
-                if matches!(r, Ok(rc) if rc.index >= start) {
-                    *r = Err(blocked.clone().into());
+        let total = items.len();
+        let mut results: Vec<Result<Receipt, LedgerError>> = Vec::with_capacity(total);
+        let mut items = items.into_iter();
+        // One log record per group, cut where one more leaf might not fit a record: a batch
+        // of large leaves becomes several groups rather than one the log refuses.
+        let full = MAX_GROUP_BYTES - (2 + MAX_LEAF_LEN);
+        loop {
+            let (start, last_ts, first) = (self.size, self.last_ts, results.len());
+            let store = self.store.clone();
+            let mut group = Group::new(&store, self.size, std::mem::take(&mut self.cache));
+            for item in items.by_ref() {
+                results.push(item.and_then(|env| self.sequence_one(&mut group, &env)));
+                if group.record_bytes() > full {
+                    break;
                 }
             }
+            if let Err(blocked) = self.commit(group) {
+                // Nothing of the group is durable: every receipt of it is withdrawn, and what
+                // was still to come is refused for the same reason.
+                self.last_ts = last_ts;
+                for r in results[first..].iter_mut() {
+                    if matches!(r, Ok(rc) if rc.index >= start) {
+                        *r = Err(blocked.clone().into());
+                    }
+                }
+                results.extend(items.map(|item| item.and_then(|_| Err(blocked.clone().into()))));
+                return results;
+            }
+            if results.len() == total {
+                return results;
+            }
         }
-        results
     }
 
     fn sequence_one(&mut self, group: &mut Group, env: &Envelope) -> Result<Receipt, LedgerError> {

@@ -650,7 +650,7 @@ fn a_refund_cannot_return_points_beyond_the_cap() {
 }
 
 #[test]
-fn a_redemption_whose_leaf_would_not_fit_a_bundle_is_refused() {
+fn leaves_stay_inside_a_bundle_however_many_lots_an_account_holds() {
     let mut f = Fixture::new();
     let shop = Party::new();
     let carol = Party::new();
@@ -668,7 +668,7 @@ fn a_redemption_whose_leaf_would_not_fit_a_bundle_is_refused() {
     }
     f.clock.advance(15 * DAY_MS);
     let before = (f.tree(), f.account(&carol));
-    // Drawing all 1000 lots: one change of about 130 bytes each, over 65,535 bytes of leaf.
+    // A redemption drawing on more than 100 lots is refused, saying what 100 lots give.
     let err = match f.redeem(&carol, &shop, "big", 20_000, 10_000) {
         Ok(r) => panic!(
             "a redemption of 1000 lots was accepted as entry {}",
@@ -676,21 +676,111 @@ fn a_redemption_whose_leaf_would_not_fit_a_bundle_is_refused() {
         ),
         Err(e) => e,
     };
-    assert!(
-        matches!(err, LedgerError::LeafTooLarge { max: 65_535, .. }),
-        "{err}"
-    );
-    assert_eq!(err.code().as_str(), "too_large");
-    assert!(err.to_string().contains("split"), "{err}");
+    assert_eq!(err.code().as_str(), "too_many_lots", "{err}");
+    assert!(err.to_string().contains("give 1000 points"), "{err}");
     assert_eq!((f.tree(), f.account(&carol)), before, "nothing changed");
-    // Split into smaller redemptions, the same points go through.
-    for (i, points) in [4000u64, 4000, 2000].into_iter().enumerate() {
-        let r = f
-            .redeem(&carol, &shop, &format!("part{i}"), 2 * points, points)
-            .expect("a redemption that fits");
-        let leaf = f.ledger.store().leaf(r.index).expect("read").expect("leaf");
-        assert!(leaf.len() <= 65_535, "{} bytes", leaf.len());
-    }
+    // 100 lots go through, and so does the refund that returns to all of them.
+    let redeemed = f
+        .redeem(&carol, &shop, "hundred", 2_000, 1_000)
+        .expect("a redemption of 100 lots");
+    let leaf_len =
+        |f: &Fixture, i: u64| f.ledger.store().leaf(i).expect("read").expect("leaf").len();
+    assert_eq!(
+        redeemed
+            .effects
+            .changes
+            .iter()
+            .filter(|c| c.lot.is_some())
+            .count(),
+        100
+    );
+    f.purchase(&shop, &carol, "hundred", 2_000)
+        .expect("the order's purchase");
+    let refund = f.refund(&shop, "hundred", 2_000).expect("a full refund");
+    let returned = refund
+        .effects
+        .changes
+        .iter()
+        .filter(|c| c.reason == pointsledger::engine::Reason::RedeemReturn)
+        .count();
+    assert_eq!(returned, 100);
+    assert!(leaf_len(&f, redeemed.index) < 30_000 && leaf_len(&f, refund.index) < 30_000);
+    // A year on, every lot has expired: the next entry that touches the account sweeps all
+    // 900 left with points, recording 32 of them lot by lot and the rest as one change.
+    f.clock.advance(366 * DAY_MS);
+    let held = f
+        .account(&carol)
+        .lots
+        .iter()
+        .map(|l| l.remaining)
+        .sum::<u64>();
+    let swept = f.purchase(&shop, &carol, "after", 100).expect("a purchase");
+    let expired: Vec<_> = swept
+        .effects
+        .changes
+        .iter()
+        .filter(|c| c.reason == pointsledger::engine::Reason::Expire)
+        .collect();
+    assert_eq!(expired.len(), 33);
+    assert!(expired[..32].iter().all(|c| c.lot.is_some()) && expired[32].lot.is_none());
+    assert_eq!(
+        expired.iter().map(|c| c.delta).sum::<i64>(),
+        -(held as i64),
+        "every expired point leaves the account"
+    );
+    assert!(leaf_len(&f, swept.index) < 10_000);
+    let now = pointsledger::clock::Clock::now_ms(&f.clock);
+    assert!(
+        f.account(&carol).lots.iter().all(|l| l.expires_at > now),
+        "no expired lot is left"
+    );
+}
+
+/// A state write that fails after its group was acknowledged: the group stays in the log and
+/// readable, later writes are refused with `unavailable` until the ledger is reopened, and the
+/// reopened ledger replays it into the state and takes writes again.
+#[test]
+fn a_failed_state_write_loses_nothing_and_stops_no_read() {
+    let mut f = Fixture::new();
+    let shop = Party::new();
+    let dora = Party::new();
+    f.register(&shop, &rules());
+    f.purchase(&shop, &dora, "before", 1_000)
+        .expect("a purchase");
+    pointsledger::state::tamper::fail_next_state_write(f.ledger.store());
+    let acked = f
+        .purchase(&shop, &dora, "failed-behind", 2_000)
+        .expect("acknowledged");
+    assert!(f.ledger.store().settle().is_err(), "the state write failed");
+    let err = f
+        .purchase(&shop, &dora, "after", 3_000)
+        .expect_err("writes are refused once the state could not be written");
+    assert_eq!(err.code().as_str(), "unavailable", "{err}");
+    // Reads go on, and see the acknowledged entry whose state sled never took.
+    let account = f.account(&dora);
+    assert_eq!(account.lots.len(), 2, "{account:?}");
+    let history = f.ledger.store().history(&dora.id, 0, 10).expect("history");
+    assert!(history.contains(&acked.index), "{history:?}");
+    assert!(f.ledger.store().leaf(acked.index).expect("read").is_some());
+    // Reopened, the ledger replays the group into the state and takes writes again.
+    let size = f.tree().0;
+    let Fixture {
+        dir, clock, ledger, ..
+    } = f;
+    drop(ledger);
+    let mut ledger =
+        pointsledger::ledger::Ledger::open(dir.path(), std::sync::Arc::new(clock)).expect("reopen");
+    assert_eq!(ledger.size(), size);
+    let replayed = pointsledger::engine::StateView::account(ledger.store(), &dora.id)
+        .expect("read")
+        .expect("dora");
+    assert_eq!(replayed, account);
+    let p = json!({"merchant": shop.id, "consumer": dora.id, "order_id": "after",
+                   "amount": 3_000, "nonce": "after-reopen"});
+    ledger
+        .submit(vec![sign("purchase", &p, &[&shop.key])])
+        .remove(0)
+        .expect("writes resume after the reopen");
 }
 
 #[test]

@@ -30,6 +30,16 @@ use std::collections::BTreeMap;
 /// How many referees one referrer may bring (anti-abuse cap, protocol-wide).
 pub const MAX_REFEREES_PER_REFERRER: u64 = 100;
 
+/// Most lots one redemption draws from (settling debt included). Each lot drawn is a change in
+/// the leaf, and a refund of the order later returns to each of them: at this bound both leaves
+/// stay well inside the 65,535 bytes an entry bundle holds, whatever else they carry.
+pub const MAX_REDEEM_LOTS: usize = 100;
+
+/// Most `expire` changes one account's sweep records lot by lot; the lots swept past them are
+/// recorded as one `expire` change without a lot. The sweep itself removes every expired lot.
+/// Bounds what an account holding many lots that expire together adds to a leaf.
+pub const MAX_EXPIRE_CHANGES: usize = 32;
+
 /// What the engine needs to know about the log itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogConfig {
@@ -204,6 +214,15 @@ pub enum EngineError {
         /// The order.
         order_id: String,
     },
+    /// A redemption would draw from more lots than one redemption may.
+    #[error(
+        "this redemption would draw from more than {MAX_REDEEM_LOTS} lots; the first \
+         {MAX_REDEEM_LOTS} of them give {within} points: redeem at most that many on this order"
+    )]
+    TooManyLots {
+        /// Points the first [`MAX_REDEEM_LOTS`] lots give after settling debt.
+        within: u64,
+    },
     /// A redemption asks for more points than are available.
     #[error("insufficient points: {available} available, {requested} requested")]
     InsufficientPoints {
@@ -313,6 +332,7 @@ impl EngineError {
             UnknownMerchant(_) => Code::UnknownMerchant,
             UnknownOrder { .. } => Code::UnknownOrder,
             InsufficientPoints { .. } => Code::InsufficientPoints,
+            TooManyLots { .. } => Code::TooManyLots,
             RedeemShareExceeded { .. } => Code::RedeemShareExceeded,
             DiscountZero { .. } => Code::DiscountZero,
             RedeemAfterPurchase(_) => Code::RedeemAfterPurchase,
@@ -455,14 +475,24 @@ impl Tx<'_> {
             // Lots are in expiry order, so the expired ones come first.
             let expired = account.lots.take_while_not(|l| l.expires_at > now);
             self.writes.accounts.insert(id.to_owned(), account);
-            for lot in expired.into_iter().filter(|l| l.remaining > 0) {
+            let mut beyond: u64 = 0;
+            for (n, lot) in expired.into_iter().filter(|l| l.remaining > 0).enumerate() {
                 self.note_expired(&lot)?;
-                self.effects.changes.push(change(
-                    id,
-                    -signed(lot.remaining)?,
-                    Reason::Expire,
-                    Some(&lot.id),
-                ));
+                if n < MAX_EXPIRE_CHANGES {
+                    self.effects.changes.push(change(
+                        id,
+                        -signed(lot.remaining)?,
+                        Reason::Expire,
+                        Some(&lot.id),
+                    ));
+                } else {
+                    beyond = add_exact(beyond, lot.remaining, "expired")?;
+                }
+            }
+            if beyond > 0 {
+                self.effects
+                    .changes
+                    .push(change(id, -signed(beyond)?, Reason::Expire, None));
             }
         }
         self.writes
@@ -814,6 +844,10 @@ impl Tx<'_> {
             takes.push((pos, s + t));
             if debt == 0 && want == 0 {
                 break;
+            }
+            if takes.len() == MAX_REDEEM_LOTS {
+                let within = p.points - want;
+                return Err(EngineError::TooManyLots { within });
             }
         }
         for (pos, n) in takes {

@@ -65,6 +65,44 @@ pub trait LogFs: Send + Sync + Debug {
     fn lock_exclusive(&self, path: &Path) -> io::Result<Box<dyn LockGuard>>;
 }
 
+/// Replaces `dir/name` with `bytes` atomically and durably: the temporary file `dir/tmp` is
+/// written and synced, renamed over the target, and the directory synced. After a crash the
+/// target holds the old bytes or the new ones, never a mix; once this returns, the new ones.
+pub fn replace_file(
+    fs: &dyn LogFs,
+    dir: &Path,
+    tmp: &str,
+    name: &str,
+    bytes: &[u8],
+) -> io::Result<()> {
+    let tmp_path = dir.join(tmp);
+    let f = fs.open_file(&tmp_path, OpenMode::Truncate)?;
+    f.write_at(bytes, 0)?;
+    f.sync_data()?;
+    drop(f);
+    fs.rename(&tmp_path, &dir.join(name))?;
+    fs.sync_dir(dir)
+}
+
+/// The whole of the file at `path`, or `None` if there is none; `limit` bounds what is read (a
+/// longer file is `InvalidData`).
+pub fn read_file(fs: &dyn LogFs, path: &Path, limit: u64) -> io::Result<Option<Vec<u8>>> {
+    if !fs.exists(path)? {
+        return Ok(None);
+    }
+    let f = fs.open_file(path, OpenMode::Existing)?;
+    let len = f.length()?;
+    if len > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{len} bytes, over the {limit} expected"),
+        ));
+    }
+    let mut buf = vec![0u8; len as usize];
+    f.read_at(&mut buf, 0)?;
+    Ok(Some(buf))
+}
+
 /// The real file system through `std::fs`: `pread`/`pwrite`, `fdatasync`, `fsync` of the
 /// directory, `flock` through `fs2`.
 #[derive(Debug, Clone, Copy, Default)]

@@ -841,6 +841,14 @@ impl LogWriter {
         }
     }
 
+    /// Bounds each growth step of the segment to `max` bytes (at least the smallest step), or
+    /// back to [`LogOptions::default`]'s bound with `None`: the ledger keeps it within its
+    /// free-space reserve.
+    pub fn limit_growth(&mut self, max: Option<u64>) {
+        let d = LogOptions::default().max_grow;
+        self.opts.max_grow = max.map_or(d, |m| m.min(d)).max(self.opts.min_grow);
+    }
+
     /// Makes sure `need` bytes after `end` are preallocated: zero-filled and synced (size
     /// included), so the group's own `fdatasync` writes data only and commits no metadata.
     fn ensure_room(&mut self, need: u64) -> Result<(), LogError> {
@@ -943,8 +951,7 @@ impl Drop for LogWriter {
     }
 }
 
-/// Replaces `dir/name` with `bytes` atomically and durably: write a temporary file, sync it,
-/// rename it over the target, sync the directory.
+/// [`super::io::replace_file`], its failure as the log's.
 fn write_atomic(
     fs: &dyn LogFs,
     dir: &Path,
@@ -952,17 +959,7 @@ fn write_atomic(
     name: &str,
     bytes: &[u8],
 ) -> Result<(), LogError> {
-    let tmp_path = dir.join(tmp);
-    let f = fs
-        .open_file(&tmp_path, OpenMode::Truncate)
-        .map_err(io_err("writing a state file"))?;
-    f.write_at(bytes, 0)
-        .map_err(io_err("writing a state file"))?;
-    f.sync_data().map_err(io_err("syncing a state file"))?;
-    fs.rename(&tmp_path, &dir.join(name))
-        .map_err(io_err("renaming a state file"))?;
-    fs.sync_dir(dir)
-        .map_err(io_err("syncing the log directory"))
+    super::io::replace_file(fs, dir, tmp, name, bytes).map_err(io_err("replacing a state file"))
 }
 
 /// A reader of the log: cheap to clone, safe to use from any thread, never blocking the

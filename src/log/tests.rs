@@ -429,3 +429,30 @@ fn a_level_one_tile_matches_the_reference() {
     );
     assert_eq!(w.root(), mth(&hashes));
 }
+
+/// A group costs one `fdatasync` however many leaves it holds: groups of 1 and of 1,000
+/// leaves, appended where the segment has room (no growth step), each add exactly one sync,
+/// and the derived files are synced only when their watermark moves.
+#[test]
+fn one_sync_per_group_however_large() {
+    use super::io::CountingFs;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fs = Arc::new(CountingFs::new(StdFs));
+    let opts = LogOptions {
+        min_grow: 64 << 20,
+        max_grow: 64 << 20,
+        flush_entries: u64::MAX,
+        flush_bytes: u64::MAX,
+    };
+    let mut w = LogWriter::open_with(fs.clone(), dir.path(), opts).expect("open");
+    w.append(&[leaf(0)])
+        .expect("the first group grows the segment");
+    let mut next = 1;
+    for n in [1u64, 1000, 1, 1000] {
+        let before = fs.syncs();
+        let group: Vec<Vec<u8>> = (next..next + n).map(leaf).collect();
+        w.append(&group).expect("append");
+        next += n;
+        assert_eq!(fs.syncs() - before, 1, "a group of {n} leaves");
+    }
+}

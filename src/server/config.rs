@@ -134,8 +134,9 @@ pub struct ServeArgs {
     #[arg(long, env = "POINTSLEDGER_CONSUMER_WRITE_BURST", value_name = "N")]
     pub consumer_write_burst: Option<u32>,
     /// Free bytes kept on the data volume: below this, writes get 503 `storage_full` (reads go
-    /// on) until space is freed; 0 turns the check off. Keep it above what one group can write
-    /// [default: 67108864, 64 MiB].
+    /// on) until space is freed; 0 turns the check off. The log grows its file by at most a
+    /// quarter of it at a time, and the rest covers a group and its state [default: 268435456,
+    /// 256 MiB].
     #[arg(long, env = "POINTSLEDGER_MIN_FREE_BYTES", value_name = "BYTES")]
     pub min_free_bytes: Option<u64>,
     /// Entries whose accounts are kept as they were before each group, for reads at a recent

@@ -308,6 +308,9 @@ impl Versions {
 /// through it) and the [`StateWriter`] that empties it.
 #[derive(Default)]
 pub(crate) struct Pending {
+    /// Set by [`super::tamper::fail_next_state_write`]: the next batch fails as if sled had
+    /// refused it.
+    pub(super) fail_next: std::sync::atomic::AtomicBool,
     queue: Mutex<Queue>,
     changed: Condvar,
     /// The history tails sled holds, for every batch written to this store (the writer
@@ -445,7 +448,14 @@ fn write_loop(db: &sled::Db, pending: &Pending) {
             }
             q.layers.iter().cloned().collect()
         };
-        let result = write(db, &layers, &pending.tails);
+        let result = if pending
+            .fail_next
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            Err(StoreError::Behind("a failure injected by a test".into()))
+        } else {
+            write(db, &layers, &pending.tails)
+        };
         let mut q = pending.lock();
         match result {
             Ok(()) => {

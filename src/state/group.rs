@@ -108,6 +108,11 @@ impl<'a> Group<'a> {
         self.leaves.is_empty()
     }
 
+    /// The bytes the group's leaves take in a log record (each with its 2-byte length).
+    pub fn record_bytes(&self) -> usize {
+        self.leaves.iter().map(|l| 2 + l.len()).sum()
+    }
+
     /// The leaf index of the entry in which `signer` used `nonce`: in this group, the queued
     /// layers or sled.
     pub fn nonce_entry(&self, signer: &str, nonce: &str) -> Result<Option<u64>, StoreError> {

@@ -1,10 +1,10 @@
 //! Deliberate damage to a closed ledger's state store, for the tests that show the auditor and
 //! the ledger's self-check catching an operator with disk access (a forged checkpoint list, a
 //! balance that is not the log's). Nothing in the service calls these; they live in the library
-//! so that integration tests need not know the store's keys. Each opens the store in `dir` (a
-//! data directory's `state`), makes its change and flushes.
+//! so that integration tests need not know the store's keys. Each but the last opens the store in
+//! `dir` (a data directory's `state`), makes its change and flushes.
 
-use super::{lots_prefix, num_key, open_db, StoreError, StoredConfig, META_CONFIG};
+use super::{lots_prefix, num_key, open_db, Store, StoreError, StoredConfig, META_CONFIG};
 use std::path::Path;
 
 /// The log's configuration as the store holds it.
@@ -50,4 +50,13 @@ pub fn remove_first_lot(dir: &Path, account: &str) -> Result<bool, StoreError> {
     db.remove(kv?.0)?;
     db.flush()?;
     Ok(true)
+}
+
+/// Makes the next batch the state writer of `store` takes fail, as a sled write error would:
+/// the failure the ledger must survive without losing an acknowledged entry or its reads.
+pub fn fail_next_state_write(store: &Store) {
+    store
+        .pending
+        .fail_next
+        .store(true, std::sync::atomic::Ordering::SeqCst);
 }

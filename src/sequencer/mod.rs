@@ -13,20 +13,26 @@
 //! (the anchorer writes only its own records); when every [`SequencerHandle`] is
 //! dropped, both threads drain, a final checkpoint is cut, and [`Sequencer::join`] hands the
 //! ledger back.
+//!
+//! - `verify`: the first stage, groups and their signature checks.
+//! - `write`: the second, sequencing and commit, witness cosignatures and checkpoints.
+
+mod verify;
+mod write;
 
 use crate::dsse::Envelope;
 use crate::ledger::{Ledger, LedgerError, Receipt};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 /// Tuning of the pipeline.
 #[derive(Debug, Clone, Copy)]
 pub struct SequencerOptions {
-    /// Most envelopes in one group (one batch, one flush).
+    /// Most envelopes in one group (one log record, one `fdatasync`).
     pub max_group: usize,
     /// How often a checkpoint is cut if the tree grew.
     pub checkpoint_interval: Duration,
@@ -56,7 +62,7 @@ struct Verified {
 /// Counters the sequencer keeps about its work, for metrics.
 #[derive(Debug, Default)]
 pub struct SequencerStats {
-    /// Groups committed (one batch and one flush each).
+    /// Groups committed (one log record and one `fdatasync` each).
     pub groups: AtomicU64,
     /// Entries appended (identical resubmissions and refusals excluded).
     pub entries: AtomicU64,
@@ -125,11 +131,13 @@ impl Sequencer {
         let writer_stats = stats.clone();
         let verifier = std::thread::Builder::new()
             .name("verifier".into())
-            .spawn(move || verify_loop(rx, vtx, options.max_group))
+            .spawn(move || verify::verify_loop(rx, vtx, options.max_group))
             .expect("spawning the verifier thread");
         let writer = std::thread::Builder::new()
             .name("sequencer".into())
-            .spawn(move || write_loop(ledger, vrx, crx, options.checkpoint_interval, &writer_stats))
+            .spawn(move || {
+                write::write_loop(ledger, vrx, crx, options.checkpoint_interval, &writer_stats)
+            })
             .expect("spawning the sequencer thread");
         (
             Sequencer {
@@ -157,75 +165,4 @@ impl Sequencer {
             ))
         })
     }
-}
-
-fn verify_loop(mut rx: mpsc::Receiver<Job>, out: std_mpsc::SyncSender<Verified>, max_group: usize) {
-    while let Some(first) = rx.blocking_recv() {
-        let mut jobs = vec![first];
-        let mut count = jobs[0].envelopes.len();
-        while count < max_group {
-            match rx.try_recv() {
-                Ok(job) => {
-                    count += job.envelopes.len();
-                    jobs.push(job);
-                }
-                Err(_) => break,
-            }
-        }
-        let mut envelopes = Vec::with_capacity(count);
-        let mut replies = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            replies.push((job.envelopes.len(), job.reply));
-            envelopes.extend(job.envelopes);
-        }
-        let items = crate::ledger::verified(envelopes.into_iter().map(Ok).collect());
-        if out.send(Verified { items, replies }).is_err() {
-            return;
-        }
-    }
-}
-
-fn write_loop(
-    mut ledger: Ledger,
-    rx: std_mpsc::Receiver<Verified>,
-    cosignatures: std_mpsc::Receiver<Cosignatures>,
-    interval: Duration,
-    stats: &SequencerStats,
-) -> Result<Ledger, LedgerError> {
-    let mut next_checkpoint = Instant::now() + interval;
-    loop {
-        let wait = next_checkpoint.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(wait) {
-            Ok(group) => {
-                let (before, started) = (ledger.size(), Instant::now());
-                let mut results = ledger.sequence(group.items).into_iter();
-                if ledger.size() > before {
-                    stats.groups.fetch_add(1, Ordering::Relaxed);
-                    stats
-                        .entries
-                        .fetch_add(ledger.size() - before, Ordering::Relaxed);
-                }
-                let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-                stats.commit_micros.fetch_add(micros, Ordering::Relaxed);
-                for (n, reply) in group.replies {
-                    let _ = reply.send(results.by_ref().take(n).collect());
-                }
-            }
-            Err(std_mpsc::RecvTimeoutError::Timeout) => {}
-            Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-        while let Ok((size, lines)) = cosignatures.try_recv() {
-            if let Err(e) = ledger.add_cosignatures(size, &lines) {
-                tracing::error!(error = %e, size, "adding witness cosignatures failed");
-            }
-        }
-        if Instant::now() >= next_checkpoint {
-            if let Err(e) = ledger.checkpoint() {
-                tracing::error!(error = %e, "cutting a checkpoint failed");
-            }
-            next_checkpoint = Instant::now() + interval;
-        }
-    }
-    ledger.checkpoint()?;
-    Ok(ledger)
 }
