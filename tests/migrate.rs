@@ -17,7 +17,7 @@ const CHECKPOINT: &str =
 /// Its state digest, as this release computes it of the old store before the migration
 /// (`state_digest_before`, read under the keys of the current state layout) and of the state
 /// replayed after it.
-const DIGEST: &str = "2cf7be19eef2a5bbfec4c92fa80bf39674ef8e73774678b671631eaaa072403b";
+const DIGEST: &str = "41fbcf68c0fb050bdda28daad7cfbce0406b76c19c96cbb216b7dd46eeeafc57";
 
 fn unpack(into: &Path) -> PathBuf {
     let status = std::process::Command::new("tar")

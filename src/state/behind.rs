@@ -15,7 +15,7 @@
 //! reopened, which replays the log from the size sled reflects.
 
 use super::history::{self, SEAL};
-use super::{encode, history_key, key, lot_key, prefixed, Store, StoreError, META_STATE_SIZE};
+use super::{encode, history_key, key, lot_key, Store, StoreError, META_STATE_SIZE};
 use crate::engine::state::{Account, Lot, Lots, Merchant, Order};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -39,10 +39,10 @@ pub(crate) struct Layer {
     /// lots that changed and removes the ones that went.
     pub(super) base: HashMap<String, Arc<Account>>,
     pub(super) merchants: HashMap<String, Merchant>,
-    /// Orders under [`super::order_key`].
-    pub(super) orders: HashMap<[u8; 16], Order>,
-    /// Leaf indexes under [`super::nonce_key`].
-    pub(super) nonces: HashMap<[u8; 16], u64>,
+    /// Orders under their sled keys ([`super::order_key`]).
+    pub(super) orders: HashMap<Vec<u8>, Order>,
+    /// Leaf indexes under their sled keys ([`super::nonce_key`]).
+    pub(super) nonces: HashMap<Vec<u8>, u64>,
     pub(super) evm: HashMap<String, Option<String>>,
     /// (account, leaf index) for every entry that changed an account.
     pub(super) history: Vec<(String, u64)>,
@@ -143,11 +143,11 @@ pub(super) fn batch(
         for (id, m) in &layer.merchants {
             b.insert(key(b'M', &[id.as_bytes()]), encode(m));
         }
-        for (h, order) in &layer.orders {
-            b.insert(&prefixed(b'O', h), encode(order));
+        for (k, order) in &layer.orders {
+            b.insert(k.as_slice(), encode(order));
         }
-        for (h, i) in &layer.nonces {
-            b.insert(&prefixed(b'N', h), &i.to_be_bytes());
+        for (k, i) in &layer.nonces {
+            b.insert(k.as_slice(), &i.to_be_bytes());
         }
         for (addr, owner) in &layer.evm {
             let k = key(b'X', &[addr.as_bytes()]);

@@ -66,8 +66,8 @@ pub struct Group<'a> {
     /// Each account in `accounts` as it was before the group (none if it was new).
     base: HashMap<String, Arc<Account>>,
     merchants: HashMap<String, Merchant>,
-    orders: HashMap<[u8; 16], Order>,
-    nonces: HashMap<[u8; 16], u64>,
+    orders: HashMap<Vec<u8>, Order>,
+    nonces: HashMap<Vec<u8>, u64>,
     evm: HashMap<String, Option<String>>,
     history: Vec<(String, u64)>,
 }

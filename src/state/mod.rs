@@ -21,15 +21,17 @@
 //! | `A` | account id | account without its lots (debt, referral, counters), then its history's tail |
 //! | `T` | H(account id), expiry, lot index, ordinal (BE) | one lot; keys sort in drawing order |
 //! | `M` | merchant id | merchant (program rules) |
-//! | `O` | H(merchant id, order id) | order (purchase, redemption, refunds) |
-//! | `N` | H(signer, nonce) | leaf index (replays refused, identical resubmissions found) |
+//! | `O` | H(merchant id), order id | order (purchase, redemption, refunds) |
+//! | `N` | H(signer), nonce | leaf index (replays refused, identical resubmissions found) |
 //! | `X` | EVM address | consumer id |
 //! | `Y` | H(account id), leaf index (u64 BE) | the account's history from that index on: a sealed chunk (`history.rs`) |
 //!
 //! `H(...)` is [`short_hash`]: 16 bytes of SHA-256 over the length-prefixed parts. The keys a
 //! purchase adds (its nonce, its order, its lot) are most of what sled holds, and sled's cost
-//! in time and disk grows with their bytes: a 64-hex id spelled out in each made them four
-//! times as long. `mlayout` names the layout ([`LAYOUT`]); a store of another layout is rebuilt
+//! in time and disk grows with their bytes: a 64-hex id spelled out in each made them up to four
+//! times as long. Nonces and order ids stay as they are after their owner's hash, so that keys a
+//! client counts up stay together (a random key per entry would read a page from disk for each
+//! lookup once the index outgrows sled's cache). `mlayout` names the layout ([`LAYOUT`]); a store of another layout is rebuilt
 //! from the log when it is opened.
 //!
 //! The anchorer's records are in a keyspace of their own (`anchors`): `K` + tree size (u64 BE)
@@ -125,14 +127,24 @@ pub(crate) fn short_hash(parts: &[&[u8]]) -> [u8; 16] {
     out
 }
 
-/// The key a nonce is indexed under, as queued layers and sled file it.
-pub(crate) fn nonce_key(signer: &str, nonce: &str) -> [u8; 16] {
-    short_hash(&[signer.as_bytes(), nonce.as_bytes()])
+/// The key a nonce is indexed under, in the queued layers and in sled: `N`, H(signer), the
+/// nonce. The signer's hash keeps the key short; the nonce follows as it is, so a signer's
+/// nonces sit together in key order and one that counts up touches the same few pages.
+pub(crate) fn nonce_key(signer: &str, nonce: &str) -> Vec<u8> {
+    owned_key(b'N', signer, nonce)
 }
 
-/// The key an order is filed under, as queued layers and sled file it.
-pub(crate) fn order_key(merchant: &str, order_id: &str) -> [u8; 16] {
-    short_hash(&[merchant.as_bytes(), order_id.as_bytes()])
+/// The key an order is filed under, in the queued layers and in sled: `O`, H(merchant), the
+/// order id (as [`nonce_key`], for the same reason).
+pub(crate) fn order_key(merchant: &str, order_id: &str) -> Vec<u8> {
+    owned_key(b'O', merchant, order_id)
+}
+
+fn owned_key(prefix: u8, owner: &str, id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(17 + id.len());
+    k.extend_from_slice(&prefixed(prefix, &short_hash(&[owner.as_bytes()])));
+    k.extend_from_slice(id.as_bytes());
+    k
 }
 
 fn prefixed(prefix: u8, hash: &[u8; 16]) -> [u8; 17] {
@@ -233,8 +245,8 @@ const LEGACY_META_SIZE: &[u8] = b"msize";
 const META_REBUILDING: &[u8] = b"mrebuilding";
 /// The layout of the derived state ([`LAYOUT`]).
 const META_LAYOUT: &[u8] = b"mlayout";
-/// The layout this build writes: 2 files nonces, orders, lots and history under short hashes
-/// (1, unnamed in the store, spelled the ids out).
+/// The layout this build writes: 2 files nonces, orders, lots and history under short hashes of
+/// their owners (1, unnamed in the store, spelled the ids out).
 pub const LAYOUT: u32 = 2;
 const META_ANCHOR_TARGET: &[u8] = b"manchor-target";
 /// The keyspace of the anchor records (`K` + tree size) and their target.
@@ -376,8 +388,9 @@ fn layout1_key(k: &[u8]) -> Result<Vec<u8>, StoreError> {
         return Ok(out);
     }
     let slash = rest.iter().position(|b| *b == b'/').ok_or_else(corrupt)?;
-    let hash = short_hash(&[&rest[..slash], &rest[slash + 1..]]);
-    Ok(prefixed(*prefix, &hash).to_vec())
+    let mut out = prefixed(*prefix, &short_hash(&[&rest[..slash]])).to_vec();
+    out.extend_from_slice(&rest[slash + 1..]);
+    Ok(out)
 }
 
 /// A read handle on the log and the state; cheap to clone, safe to read from any thread, never
@@ -439,12 +452,11 @@ impl Store {
         signer: &str,
         nonce: &str,
     ) -> Result<Option<u64>, StoreError> {
-        let h = nonce_key(signer, nonce);
-        if let Some(i) = layers.iter().rev().find_map(|l| l.nonces.get(&h)) {
+        let k = nonce_key(signer, nonce);
+        if let Some(i) = layers.iter().rev().find_map(|l| l.nonces.get(&k)) {
             return Ok(Some(*i));
         }
-        let k = prefixed(b'N', &h);
-        self.db.get(k)?.map(|v| decode_u64(&k, &v)).transpose()
+        self.db.get(&k)?.map(|v| decode_u64(&k, &v)).transpose()
     }
 
     fn account_in(
@@ -476,10 +488,10 @@ impl Store {
         merchant: &str,
         order_id: &str,
     ) -> Result<Option<Order>, StoreError> {
-        let h = order_key(merchant, order_id);
-        match layers.iter().rev().find_map(|l| l.orders.get(&h)) {
+        let k = order_key(merchant, order_id);
+        match layers.iter().rev().find_map(|l| l.orders.get(&k)) {
             Some(o) => Ok(Some(o.clone())),
-            None => self.get(&prefixed(b'O', &h)),
+            None => self.get(&k),
         }
     }
 
