@@ -416,19 +416,22 @@ fn a_removed_entry_is_named() {
     );
 }
 
-#[test]
-fn a_forked_checkpoint_is_caught_by_a_returning_auditor() {
-    // (c) The auditor saw the honest checkpoint. The operator then rewrites entry 3, re-signs
-    // a tree over the rewritten history, and grows it: the new checkpoint is validly signed
-    // but not an extension of the one the auditor holds.
-    let case = Case::new();
-    let state = case.state("c");
+/// The auditor (state `name`) sees the honest checkpoint; the operator then rewrites entry 3,
+/// re-signs every listed checkpoint over the rewritten history (and, unless `keep_seen`, drops
+/// the one the auditor saw from the list), and grows the log by one purchase: the new
+/// checkpoint is validly signed but no extension of the one the auditor holds. Returns the
+/// audit state, the size seen, and how the next audit failed (at the new checkpoint).
+fn forked(case: &Case, name: &str, keep_seen: bool) -> (PathBuf, u64, Value) {
+    let state = case.state(name);
     let (ok, report, stderr) = case.with_server(|api| audit(&api.base, &state, &[]));
     assert!(ok, "{report} {stderr}");
     let seen = report["checkpoint_size"].as_u64().expect("size");
     forge(case.data(), 3, |leaf| {
         leaf["timestamp_ms"] = serde_json::json!(leaf["timestamp_ms"].as_u64().expect("ts") + 1);
     });
+    if !keep_seen {
+        state_tamper::remove_checkpoint(&state_dir(case.data()), seen).expect("remove");
+    }
     let operator =
         keys::read_key_file(&DataDir(case.data().to_owned()).operator_key()).expect("op key");
     let signer = server::Signer::new(operator);
@@ -438,6 +441,8 @@ fn a_forked_checkpoint_is_caught_by_a_returning_auditor() {
         .expect("rt");
     let (at, d) = case.with_server(|api| {
         rt.block_on(async {
+            let (code, _, listed) = api.get_text(&format!("/v1/checkpoints/{seen}")).await;
+            assert_eq!(code == 200, keep_seen, "{listed}");
             api.accept(&signer.purchase(&case.parties[0], &case.parties[4], "fork", 100))
                 .await;
             api.tree().await
@@ -445,67 +450,45 @@ fn a_forked_checkpoint_is_caught_by_a_returning_auditor() {
         failed_at(&api.base, &state)
     });
     assert_eq!(at, format!("checkpoint {}", seen + 1), "{d}");
-    assert!(
-        d["what"].as_str().is_some_and(|w| w.contains("fork")),
-        "{d}"
-    );
-    // The forger re-signed the size the auditor saw over the forged tree: the two notes of
-    // that size are the evidence, which anyone with the log key can check.
-    let evidence = state.join(format!("split-view-{seen}-{seen}.json"));
-    assert!(
-        d["what"]
-            .as_str()
-            .is_some_and(|w| w.contains(&evidence.display().to_string())),
-        "{d}"
-    );
-    let (ok, out) = split_view(&state, &evidence);
-    assert!(
-        ok && out.contains(&format!("the log signed size {seen}")),
-        "{out}"
-    );
+    (state, seen, d)
 }
 
-#[test]
-fn a_fork_is_proven_from_the_new_tree_when_the_size_seen_is_not_listed() {
-    // (c') As (c), but the forger lists no note at the size the auditor saw: the evidence is
-    // the forked tree's root at that size (from the server's own inclusion proof of its last
-    // leaf) and the server's consistency proof from there to the new checkpoint.
-    let case = Case::new();
-    let state = case.state("c2");
-    let (ok, report, stderr) = case.with_server(|api| audit(&api.base, &state, &[]));
-    assert!(ok, "{report} {stderr}");
-    let seen = report["checkpoint_size"].as_u64().expect("size");
-    forge(case.data(), 3, |leaf| {
-        leaf["timestamp_ms"] = serde_json::json!(leaf["timestamp_ms"].as_u64().expect("ts") + 1);
-    });
-    state_tamper::remove_checkpoint(&state_dir(case.data()), seen).expect("remove");
-    let operator =
-        keys::read_key_file(&DataDir(case.data().to_owned()).operator_key()).expect("op key");
-    let signer = server::Signer::new(operator);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("rt");
-    let (at, d) = case.with_server(|api| {
-        rt.block_on(async {
-            let (_, listed) = api.get(&format!("/v1/checkpoints/{seen}")).await;
-            assert_eq!(listed["error"], "not_found", "{listed}");
-            api.accept(&signer.purchase(&case.parties[0], &case.parties[4], "fork", 100))
-                .await;
-            api.tree().await
-        });
-        failed_at(&api.base, &state)
-    });
-    assert_eq!(at, format!("checkpoint {}", seen + 1), "{d}");
-    let evidence = state.join(format!("split-view-{seen}-{}.json", seen + 1));
+/// Whether the discrepancy `d` names a fork and `evidence`, and `split-view` accepts that file.
+fn fork_evidence_checks(state: &Path, d: &Value, evidence: &Path) -> String {
     assert!(
         d["what"]
             .as_str()
             .is_some_and(|w| w.contains("fork") && w.contains(&evidence.display().to_string())),
         "{d}"
     );
-    let (ok, out) = split_view(&state, &evidence);
+    let (ok, out) = split_view(state, evidence);
     assert!(ok, "{out}");
+    out
+}
+
+#[test]
+fn a_forked_checkpoint_is_caught_by_a_returning_auditor() {
+    // (c) The forger re-signed the size the auditor saw over the forged tree: the two notes of
+    // that size are the evidence, which anyone with the log key can check.
+    let case = Case::new();
+    let (state, seen, d) = forked(&case, "c", true);
+    let evidence = state.join(format!("split-view-{seen}-{seen}.json"));
+    let out = fork_evidence_checks(&state, &d, &evidence);
+    assert!(
+        out.contains(&format!("the log signed size {seen}")),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_fork_is_proven_from_the_new_tree_when_the_size_seen_is_not_listed() {
+    // (c') The forger lists no note at the size the auditor saw: the evidence is the forked
+    // tree's root at that size (from the server's own inclusion proof of its last leaf) and
+    // the server's consistency proof from there to the new checkpoint.
+    let case = Case::new();
+    let (state, seen, d) = forked(&case, "c2", false);
+    let evidence = state.join(format!("split-view-{seen}-{}.json", seen + 1));
+    fork_evidence_checks(&state, &d, &evidence);
 }
 
 #[test]

@@ -255,12 +255,7 @@ async fn story() {
     let record = wdir.join("logs").join(&hash);
     let text = std::fs::read_to_string(&record).expect("record");
     std::fs::write(&record, text.replacen(&format!("\n{size5}\n"), "\n1\n", 1)).expect("write");
-    let out = witness::command(&wdir)
-        .args(["--listen", "127.0.0.1:0", "--log-key", &vkey])
-        .output()
-        .expect("run");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_start(&wdir, &["--log-key", &vkey]);
     assert!(err.contains("does not verify"), "{err}");
     assert!(
         !err.contains(wdir.to_str().expect("path")),
@@ -273,14 +268,7 @@ async fn story() {
         (vec!["--log-key", "nonsense"], "--log-key"),
         (vec!["--log-key", &vkey, "--log-key", &vkey], "twice"),
     ] {
-        let other_dir = dir.path().join("w3");
-        let out = witness::command(&other_dir)
-            .args(["--listen", "127.0.0.1:0"])
-            .args(&args)
-            .output()
-            .expect("run");
-        assert!(!out.status.success(), "{args:?}");
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = refused_start(&dir.path().join("w3"), &args);
         assert!(err.contains(want), "{args:?}: {err}");
     }
     // A witness key that group or others can read stops the witness at start.
@@ -291,12 +279,7 @@ async fn story() {
         std::fs::Permissions::from_mode(0o644),
     )
     .expect("chmod");
-    let out = witness::command(&loose)
-        .args(["--listen", "127.0.0.1:0", "--log-key", &vkey])
-        .output()
-        .expect("run");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_start(&loose, &["--log-key", &vkey]);
     assert!(err.contains("chmod 600"), "{err}");
     // --print-key prints the key the running witness signs with.
     let out = witness::command(&wdir)
@@ -309,6 +292,18 @@ async fn story() {
     );
 }
 
+/// Starts `pointsledger witness` in `dir` with `args` after `--listen 127.0.0.1:0`, expecting
+/// it to refuse to start; returns what it said.
+fn refused_start(dir: &Path, args: &[&str]) -> String {
+    let out = witness::command(dir)
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .output()
+        .expect("run");
+    assert!(!out.status.success(), "{args:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// The key the witness in `dir` signs with, derived from its key file.
 fn valid_key_string(dir: &Path) -> String {
     let key = keys::read_key_file(&dir.join("witness.key")).expect("key");
@@ -319,17 +314,45 @@ fn valid_key_string(dir: &Path) -> String {
     .vkey()
 }
 
-#[test]
-fn the_log_gathers_cosignatures_and_verify_requires_them() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("rt");
-    rt.block_on(gathered());
+/// A server that asks `targets` (a quorum of `quorum`), on the wall clock (the auditor compares
+/// accounts at its own time), with a merchant registered and three purchases by one consumer;
+/// returns the server, its verifier key, the merchant and the consumer.
+async fn witnessed_server(
+    targets: Vec<pointsledger::server::witnesses::WitnessTarget>,
+    quorum: usize,
+) -> (server::TestServer, String, Party, Party) {
+    let settings = pointsledger::server::Settings {
+        witnesses: targets,
+        witness_quorum: quorum,
+        ..server::test_settings()
+    };
+    let clock = pointsledger::clock::SystemClock;
+    let srv = server::TestServer::start(std::sync::Arc::new(clock), settings).await;
+    let vkey = srv.api.verifier_key().await;
+    let shop = Party::new();
+    srv.register(&shop).await;
+    let alice = Party::new();
+    for i in 0..3 {
+        srv.api
+            .accept(&srv.signer.purchase(&shop, &alice, &format!("a{i}"), 1000))
+            .await;
+    }
+    (srv, vkey, shop, alice)
 }
 
-async fn gathered() {
+/// Entry 1's receipt against the checkpoint of `size`, written to `dir/r.tlog-proof`.
+async fn receipt_file(api: &server::Api, size: u64, dir: &Path) -> std::path::PathBuf {
+    let (code, _, receipt) = api
+        .get_text(&format!("/v1/receipts/1?checkpoint={size}"))
+        .await;
+    assert_eq!(code, 200, "{receipt}");
+    let file = dir.join("r.tlog-proof");
+    std::fs::write(&file, receipt).expect("write");
+    file
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_gathers_cosignatures_and_verify_requires_them() {
     use pointsledger::server::witnesses::WitnessTarget;
     let tmp = tempfile::tempdir().expect("tempdir");
     let wdir = tmp.path().join("w");
@@ -338,23 +361,8 @@ async fn gathered() {
     let target: WitnessTarget = format!("{}@http://{listen}", wkey.vkey())
         .parse()
         .expect("a witness target");
-    let settings = pointsledger::server::Settings {
-        witnesses: vec![target],
-        witness_quorum: 1,
-        ..server::test_settings()
-    };
-    // The wall clock: the auditor compares accounts at its own time.
-    let clock = pointsledger::clock::SystemClock;
-    let srv = server::TestServer::start(std::sync::Arc::new(clock), settings).await;
+    let (srv, vkey, shop, alice) = witnessed_server(vec![target], 1).await;
     let api = &srv.api;
-    let vkey = api.verifier_key().await;
-    let shop = Party::new();
-    srv.register(&shop).await;
-    let alice = Party::new();
-    for i in 0..3 {
-        api.accept(&srv.signer.purchase(&shop, &alice, &format!("a{i}"), 1000))
-            .await;
-    }
     // The witness starts after the log: the log's first attempts fail and are retried.
     let w = Witness::start_on(&wdir, &[&vkey], &listen);
     assert_eq!(w.key, wkey);
@@ -399,12 +407,7 @@ async fn gathered() {
 
     // A receipt against the witnessed checkpoint verifies with the witness's key, and is
     // refused when a second, absent witness is required too.
-    let (code, _, receipt) = api
-        .get_text(&format!("/v1/receipts/1?checkpoint={}", cp.size))
-        .await;
-    assert_eq!(code, 200, "{receipt}");
-    let file = tmp.path().join("r.tlog-proof");
-    std::fs::write(&file, receipt).expect("write");
+    let file = receipt_file(api, cp.size, tmp.path()).await;
     let verify = |extra: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_pointsledger"))
             .args(["verify", "--log-key", &vkey])
@@ -501,17 +504,8 @@ async fn gathered() {
 /// log counts the quorum as met and the third as failing, and a verifier asking two of the
 /// three accepts what one asking all three refuses, naming the one missing. One key given twice
 /// is refused rather than counted twice.
-#[test]
-fn two_of_three_witnesses_make_the_quorum_while_one_is_down() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("rt");
-    rt.block_on(two_of_three());
-}
-
-async fn two_of_three() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_of_three_witnesses_make_the_quorum_while_one_is_down() {
     use pointsledger::server::witnesses::WitnessTarget;
     let tmp = tempfile::tempdir().expect("tempdir");
     let names = ["witness.test/a", "witness.test/b", "witness.test/down"];
@@ -531,25 +525,11 @@ async fn two_of_three() {
         .zip(&listens)
         .map(|(k, l)| format!("{}@http://{l}", k.vkey()).parse().expect("target"))
         .collect();
-    let settings = pointsledger::server::Settings {
-        witnesses: targets,
-        witness_quorum: 2,
-        ..server::test_settings()
-    };
-    let clock = pointsledger::clock::SystemClock;
-    let srv = server::TestServer::start(std::sync::Arc::new(clock), settings).await;
+    let (srv, vkey, ..) = witnessed_server(targets, 2).await;
     let api = &srv.api;
-    let vkey = api.verifier_key().await;
     let _running: Vec<Witness> = (0..2)
         .map(|i| Witness::start_named(&dirs[i], names[i], &[&vkey], &listens[i]))
         .collect();
-    let shop = Party::new();
-    srv.register(&shop).await;
-    let alice = Party::new();
-    for i in 0..3 {
-        api.accept(&srv.signer.purchase(&shop, &alice, &format!("q{i}"), 1000))
-            .await;
-    }
     let (size, _) = api.tree().await;
     let note = server::eventually(
         30,
@@ -581,12 +561,7 @@ async fn two_of_three() {
     );
 
     let cp = checkpoint::open_checkpoint(&note, &vkey).expect("open");
-    let (code, _, receipt) = api
-        .get_text(&format!("/v1/receipts/1?checkpoint={}", cp.size))
-        .await;
-    assert_eq!(code, 200, "{receipt}");
-    let file = tmp.path().join("r.tlog-proof");
-    std::fs::write(&file, receipt).expect("write");
+    let file = receipt_file(api, cp.size, tmp.path()).await;
     let verify = |extra: &[&str]| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_pointsledger"));
         cmd.args(["verify", "--log-key", &vkey]);
