@@ -103,7 +103,7 @@ fn anchoring_end_to_end_with_faults() {
         .expect("connect");
     let anchorer = Anchorer {
         chain,
-        store: f.ledger.store().clone(),
+        store: anchor::AnchorStore::new(f.ledger.store().clone()),
         verifier_key: f.ledger.verifier_key(),
         policy: AnchorPolicy {
             confirmations: 2,

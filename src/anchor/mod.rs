@@ -7,7 +7,9 @@
 //! anchored `(treeSize, root)` and accepts a new root only with a valid RFC 6962 consistency
 //! proof from it, so the chain itself refuses a rewritten or forked history.
 //!
-//! The anchorer is a persistent state machine per checkpoint, kept in the ledger's store:
+//! The anchorer is a persistent state machine per checkpoint, kept in records of its own in the
+//! ledger's store, which it reaches only through [`AnchorStore`]: the signed checkpoints and the
+//! tree hashes under them, and those records; none of the state derived from the log.
 //!
 //! ```text
 //! pending ──send──► sent {tx, nonce, gas price} ──receipt──► confirmed {block, hash}
@@ -33,4 +35,4 @@ pub use ethers::types::Address;
 
 pub use chain::{deploy, redact_url, Chain, ChainError, ChainSettings};
 pub use service::{AnchorBoard, AnchorHealth, AnchorSettings};
-pub use state::{AnchorError, AnchorPolicy, AnchorRecord, AnchorStatus, Anchorer};
+pub use state::{AnchorError, AnchorPolicy, AnchorRecord, AnchorStatus, AnchorStore, Anchorer};

@@ -2,8 +2,7 @@
 //! the state machine each interval, backing off while the chain cannot be reached.
 
 use super::chain::{Chain, ChainError, ChainSettings};
-use super::state::{AnchorPolicy, AnchorStatus, Anchorer};
-use crate::state::Store;
+use super::state::{AnchorPolicy, AnchorStatus, AnchorStore, Anchorer};
 use ethers::types::{Address, U256};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -127,7 +126,7 @@ async fn pause(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
 /// contract; `None` if stopped first.
 async fn connect(
     settings: &AnchorSettings,
-    store: &Store,
+    store: &AnchorStore,
     board: &AnchorBoard,
     stop: &mut watch::Receiver<bool>,
 ) -> Option<Chain> {
@@ -138,7 +137,7 @@ async fn connect(
             chain.check().await?;
             let contract = format!("{:#x}", settings.contract);
             let dropped = store
-                .bind_anchor_target(settings.chain.chain_id, &contract)
+                .bind_target(settings.chain.chain_id, &contract)
                 .map_err(|e| ChainError::Contract(format!("saving the anchor target: {e}")))?;
             if dropped > 0 {
                 tracing::warn!(
@@ -178,7 +177,7 @@ async fn connect(
 /// this left off.
 pub async fn run(
     settings: AnchorSettings,
-    store: Store,
+    store: AnchorStore,
     verifier_key: String,
     board: Arc<AnchorBoard>,
     mut stop: watch::Receiver<bool>,

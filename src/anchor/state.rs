@@ -90,12 +90,65 @@ fn parse_h256(s: &Option<String>) -> Option<H256> {
     s.as_deref().and_then(|s| s.parse().ok())
 }
 
+/// The anchorer's window on the ledger's store: the signed checkpoints and the tree hashes under
+/// them, which it reads, and its own records, which it reads and writes. Nothing of the state
+/// derived from the log is reachable through it, so the anchorer cannot come to depend on it.
+#[derive(Clone)]
+pub struct AnchorStore(Store);
+
+impl AnchorStore {
+    /// The window on `store`.
+    pub fn new(store: Store) -> AnchorStore {
+        AnchorStore(store)
+    }
+
+    /// The newest signed checkpoint, `(size, note)`.
+    pub fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError> {
+        self.0.latest_checkpoint()
+    }
+
+    /// The record with a transaction in flight or awaiting its depth, if any.
+    pub fn in_flight(&self) -> Result<Option<AnchorRecord>, StoreError> {
+        self.0.anchor_in_flight()
+    }
+
+    /// Records newest first, below tree size `before` (all if `None`).
+    pub fn newest_first(
+        &self,
+        before: Option<u64>,
+    ) -> impl Iterator<Item = Result<AnchorRecord, StoreError>> {
+        self.0.anchors_newest_first(before)
+    }
+
+    /// Writes a record (flushed).
+    pub fn put(&self, rec: &AnchorRecord) -> Result<(), StoreError> {
+        self.0.put_anchor(rec)
+    }
+
+    /// Removes the record of `tree_size`.
+    pub fn delete(&self, tree_size: u64) -> Result<(), StoreError> {
+        self.0.delete_anchor(tree_size)
+    }
+
+    /// Binds the records to a contract, dropping those of another; how many were dropped.
+    pub fn bind_target(&self, chain_id: u64, contract: &str) -> Result<usize, StoreError> {
+        self.0.bind_anchor_target(chain_id, contract)
+    }
+}
+
+impl merkle::HashSource for AnchorStore {
+    /// The log's tree hashes, for the consistency proof an anchor carries.
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<merkle::Hash>, merkle::MerkleError> {
+        self.0.read_hashes(indexes)
+    }
+}
+
 /// Drives checkpoints onto the chain, one step at a time.
 pub struct Anchorer {
     /// The chain and contract.
     pub chain: Chain,
-    /// The ledger's store (checkpoints, tree hashes, anchor records).
-    pub store: Store,
+    /// Checkpoints, tree hashes and the anchor records.
+    pub store: AnchorStore,
     /// The log's verifier key: only checkpoints it signed are anchored.
     pub verifier_key: String,
     /// Behaviour.
@@ -106,13 +159,13 @@ impl Anchorer {
     /// One step: advances the record in flight, or starts anchoring the newest checkpoint if the
     /// chain is behind it. Returns the record it worked on, if any.
     pub async fn step(&self) -> Result<Option<AnchorRecord>, AnchorError> {
-        if let Some(rec) = self.store.anchor_in_flight()? {
+        if let Some(rec) = self.store.in_flight()? {
             let rec = match rec.status {
                 AnchorStatus::Sent => self.check_sent(rec).await?,
                 AnchorStatus::Confirmed => self.check_confirmed(rec).await?,
                 _ => rec,
             };
-            self.store.put_anchor(&rec)?;
+            self.store.put(&rec)?;
             return Ok(Some(rec));
         }
         self.start_newest().await
@@ -143,14 +196,14 @@ impl Anchorer {
         };
         self.send_fresh(&mut rec).await?;
         // Pending records left by a refusal or a reorg are replaced by this newer anchor.
-        for old in self.store.anchors_newest_first(None) {
+        for old in self.store.newest_first(None) {
             let old = old?;
             if old.status != AnchorStatus::Pending {
                 break;
             }
-            self.store.delete_anchor(old.tree_size)?;
+            self.store.delete(old.tree_size)?;
         }
-        self.store.put_anchor(&rec)?;
+        self.store.put(&rec)?;
         Ok(Some(rec))
     }
 
@@ -304,7 +357,7 @@ impl Anchorer {
     pub async fn recheck_final(&self) -> Result<Vec<u64>, AnchorError> {
         let mut lost = Vec::new();
         let mut newer_held: Option<AnchorRecord> = None;
-        for rec in self.store.anchors_newest_first(None).take(MAX_RECHECK) {
+        for rec in self.store.newest_first(None).take(MAX_RECHECK) {
             let mut rec = rec?;
             if rec.status != AnchorStatus::Final {
                 continue;
@@ -313,13 +366,13 @@ impl Anchorer {
             if hex::encode(on_chain) != rec.root {
                 lost.push(rec.tree_size);
                 if newer_held.is_some() {
-                    self.store.delete_anchor(rec.tree_size)?;
+                    self.store.delete(rec.tree_size)?;
                 } else {
                     rec.status = AnchorStatus::Pending;
                     rec.tx_hash = None;
                     rec.block_number = None;
                     rec.block_hash = None;
-                    self.store.put_anchor(&rec)?;
+                    self.store.put(&rec)?;
                 }
                 continue;
             }
@@ -330,7 +383,7 @@ impl Anchorer {
                     if rec.block_hash.as_deref() != Some(hash.as_str()) {
                         rec.block_number = Some(m.block_number);
                         rec.block_hash = Some(hash);
-                        self.store.put_anchor(&rec)?;
+                        self.store.put(&rec)?;
                     }
                 }
             }

@@ -860,7 +860,7 @@ fn anchor_once(
     .policy();
     let anchorer = Anchorer {
         chain,
-        store: ledger.store().clone(),
+        store: crate::anchor::AnchorStore::new(ledger.store().clone()),
         verifier_key: ledger.verifier_key(),
         policy,
     };

@@ -98,7 +98,7 @@ where
         let board = Arc::new(crate::anchor::AnchorBoard::default());
         let task = tokio::spawn(crate::anchor::service::run(
             a,
-            store.clone(),
+            crate::anchor::AnchorStore::new(store.clone()),
             log.verifier_key.clone(),
             board.clone(),
             stop_rx.clone(),

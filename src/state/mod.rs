@@ -26,7 +26,7 @@
 //! | `X` | EVM address | consumer id |
 //! | `Y` | H(account id), leaf index (u64 BE) | the account's history from that index on: a sealed chunk (`history.rs`) |
 //!
-//! `H(...)` is [`short_hash`]: 16 bytes of SHA-256 over the length-prefixed parts. The keys a
+//! `H(...)` is `short_hash`: 16 bytes of SHA-256 over the length-prefixed parts. The keys a
 //! purchase adds (its nonce, its order, its lot) are most of what sled holds, and sled's cost
 //! in time and disk grows with their bytes: a 64-hex id spelled out in each made them up to four
 //! times as long. Nonces and order ids stay as they are after their owner's hash, so that keys a
